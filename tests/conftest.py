@@ -1,0 +1,56 @@
+"""Shared fixtures: the embedded stack for the whole session, settings, unique names."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streammon.config import KafkaSettings, RedisSettings, Settings, TopicNames
+from streammon.devstack import DevStack, StackInfo
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+    """Start the embedded broker and Redis once per session; stop them at the end."""
+    data_dir = tmp_path_factory.mktemp("devstack")
+    with DevStack(data_dir=data_dir, tie_to_parent=True) as info:
+        yield info
+
+
+@pytest.fixture
+def unique() -> str:
+    """Return a short unique token for topic prefixes, groups and rollout ids."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def settings(stack: StackInfo, unique: str, tmp_path: Path) -> Settings:
+    """Return settings pointing at the session stack, with topics under a unique prefix."""
+    return Settings(
+        kafka=KafkaSettings(bootstrap_servers=stack.kafka_bootstrap, fast_group_join=True),
+        redis=RedisSettings(url=stack.redis_url),
+        topics=TopicNames(prefix=f"t{unique}."),
+        app_id=f"streammon-test-{unique}",
+        data_dir=str(tmp_path),
+    )
+
+
+@pytest.fixture
+def redis_client(stack: StackInfo) -> Iterator[object]:
+    """Return a redis-py client on the session's Redis."""
+    import redis
+
+    client = redis.Redis.from_url(stack.redis_url)
+    yield client
+    client.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test under tests/integration as an integration test."""
+    for item in items:
+        if f"{os.sep}integration{os.sep}" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
