@@ -1,0 +1,205 @@
+"""The actuator: control topic -> Redis route state, idempotent and at-least-once.
+
+For each command on ``settings.topics.control`` the actuator verifies the HMAC, checks
+the weights, checks that a ``start`` or ``rollback`` baseline is pinned, then runs one
+Lua script that atomically compares ``seq`` with the stored one, writes the new route
+state, appends it to the rollout's log and PUBLISHes the rollout_id. Only after Redis
+took the write is the offset stored; while Redis is down the same command is retried
+with back-off, so no command is lost, and a replay changes nothing.
+
+Redis layout (shared contract, see ``control.py``):
+
+- ``streammon:rollout:{rollout_id}`` -> JSON route state (``seq``, ``weights``, ``phase`` ...).
+- ``streammon:rollout:{rollout_id}:log`` -> applied route states, oldest first (capped).
+- channel ``streammon:changes`` -> rollout_id after every applied change.
+- hash ``streammon:actuator:stats`` -> counters: applied, duplicate, rejected_stale,
+  rejected_signature, rejected_invalid, rejected_unpinned, bad_message, redis_errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from typing import Literal
+
+import msgspec
+import redis
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from streammon import events
+from streammon.config import Settings
+from streammon.control import CHANGES_CHANNEL, check_command, route_key, route_state_for, verify
+from streammon.errors import CommandError, EventError, KafkaIOError, RedisIOError, RegistryError
+from streammon.registry import Registry
+
+log = logging.getLogger(__name__)
+
+STATS_KEY = "streammon:actuator:stats"
+LOG_MAX_ENTRIES = 1000
+Outcome = Literal["applied", "stale", "rejected"]
+
+# KEYS: route state, route log. ARGV: seq, state JSON, channel, rollout_id, action, log cap.
+# hold/resume keep the stored weights: they freeze or unfreeze traffic where it is.
+_APPLY_LUA = """
+local current = redis.call('GET', KEYS[1])
+local stored_seq = 0
+local old = nil
+if current then
+  old = cjson.decode(current)
+  stored_seq = tonumber(old['seq']) or 0
+end
+local seq = tonumber(ARGV[1])
+if seq == stored_seq then return {'duplicate', stored_seq} end
+if seq < stored_seq then return {'stale', stored_seq} end
+local state = ARGV[2]
+if old and (ARGV[5] == 'hold' or ARGV[5] == 'resume') then
+  local new = cjson.decode(state)
+  new['weights'] = old['weights']
+  new['fraction'] = old['fraction']
+  new['stage'] = old['stage']
+  state = cjson.encode(new)
+end
+redis.call('SET', KEYS[1], state)
+redis.call('RPUSH', KEYS[2], state)
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[6]), -1)
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return {'applied', seq}
+"""
+
+
+class Actuator:
+    """Apply signed, sequenced commands to Redis route state."""
+
+    def __init__(self, *, settings: Settings, client: redis.Redis, key: bytes) -> None:
+        self.settings = settings
+        self._client = client
+        self._key = key
+        self._registry = Registry(client)
+        self._script = client.register_script(_APPLY_LUA)
+        self.stats: Counter[str] = Counter()
+
+    def apply(self, cmd: events.Command) -> Outcome:
+        """Apply ``cmd`` if it is authentic, valid and newer; raise RedisIOError if Redis fails."""
+        try:
+            verify(cmd, self._key)
+        except CommandError as exc:
+            return self._reject("rejected_signature", exc)
+        try:
+            check_command(cmd)
+        except CommandError as exc:
+            return self._reject("rejected_invalid", exc)
+        if cmd.action in ("start", "rollback"):
+            try:
+                self._registry.require_pinned(cmd.baseline)
+            except RegistryError as exc:
+                return self._reject("rejected_unpinned", exc)
+        return self._write(cmd)
+
+    def _write(self, cmd: events.Command) -> Outcome:
+        state = msgspec.json.encode(route_state_for(cmd))
+        keys = [route_key(cmd.rollout_id), f"{route_key(cmd.rollout_id)}:log"]
+        argv: list[bytes | str | int] = [
+            cmd.seq,
+            state,
+            CHANGES_CHANNEL,
+            cmd.rollout_id,
+            cmd.action,
+            LOG_MAX_ENTRIES,
+        ]
+        try:
+            verdict, stored_seq = self._script(keys=keys, args=argv)
+        except redis.RedisError as exc:
+            self.stats["redis_errors"] += 1
+            raise RedisIOError(f"cannot apply {cmd.rollout_id}#{cmd.seq}: {exc}") from exc
+        verdict = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
+        if verdict == "applied":
+            self._count("applied")
+            log.info(
+                "applied %s#%d %s weights=%s", cmd.rollout_id, cmd.seq, cmd.action, cmd.weights
+            )
+            return "applied"
+        self._count("duplicate" if verdict == "duplicate" else "rejected_stale")
+        log.info("ignored %s#%d: %s (stored seq %s)", cmd.rollout_id, cmd.seq, verdict, stored_seq)
+        return "stale"
+
+    def _reject(self, counter: str, exc: Exception) -> Outcome:
+        log.error("rejected command (%s): %s", counter, exc)
+        self._count(counter)
+        return "rejected"
+
+    def _count(self, counter: str) -> None:
+        """Count locally always, in Redis when it answers (counters are best effort)."""
+        self.stats[counter] += 1
+        try:
+            self._client.hincrby(STATS_KEY, counter, 1)
+        except redis.RedisError:
+            log.warning("cannot record counter %s in Redis", counter)
+
+    def handle(self, value: bytes | None) -> Outcome:
+        """Decode and apply one control message; undecodable ones are counted and dropped."""
+        try:
+            cmd = events.decode(events.Command, value or b"")
+        except EventError as exc:
+            return self._reject("bad_message", exc)
+        return self.apply(cmd)
+
+    def run(self, stop: threading.Event, *, group_id: str | None = None) -> None:
+        """Consume the control topic until ``stop`` is set, storing offsets after each write."""
+        group = group_id or f"{self.settings.app_id}-actuator"
+        consumer = Consumer(self.settings.kafka.consumer_config(group))
+        consumer.subscribe([self.settings.topics.control])
+        backoff_s = _INITIAL_BACKOFF_S
+        try:
+            while not stop.is_set():
+                msg = consumer.poll(0.1)
+                if msg is None or _is_error(msg):
+                    continue
+                try:
+                    self.handle(msg.value())
+                except RedisIOError as exc:
+                    log.warning("Redis down, retrying in %.2f s: %s", backoff_s, exc)
+                    _rewind(consumer, msg)
+                    stop.wait(backoff_s)
+                    backoff_s = min(backoff_s * 2, _MAX_BACKOFF_S)
+                    continue
+                backoff_s = _INITIAL_BACKOFF_S
+                consumer.store_offsets(msg)
+        finally:
+            consumer.close()
+
+
+_INITIAL_BACKOFF_S = 0.05
+_MAX_BACKOFF_S = 2.0
+
+
+def _is_error(msg: Message) -> bool:
+    """Log a consumer error; raise KafkaIOError when it is fatal."""
+    error = msg.error()
+    if error is None:
+        return False
+    if error.fatal():
+        raise KafkaIOError(f"control consumer failed: {error}") from KafkaException(error)
+    log.warning("control consumer: %s", error)
+    return True
+
+
+def _rewind(consumer: Consumer, msg: Message) -> None:
+    """Seek back to ``msg`` so the next poll returns it again (the group stays joined)."""
+    topic, index, offset = msg.topic(), msg.partition(), msg.offset()
+    if topic is None or index is None or offset is None:
+        return
+    partition = TopicPartition(topic, index, offset)
+    try:
+        consumer.seek(partition)
+    except Exception as exc:  # a seek during a rebalance: the uncommitted offset replays it
+        log.warning("cannot seek back to %s: %s", partition, exc)
+
+
+def run_actuator(settings: Settings, stop: threading.Event) -> None:
+    """Entry point for the CLI: run one actuator with settings' Redis and HMAC key."""
+    client = redis.Redis.from_url(settings.redis.url, **settings.redis.to_redis())
+    try:
+        Actuator(settings=settings, client=client, key=settings.hmac_key).run(stop)
+    finally:
+        client.close()
