@@ -25,7 +25,7 @@ from typing import Literal
 
 import msgspec
 import redis
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message
 
 from streammon import events
 from streammon.config import Settings
@@ -149,24 +149,34 @@ class Actuator:
         group = group_id or f"{self.settings.app_id}-actuator"
         consumer = Consumer(self.settings.kafka.consumer_config(group))
         consumer.subscribe([self.settings.topics.control])
-        backoff_s = _INITIAL_BACKOFF_S
         try:
             while not stop.is_set():
                 msg = consumer.poll(0.1)
                 if msg is None or _is_error(msg):
                     continue
-                try:
-                    self.handle(msg.value())
-                except RedisIOError as exc:
-                    log.warning("Redis down, retrying in %.2f s: %s", backoff_s, exc)
-                    _rewind(consumer, msg)
-                    stop.wait(backoff_s)
-                    backoff_s = min(backoff_s * 2, _MAX_BACKOFF_S)
-                    continue
-                backoff_s = _INITIAL_BACKOFF_S
-                consumer.store_offsets(msg)
+                if self._handle_until_written(msg.value(), stop):
+                    _store_offset(consumer, msg)
         finally:
             consumer.close()
+
+    def _handle_until_written(self, value: bytes | None, stop: threading.Event) -> bool:
+        """Handle one message, retrying with back-off while Redis is down; False if stopped.
+
+        The consumer is not polled meanwhile: if the outage outlasts
+        ``max.poll.interval.ms`` the group rebalances and the unstored offset makes
+        Kafka deliver the command again, which the seq check turns into a no-op.
+        """
+        backoff_s = _INITIAL_BACKOFF_S
+        while not stop.is_set():
+            try:
+                self.handle(value)
+            except RedisIOError as exc:
+                log.warning("Redis unavailable, retrying in %.2f s: %s", backoff_s, exc)
+                stop.wait(backoff_s)
+                backoff_s = min(backoff_s * 2, _MAX_BACKOFF_S)
+                continue
+            return True
+        return False
 
 
 _INITIAL_BACKOFF_S = 0.05
@@ -184,16 +194,12 @@ def _is_error(msg: Message) -> bool:
     return True
 
 
-def _rewind(consumer: Consumer, msg: Message) -> None:
-    """Seek back to ``msg`` so the next poll returns it again (the group stays joined)."""
-    topic, index, offset = msg.topic(), msg.partition(), msg.offset()
-    if topic is None or index is None or offset is None:
-        return
-    partition = TopicPartition(topic, index, offset)
+def _store_offset(consumer: Consumer, msg: Message) -> None:
+    """Store ``msg``'s offset; after a rebalance the command simply comes again."""
     try:
-        consumer.seek(partition)
-    except Exception as exc:  # a seek during a rebalance: the uncommitted offset replays it
-        log.warning("cannot seek back to %s: %s", partition, exc)
+        consumer.store_offsets(msg)
+    except KafkaException as exc:
+        log.warning("cannot store offset %s (partition revoked?): %s", msg.offset(), exc)
 
 
 def run_actuator(settings: Settings, stop: threading.Event) -> None:
