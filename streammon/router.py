@@ -27,6 +27,8 @@ from typing import Any
 
 import msgspec
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from streammon.config import Settings
 from streammon.control import CHANGES_CHANNEL, RouteState, route_key, route_state_for, verify
@@ -89,8 +91,13 @@ class Router:
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> Router:
-        """Build a router on ``settings.redis`` (kwargs: rollout_id, default_version ...)."""
-        client = redis.Redis.from_url(settings.redis.url, **settings.redis.to_redis())
+        """Build a router on ``settings.redis`` (kwargs: rollout_id, default_version ...).
+
+        The client fails fast (one retry, no back-off) unless ``settings.redis.options``
+        sets ``retry``: an unreachable Redis should be noticed, not waited out.
+        """
+        options = {"retry": Retry(NoBackoff(), 1), **settings.redis.to_redis()}
+        client = redis.Redis.from_url(settings.redis.url, **options)
         return cls(client=client, **kwargs)
 
     @property

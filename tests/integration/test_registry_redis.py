@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from streammon.errors import ConfigError, IntegrityError, NotPinnedError, RedisIOError
 from streammon.registry import Checkpoint, Registry, hash_file
@@ -50,8 +52,11 @@ def test_repin_is_idempotent_but_never_rewrites(
     registry.pin(checkpoint)
     assert len(registry.history()) == before
     with pytest.raises(ConfigError, match="content_hash"):
-        registry.pin(Checkpoint(version=checkpoint.version, weights_uri="x",
-                                content_hash="sha256:" + "0" * 64))
+        registry.pin(
+            Checkpoint(
+                version=checkpoint.version, weights_uri="x", content_hash="sha256:" + "0" * 64
+            )
+        )
 
 
 def test_history_lists_pins_newest_last(
@@ -94,7 +99,7 @@ def test_verify_remote_uri_uses_given_hasher(redis_client: redis.Redis, unique: 
 
 def test_redis_errors_are_wrapped() -> None:
     """A dead Redis surfaces as RedisIOError with the redis-py error as its cause."""
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    dead = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
     with pytest.raises(RedisIOError) as info:
         Registry(dead).get("v1")
     assert isinstance(info.value.__cause__, redis.ConnectionError)

@@ -15,6 +15,7 @@ from streammon.control import (
     weights_for,
 )
 from streammon.errors import CommandError
+from streammon.events import Action
 
 KEY = b"test-key"
 
@@ -31,7 +32,7 @@ def _cmd(**overrides: object) -> events.Command:
         "key": KEY,
     }
     base.update(overrides)
-    return make_command(**base)  # type: ignore[arg-type]
+    return make_command(**base)
 
 
 def test_sign_verify_round_trip_through_the_wire() -> None:
@@ -122,10 +123,16 @@ def test_check_command_rejects_bad_weights() -> None:
 
 @pytest.mark.parametrize(
     "action, phase",
-    [("start", "running"), ("step", "running"), ("resume", "running"), ("hold", "held"),
-     ("promote", "promoted"), ("rollback", "rolled_back")],
+    [
+        ("start", "running"),
+        ("step", "running"),
+        ("resume", "running"),
+        ("hold", "held"),
+        ("promote", "promoted"),
+        ("rollback", "rolled_back"),
+    ],
 )
-def test_route_state_phase_follows_action(action: str, phase: str) -> None:
+def test_route_state_phase_follows_action(action: Action, phase: str) -> None:
     """Each action maps to the phase the route state records."""
     state = route_state_for(_cmd(action=action))
     assert state.phase == phase

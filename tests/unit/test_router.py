@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import redis
 
 from streammon.control import RouteState, make_command, route_state_for
+from streammon.events import Action
 from streammon.router import Router, assign, unit_position
 
 KEY = b"k"
 
 
-def _state(fraction: float, seq: int = 1, action: str = "step") -> RouteState:
+def _state(fraction: float, seq: int = 1, action: Action = "step") -> RouteState:
     cmd = make_command(
-        rollout_id="r1", seq=seq, action=action, baseline="v1", candidate="v2",  # type: ignore[arg-type]
-        fraction=fraction, now_ms=0,
+        rollout_id="r1",
+        seq=seq,
+        action=action,
+        baseline="v1",
+        candidate="v2",
+        fraction=fraction,
+        now_ms=0,
     )
     return route_state_for(cmd)
 
@@ -37,7 +45,7 @@ def test_sticky_routing_is_monotone_in_fraction() -> None:
     """Every unit in the canary at a smaller fraction stays in it at every larger one."""
     fractions = [0.01, 0.05, 0.1, 0.2, 0.5, 0.9]
     cohorts = [_canary_units(f, 5000) for f in fractions]
-    for smaller, larger in zip(cohorts, cohorts[1:], strict=False):
+    for smaller, larger in itertools.pairwise(cohorts):
         assert smaller < larger
 
 
@@ -81,13 +89,18 @@ def _offline_router() -> Router:
 def test_router_fast_path_takes_only_newer_signed_commands() -> None:
     """offer() applies a newer signed command and rejects forged, unsigned and replayed ones."""
     router = _offline_router()
-    common = {"rollout_id": "r1", "action": "step", "baseline": "v1", "candidate": "v2",
-              "now_ms": 0}
-    good = make_command(seq=2, fraction=0.5, key=KEY, **common)  # type: ignore[arg-type]
+    common = {
+        "rollout_id": "r1",
+        "action": "step",
+        "baseline": "v1",
+        "candidate": "v2",
+        "now_ms": 0,
+    }
+    good = make_command(seq=2, fraction=0.5, key=KEY, **common)
     assert router.offer(good, KEY)
-    forged = make_command(seq=3, fraction=1.0, key=b"evil", **common)  # type: ignore[arg-type]
-    unsigned = make_command(seq=3, fraction=1.0, **common)  # type: ignore[arg-type]
-    replayed = make_command(seq=1, fraction=0.0, key=KEY, **common)  # type: ignore[arg-type]
+    forged = make_command(seq=3, fraction=1.0, key=b"evil", **common)
+    unsigned = make_command(seq=3, fraction=1.0, **common)
+    replayed = make_command(seq=1, fraction=0.0, key=KEY, **common)
     assert not router.offer(forged, KEY)
     assert not router.offer(unsigned, KEY)
     assert not router.offer(replayed, KEY)
@@ -99,8 +112,8 @@ def test_router_hold_keeps_current_weights() -> None:
     """A hold through the fast path freezes traffic at the current weights."""
     router = _offline_router()
     common = {"rollout_id": "r1", "baseline": "v1", "candidate": "v2", "now_ms": 0, "key": KEY}
-    router.offer(make_command(seq=1, action="step", fraction=0.2, **common), KEY)  # type: ignore[arg-type]
-    router.offer(make_command(seq=2, action="hold", fraction=0.9, **common), KEY)  # type: ignore[arg-type]
+    router.offer(make_command(seq=1, action="step", fraction=0.2, **common), KEY)
+    router.offer(make_command(seq=2, action="hold", fraction=0.9, **common), KEY)
     assert router.snapshot is not None
     assert router.snapshot.phase == "held"
     assert router.snapshot.weights == {"v1": 0.8, "v2": 0.2}

@@ -1,0 +1,230 @@
+"""Integration tests for the actuator on the embedded broker and Redis."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import msgspec
+import pytest
+import redis
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streammon import events
+from streammon.actuator import STATS_KEY, Actuator
+from streammon.config import Settings
+from streammon.control import make_command, route_key
+from streammon.devstack import free_port, redis_binary
+from streammon.events import Action
+from streammon.registry import Checkpoint, Registry
+
+KEY = b"integration-key"
+
+
+def _pin(client: redis.Redis, version: str) -> None:
+    Registry(client).pin(
+        Checkpoint(
+            version=version, weights_uri=f"s3://m/{version}", content_hash="sha256:" + "e" * 64
+        )
+    )
+
+
+def _cmd(
+    rollout_id: str,
+    seq: int,
+    action: Action = "step",
+    fraction: float = 0.1,
+    key: bytes | None = KEY,
+    baseline: str = "v1",
+) -> events.Command:
+    return make_command(
+        rollout_id=rollout_id,
+        seq=seq,
+        action=action,
+        baseline=baseline,
+        candidate="v2",
+        fraction=fraction,
+        now_ms=seq,
+        key=key,
+    )
+
+
+def _create_control_topic(settings: Settings) -> None:
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    futures = admin.create_topics([NewTopic(settings.topics.control, num_partitions=1)])
+    for future in futures.values():
+        future.result(10)
+
+
+def _produce(settings: Settings, values: list[bytes], key: str) -> None:
+    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    for value in values:
+        producer.produce(settings.topics.control, key=key, value=value)
+    assert producer.flush(10) == 0
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float = 8.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+@contextmanager
+def _running(actuator: Actuator, group_id: str) -> Iterator[None]:
+    stop = threading.Event()
+    thread = threading.Thread(target=actuator.run, args=(stop,), kwargs={"group_id": group_id})
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(15)
+        assert not thread.is_alive()
+
+
+def _state(client: redis.Redis, rollout_id: str) -> bytes | None:
+    value: bytes | None = client.get(route_key(rollout_id))
+    return value
+
+
+@pytest.fixture
+def actuator(settings: Settings, redis_client: redis.Redis) -> Actuator:
+    return Actuator(settings=settings, client=redis_client, key=KEY)
+
+
+def test_newer_seq_applies_and_older_or_equal_changes_nothing(
+    actuator: Actuator, redis_client: redis.Redis, unique: str
+) -> None:
+    """A command applies once; an equal or older seq leaves the route state unchanged."""
+    _pin(redis_client, "v1")
+    rid = f"r-{unique}"
+    assert actuator.apply(_cmd(rid, 1, "start", 0.05)) == "applied"
+    assert actuator.apply(_cmd(rid, 3, "step", 0.2)) == "applied"
+    before = _state(redis_client, rid)
+    assert actuator.apply(_cmd(rid, 3, "step", 0.9)) == "stale"
+    assert actuator.apply(_cmd(rid, 2, "rollback")) == "stale"
+    assert _state(redis_client, rid) == before
+    assert b'"seq":3' in (before or b"") and b'"phase":"running"' in (before or b"")
+    assert actuator.stats["duplicate"] == 1 and actuator.stats["rejected_stale"] == 1
+
+
+def test_forged_unsigned_and_replayed_are_rejected_and_counted(
+    actuator: Actuator, redis_client: redis.Redis, unique: str
+) -> None:
+    """Wrong-key, unsigned and old-seq commands change nothing and each bumps its counter."""
+    rid = f"r-{unique}"
+    before_stats = {k.decode(): int(v) for k, v in redis_client.hgetall(STATS_KEY).items()}
+    assert actuator.apply(_cmd(rid, 5)) == "applied"
+    state = _state(redis_client, rid)
+    assert actuator.apply(_cmd(rid, 6, fraction=1.0, key=b"forger")) == "rejected"
+    assert actuator.apply(_cmd(rid, 7, fraction=1.0, key=None)) == "rejected"
+    assert actuator.apply(_cmd(rid, 5)) == "stale"
+    assert _state(redis_client, rid) == state
+    after = {k.decode(): int(v) for k, v in redis_client.hgetall(STATS_KEY).items()}
+    assert after["rejected_signature"] - before_stats.get("rejected_signature", 0) >= 2
+    assert after["duplicate"] - before_stats.get("duplicate", 0) >= 1
+    assert actuator.stats["rejected_signature"] == 2
+
+
+def test_rollback_to_unpinned_baseline_is_refused(
+    actuator: Actuator, redis_client: redis.Redis, unique: str
+) -> None:
+    """A rollback (or start) whose baseline is not pinned never reaches Redis."""
+    rid = f"r-{unique}"
+    assert actuator.apply(_cmd(rid, 1, "step", 0.5)) == "applied"
+    state = _state(redis_client, rid)
+    unpinned = f"ghost-{unique}"
+    assert actuator.apply(_cmd(rid, 2, "rollback", baseline=unpinned)) == "rejected"
+    assert actuator.apply(_cmd(rid, 3, "start", baseline=unpinned)) == "rejected"
+    assert _state(redis_client, rid) == state
+    assert actuator.stats["rejected_unpinned"] == 2
+    _pin(redis_client, unpinned)
+    assert actuator.apply(_cmd(rid, 2, "rollback", baseline=unpinned)) == "applied"
+    assert b'"phase":"rolled_back"' in (_state(redis_client, rid) or b"")
+
+
+def test_hold_freezes_weights_where_they_are(
+    actuator: Actuator, redis_client: redis.Redis, unique: str
+) -> None:
+    """A hold keeps the stored weights whatever fraction it carries; the phase becomes held."""
+    rid = f"r-{unique}"
+    actuator.apply(_cmd(rid, 1, "step", 0.25))
+    actuator.apply(_cmd(rid, 2, "hold", 0.0))
+    state = msgspec.json.decode(_state(redis_client, rid) or b"{}")
+    assert state["phase"] == "held" and state["weights"] == {"v1": 0.75, "v2": 0.25}
+
+
+def test_replaying_the_control_topic_changes_nothing(
+    settings: Settings, redis_client: redis.Redis, unique: str
+) -> None:
+    """Consuming the whole topic again from offset 0 with a new group leaves Redis unchanged."""
+    _create_control_topic(settings)
+    _pin(redis_client, "v1")
+    rid = f"r-{unique}"
+    commands = [_cmd(rid, 1, "start", 0.05), _cmd(rid, 2, "step", 0.1), _cmd(rid, 3, "step", 0.2)]
+    _produce(settings, [events.encode(c) for c in commands] + [b"not json"], rid)
+    first = Actuator(settings=settings, client=redis_client, key=KEY)
+    with _running(first, f"g1-{unique}"):
+        assert _wait(lambda: first.stats["bad_message"] == 1)
+    assert first.stats["applied"] == 3
+    state, log_len = _state(redis_client, rid), redis_client.llen(f"{route_key(rid)}:log")
+    replay = Actuator(settings=settings, client=redis_client, key=KEY)
+    with _running(replay, f"g2-{unique}"):
+        assert _wait(lambda: replay.stats["bad_message"] == 1)
+    assert replay.stats["applied"] == 0 and replay.stats["duplicate"] == 1
+    assert replay.stats["rejected_stale"] == 2
+    assert _state(redis_client, rid) == state
+    assert redis_client.llen(f"{route_key(rid)}:log") == log_len
+
+
+@contextmanager
+def _private_redis(tmp_path: Path, port: int) -> Iterator[str]:
+    binary, _ = redis_binary()
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen(
+        argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    probe = redis.Redis.from_url(url, socket_connect_timeout=0.2)
+    try:
+        assert _wait(lambda: _pings(probe), 5.0)
+        yield url
+    finally:
+        probe.close()
+        proc.terminate()
+        proc.wait(5)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+def test_redis_outage_loses_no_command(settings: Settings, unique: str, tmp_path: Path) -> None:
+    """A command produced while Redis is down is applied once Redis is back."""
+    _create_control_topic(settings)
+    port, rid = free_port(), f"r-{unique}"
+    client = redis.Redis(
+        host="127.0.0.1", port=port, socket_timeout=0.5, socket_connect_timeout=0.5
+    )
+    actuator = Actuator(settings=settings, client=client, key=KEY)
+    with _running(actuator, f"g-{unique}"):
+        with _private_redis(tmp_path, port):
+            _produce(settings, [events.encode(_cmd(rid, 1))], rid)
+            assert _wait(lambda: actuator.stats["applied"] == 1)
+        _produce(settings, [events.encode(_cmd(rid, 2, fraction=0.3))], rid)
+        assert _wait(lambda: actuator.stats["redis_errors"] > 0)
+        with _private_redis(tmp_path, port):
+            assert _wait(lambda: b'"seq":2' in (_state(client, rid) or b""))
+    assert actuator.stats["applied"] == 2
+    client.close()

@@ -1,0 +1,157 @@
+"""Integration tests for the router's push refresh and fail-static cache on real Redis."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from streammon.actuator import Actuator
+from streammon.config import Settings
+from streammon.control import make_command
+from streammon.devstack import free_port, redis_binary
+from streammon.events import Action, Command
+from streammon.registry import Checkpoint, Registry
+from streammon.router import Router
+
+KEY = b"router-key"
+UNITS = [f"user-{i}" for i in range(2000)]
+
+
+def _cmd(rollout_id: str, seq: int, fraction: float, action: Action = "step") -> Command:
+    return make_command(
+        rollout_id=rollout_id,
+        seq=seq,
+        action=action,
+        baseline="v1",
+        candidate="v2",
+        fraction=fraction,
+        now_ms=seq,
+        key=KEY,
+    )
+
+
+def _fail_fast_client(port: int) -> redis.Redis:
+    """A client that reports a dead server at once instead of retrying with back-off."""
+    return redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        socket_timeout=0.5,
+        socket_connect_timeout=0.5,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def _canary_share(router: Router) -> float:
+    return sum(router.route(u).arm == "canary" for u in UNITS) / len(UNITS)
+
+
+def test_router_picks_up_a_change_within_a_second_by_push(
+    settings: Settings, redis_client: redis.Redis, unique: str
+) -> None:
+    """With polling every 30 s, a published change still reaches the router in under 1 s."""
+    rid = f"r-{unique}"
+    Registry(redis_client).pin(
+        Checkpoint(version="v1", weights_uri="s3://m/v1", content_hash="sha256:" + "e" * 64)
+    )
+    actuator = Actuator(settings=settings, client=redis_client, key=KEY)
+    actuator.apply(_cmd(rid, 1, 0.1))
+    with Router(
+        client=redis_client, rollout_id=rid, default_version="v1", refresh_s=30.0
+    ) as router:
+        assert router.wait_for_seq(1, timeout_s=2.0)
+        time.sleep(0.2)  # the thread is now listening, not polling
+        started = time.monotonic()
+        assert actuator.apply(_cmd(rid, 2, 0.0, action="rollback")) == "applied"
+        assert router.wait_for_seq(2, timeout_s=1.0)
+        elapsed_s = time.monotonic() - started
+    assert elapsed_s < 1.0
+    assert router.snapshot is not None and router.snapshot.phase == "rolled_back"
+    assert {router.route(u).version for u in UNITS} == {"v1"}
+    assert router.stats["notifications"] >= 1
+
+
+def test_router_ignores_changes_of_other_rollouts(
+    settings: Settings, redis_client: redis.Redis, unique: str
+) -> None:
+    """A change to another rollout does not replace this router's weights."""
+    actuator = Actuator(settings=settings, client=redis_client, key=KEY)
+    actuator.apply(_cmd(f"mine-{unique}", 1, 0.5))
+    with Router(client=redis_client, rollout_id=f"mine-{unique}", default_version="v1") as router:
+        assert router.wait_for_seq(1, timeout_s=2.0)
+        actuator.apply(_cmd(f"other-{unique}", 9, 1.0))
+        assert not router.wait_for_seq(2, timeout_s=0.3)
+    assert router.snapshot is not None and router.snapshot.rollout_id == f"mine-{unique}"
+
+
+def test_router_with_no_weights_ever_routes_to_default_baseline() -> None:
+    """A router whose Redis is unreachable from the start sends everyone to the default."""
+    dead = _fail_fast_client(free_port())
+    with Router(client=dead, rollout_id="r", default_version="v-pinned", refresh_s=0.05) as router:
+        assert _wait(lambda: router.stats["refresh_errors"] >= 2)
+        got = {router.route(u) for u in UNITS[:50]}
+    assert {(a.version, a.arm, a.weights_seq) for a in got} == {("v-pinned", "baseline", None)}
+
+
+@contextmanager
+def _private_redis(tmp_path: Path, port: int) -> Iterator[redis.Redis]:
+    binary, _ = redis_binary()
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen(
+        argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    client = _fail_fast_client(port)
+    try:
+        assert _wait(lambda: _pings(client))
+        yield client
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(5)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+def test_router_keeps_last_weights_while_redis_is_down_and_converges_after(
+    settings: Settings, unique: str, tmp_path: Path
+) -> None:
+    """Routers serve their last weights through an outage, then take the next change."""
+    port, rid = free_port(), f"r-{unique}"
+    client = _fail_fast_client(port)
+    router = Router(client=client, rollout_id=rid, default_version="v1", refresh_s=0.1)
+    with _private_redis(tmp_path, port) as server:
+        Actuator(settings=settings, client=server, key=KEY).apply(_cmd(rid, 1, 0.3))
+        router.start()
+        assert router.wait_for_seq(1, timeout_s=2.0)
+        before = [router.route(u) for u in UNITS]
+    try:
+        assert _wait(lambda: router.stats["refresh_errors"] >= 3)
+        assert [router.route(u) for u in UNITS] == before
+        assert 0.25 < _canary_share(router) < 0.35
+        with _private_redis(tmp_path, port) as server:
+            Actuator(settings=settings, client=server, key=KEY).apply(_cmd(rid, 2, 0.6))
+            assert router.wait_for_seq(2, timeout_s=3.0)
+        assert 0.55 < _canary_share(router) < 0.65
+    finally:
+        router.close()
+        client.close()
