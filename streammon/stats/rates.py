@@ -54,11 +54,14 @@ def compute_rate_test(
     phi_hat = _mantel_haenszel(cells, valid)
     n_a = np.cumsum(np.where(valid, cells.n_a, 0.0).sum(axis=-1), axis=-1)
     n_b = np.cumsum(np.where(valid, cells.n_b, 0.0).sum(axis=-1), axis=-1)
+    with np.errstate(invalid="ignore"):
+        lower = np.where(rate_a > 0, np.expm1(low) * rate_a, -np.inf)
+        upper = np.where(rate_a > 0, np.expm1(up) * rate_a, np.inf)
     return SequenceResult(
         effect=(phi_hat - 1.0) * rate_a,
         relative=phi_hat - 1.0,
-        lower=np.expm1(low) * rate_a,
-        upper=np.expm1(up) * rate_a,
+        lower=lower,
+        upper=upper,
         harm=np.logical_or.accumulate(harm_e >= threshold, axis=-1),
         noninferior=np.logical_or.accumulate(ni_e >= threshold, axis=-1),
         p_harm=running_p_value(harm_e),

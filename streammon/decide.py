@@ -1,0 +1,220 @@
+# ruff: noqa: RUF002  (formulas use Greek letters and math signs)
+"""The rollout policy and the pure decision: ``assess_rollout(...) -> Assessment``.
+
+After every closed window the decider passes the whole history of per-window cells (one
+``(windows, segments)`` array set per metric, as :func:`streammon.stats.replay` takes
+them) plus the assignment counts, and gets back what to do. Rules, in order:
+
+1. A sample-ratio mismatch (:mod:`streammon.stats.srm`) **halts**: the metrics of a
+   broken router are not judged.
+2. Any metric whose confidence sequence shows harm **rolls back**.
+3. At ``f_max``, when every metric has excluded harm beyond its margin, **promote**.
+4. Below ``f_max``, after ``step_windows`` windows and ``min_samples_per_stage`` canary
+   requests in the stage, **step** to ``f_{s+1} = min(f_max, f0 · growth^(s+1))``.
+5. Otherwise **continue**. A failure inside becomes an ``ERROR`` verdict (action
+   ``halt``) with a message, never an exception (Argo ``reconcileAnalysisRun``).
+
+α budget: the SRM test gets ``srm_alpha`` and each of the M metrics gets
+``(alpha − srm_alpha) / M`` (Bonferroni). Every test is anytime-valid, so looking after
+every window of every stage costs nothing more, and the probability of any false stop
+(rollback or halt) over the whole rollout is at most ``alpha``. A metric with
+``label_delay_windows = d`` is judged on windows ``0..t−d`` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+import numpy as np
+
+from streammon.stats.cells import (
+    DIRECTIONS,
+    KINDS,
+    FloatArray,
+    StatsInputError,
+    check_alpha,
+    check_choice,
+)
+from streammon.stats.decision import canary_samples, check_assignment, summarize_metric
+from streammon.stats.srm import compute_srm
+
+Action = Literal["continue", "step", "rollback", "promote", "halt"]
+
+
+class Verdict(StrEnum):
+    """Argo-style phases; :func:`worst` picks the most severe."""
+
+    PROMOTE = "Promote"
+    STEP = "Step"
+    PENDING = "Pending"
+    RUNNING = "Running"
+    INCONCLUSIVE = "Inconclusive"
+    HALT = "Halt"
+    ERROR = "Error"
+    ROLLBACK = "Rollback"
+
+
+_SEVERITY = {verdict: rank for rank, verdict in enumerate(Verdict)}
+
+
+def worst(verdicts: list[Verdict]) -> Verdict:
+    """Return the most severe verdict (declaration order of :class:`Verdict`)."""
+    return max(verdicts, key=_SEVERITY.__getitem__, default=Verdict.PENDING)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One judged metric: its kind, the direction that hurts users and its margin."""
+
+    name: str
+    kind: Literal["binary", "continuous", "count"]
+    bad_direction: Literal["decrease", "increase"]
+    margin: float = 0.0
+    label_delay_windows: int = 0
+
+    def __post_init__(self) -> None:
+        """Validate the fields; raise :class:`StatsInputError` naming the bad one."""
+        check_choice(f"metric {self.name!r} kind", self.kind, KINDS)
+        check_choice(f"metric {self.name!r} bad_direction", self.bad_direction, DIRECTIONS)
+        if not (np.isfinite(self.margin) and self.margin >= 0):
+            raise StatsInputError(f"metric {self.name!r}: margin must be finite and >= 0")
+        if self.label_delay_windows < 0:
+            raise StatsInputError(f"metric {self.name!r}: label_delay_windows must be >= 0")
+
+
+@dataclass(frozen=True)
+class RolloutPolicy:
+    """How a rollout ramps and what it takes to step, promote or roll back."""
+
+    metrics: tuple[MetricSpec, ...]
+    alpha: float = 0.05
+    f0: float = 0.05
+    growth: float = 2.0
+    f_max: float = 0.5
+    step_windows: int = 5
+    min_samples_per_stage: int = 1000
+    srm_alpha: float = 0.001
+    max_windows: int | None = None
+
+    def __post_init__(self) -> None:
+        """Validate the policy; raise :class:`StatsInputError` naming the bad field."""
+        check_alpha("alpha", self.alpha)
+        check_alpha("srm_alpha", self.srm_alpha)
+        if not self.metrics or len({m.name for m in self.metrics}) != len(self.metrics):
+            raise StatsInputError("metrics must be a non-empty tuple with unique names")
+        if self.srm_alpha >= self.alpha:
+            raise StatsInputError("srm_alpha must be smaller than alpha (it is part of it)")
+        if not (0.0 < self.f0 <= self.f_max <= 1.0) or self.growth <= 1.0:
+            raise StatsInputError("need 0 < f0 <= f_max <= 1 and growth > 1")
+        if self.step_windows < 1 or self.min_samples_per_stage < 0:
+            raise StatsInputError("step_windows must be >= 1, min_samples_per_stage >= 0")
+
+    @property
+    def metric_alpha(self) -> float:
+        """Return each metric's share of α: ``(alpha − srm_alpha) / len(metrics)``."""
+        return (self.alpha - self.srm_alpha) / len(self.metrics)
+
+    def fraction_at(self, stage: int) -> float:
+        """Return the canary fraction of ``stage``: ``min(f_max, f0 · growth**stage)``."""
+        return float(min(self.f_max, self.f0 * self.growth ** max(stage, 0)))
+
+
+@dataclass(frozen=True)
+class MetricEstimate:
+    """One metric's state after the last judged window (absolute Δ = canary − baseline)."""
+
+    name: str
+    verdict: Verdict
+    effect: float
+    relative: float
+    lower: float
+    upper: float
+    p_harm: float
+    n_a: float
+    n_b: float
+    windows_judged: int
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What to do now: verdict, action, the traffic fraction to set and the evidence."""
+
+    verdict: Verdict
+    action: Action
+    fraction: float
+    stage: int
+    estimates: tuple[MetricEstimate, ...]
+    srm_p_value: float
+    message: str = ""
+
+
+def assess_rollout(
+    policy: RolloutPolicy,
+    cells_by_metric: Mapping[str, Mapping[str, object]],
+    assignment: Mapping[str, object],
+    stage: int,
+    windows_in_stage: int,
+) -> Assessment:
+    """Decide after the latest closed window; never raises on bad data (returns ERROR)."""
+    try:
+        return _assess(policy, cells_by_metric, assignment, stage, windows_in_stage)
+    except (ValueError, KeyError, TypeError, FloatingPointError) as exc:
+        return Assessment(Verdict.ERROR, "halt", policy.fraction_at(stage), stage, (),
+                          float("nan"), f"{type(exc).__name__}: {exc}")
+
+
+def _assess(policy: RolloutPolicy, cells_by_metric: Mapping[str, Mapping[str, object]],
+            assignment: Mapping[str, object], stage: int, windows_in_stage: int) -> Assessment:
+    n_a, n_b, fraction = check_assignment(assignment)
+    current = policy.fraction_at(stage)
+    if n_b.size == 0:
+        return Assessment(Verdict.PENDING, "continue", current, stage, (), 1.0, "no windows yet")
+    srm = compute_srm(n_a, n_b, fraction, alpha=policy.srm_alpha)
+    srm_p = float(srm.p_value[-1])
+    if srm.mismatch[-1]:
+        return Assessment(Verdict.HALT, "halt", current, stage, (), srm_p,
+                          f"sample-ratio mismatch (p = {srm_p:.2g}): check the router")
+    missing = [m.name for m in policy.metrics if m.name not in cells_by_metric]
+    if missing:
+        raise StatsInputError(f"cells_by_metric lacks metrics {missing}")
+    estimates = tuple(_estimate(m, cells_by_metric[m.name], policy.metric_alpha)
+                      for m in policy.metrics)
+    verdict = worst([e.verdict for e in estimates])
+    if verdict == Verdict.ROLLBACK:
+        harmed = ", ".join(e.name for e in estimates if e.verdict == Verdict.ROLLBACK)
+        return Assessment(verdict, "rollback", 0.0, stage, estimates, srm_p, f"harm: {harmed}")
+    return _advance(policy, estimates, verdict, n_b, stage, windows_in_stage, srm_p)
+
+
+_STATE_VERDICT = {"pending": Verdict.PENDING, "running": Verdict.RUNNING,
+                  "rollback": Verdict.ROLLBACK, "promote": Verdict.PROMOTE}
+
+
+def _estimate(spec: MetricSpec, cells: Mapping[str, object], alpha: float) -> MetricEstimate:
+    s = summarize_metric(cells, kind=spec.kind, bad_direction=spec.bad_direction,
+                         margin=spec.margin, label_delay_windows=spec.label_delay_windows,
+                         alpha=alpha)
+    return MetricEstimate(spec.name, _STATE_VERDICT[s.state], s.effect, s.relative, s.lower,
+                          s.upper, s.p_harm, s.n_a, s.n_b, s.windows_judged)
+
+
+def _advance(policy: RolloutPolicy, estimates: tuple[MetricEstimate, ...], verdict: Verdict,
+             n_b: FloatArray, stage: int, windows_in_stage: int, srm_p: float) -> Assessment:
+    current = policy.fraction_at(stage)
+    if current >= policy.f_max:
+        if verdict == Verdict.PROMOTE:
+            return Assessment(verdict, "promote", 1.0, stage, estimates, srm_p,
+                              "non-inferiority shown on every metric")
+        if policy.max_windows is not None and n_b.size >= policy.max_windows:
+            return Assessment(Verdict.INCONCLUSIVE, "halt", current, stage, estimates, srm_p,
+                              f"no decision after {n_b.size} windows")
+        return Assessment(Verdict.RUNNING, "continue", current, stage, estimates, srm_p)
+    samples = canary_samples(n_b, windows_in_stage)
+    if windows_in_stage >= policy.step_windows and samples >= policy.min_samples_per_stage:
+        nxt = policy.fraction_at(stage + 1)
+        return Assessment(Verdict.STEP, "step", nxt, stage + 1, estimates, srm_p,
+                          f"stage {stage} clean: {current:.3g} -> {nxt:.3g}")
+    return Assessment(Verdict.RUNNING, "continue", current, stage, estimates, srm_p)
