@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 STATS_KEY = "streammon:actuator:stats"
 LOG_MAX_ENTRIES = 1000
-Outcome = Literal["applied", "stale", "rejected"]
+ApplyResult = Literal["applied", "stale", "rejected"]
 
 # KEYS: route state, route log. ARGV: seq, state JSON, channel, rollout_id, action, log cap.
 # hold/resume keep the stored weights: they freeze or unfreeze traffic where it is.
@@ -79,7 +79,7 @@ class Actuator:
         self._script = client.register_script(_APPLY_LUA)
         self.stats: Counter[str] = Counter()
 
-    def apply(self, cmd: events.Command) -> Outcome:
+    def apply(self, cmd: events.Command) -> ApplyResult:
         """Apply ``cmd`` if it is authentic, valid and newer; raise RedisIOError if Redis fails."""
         try:
             verify(cmd, self._key)
@@ -96,7 +96,7 @@ class Actuator:
                 return self._reject("rejected_unpinned", exc)
         return self._write(cmd)
 
-    def _write(self, cmd: events.Command) -> Outcome:
+    def _write(self, cmd: events.Command) -> ApplyResult:
         state = msgspec.json.encode(route_state_for(cmd))
         keys = [route_key(cmd.rollout_id), f"{route_key(cmd.rollout_id)}:log"]
         argv: list[bytes | str | int] = [
@@ -123,7 +123,7 @@ class Actuator:
         log.info("ignored %s#%d: %s (stored seq %s)", cmd.rollout_id, cmd.seq, verdict, stored_seq)
         return "stale"
 
-    def _reject(self, counter: str, exc: Exception) -> Outcome:
+    def _reject(self, counter: str, exc: Exception) -> ApplyResult:
         log.error("rejected command (%s): %s", counter, exc)
         self._count(counter)
         return "rejected"
@@ -136,7 +136,7 @@ class Actuator:
         except redis.RedisError:
             log.warning("cannot record counter %s in Redis", counter)
 
-    def handle(self, value: bytes | None) -> Outcome:
+    def handle(self, value: bytes | None) -> ApplyResult:
         """Decode and apply one control message; undecodable ones are counted and dropped."""
         try:
             cmd = events.decode(events.Command, value or b"")

@@ -14,6 +14,8 @@ import pytest
 import redis
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from streammon import events
 from streammon.actuator import STATS_KEY, Actuator
@@ -228,3 +230,23 @@ def test_redis_outage_loses_no_command(settings: Settings, unique: str, tmp_path
             assert _wait(lambda: b'"seq":2' in (_state(client, rid) or b""))
     assert actuator.stats["applied"] == 2
     client.close()
+
+
+def test_command_received_but_not_written_is_applied_once_after_restart(
+    settings: Settings, redis_client: redis.Redis, unique: str
+) -> None:
+    """An actuator that stops between receiving and writing leaves the offset for its successor."""
+    _create_control_topic(settings)
+    rid, group = f"r-{unique}", f"g-{unique}"
+    _produce(settings, [events.encode(_cmd(rid, 1, fraction=0.4))], rid)
+    dead = redis.Redis(host="127.0.0.1", port=free_port(), retry=Retry(NoBackoff(), 0))
+    stuck = Actuator(settings=settings, client=dead, key=KEY)
+    with _running(stuck, group):
+        assert _wait(lambda: stuck.stats["redis_errors"] >= 1)
+    successor = Actuator(settings=settings, client=redis_client, key=KEY)
+    with _running(successor, group):
+        assert _wait(lambda: successor.stats["applied"] == 1)
+        time.sleep(0.3)
+    assert successor.stats["applied"] == 1 and stuck.stats["applied"] == 0
+    assert redis_client.llen(f"{route_key(rid)}:log") == 1
+    assert b'"seq":1' in (_state(redis_client, rid) or b"")
