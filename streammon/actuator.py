@@ -69,10 +69,18 @@ return {'applied', seq}
 
 
 class Actuator:
-    """Apply signed, sequenced commands to Redis route state."""
+    """Apply signed, sequenced commands to Redis route state.
 
-    def __init__(self, *, settings: Settings, client: redis.Redis, key: bytes) -> None:
+    ``verify_weights=True`` also re-hashes a rollback baseline's local weights file
+    (:meth:`Registry.verify`) before routing to it; by default the pin and the format
+    of its hash are checked, which needs no access to the weights.
+    """
+
+    def __init__(
+        self, *, settings: Settings, client: redis.Redis, key: bytes, verify_weights: bool = False
+    ) -> None:
         self.settings = settings
+        self.verify_weights = verify_weights
         self._client = client
         self._key = key
         self._registry = Registry(client)
@@ -91,10 +99,17 @@ class Actuator:
             return self._reject("rejected_invalid", exc)
         if cmd.action in ("start", "rollback"):
             try:
-                self._registry.require_pinned(cmd.baseline)
+                self._check_baseline(cmd)
             except RegistryError as exc:
                 return self._reject("rejected_unpinned", exc)
         return self._write(cmd)
+
+    def _check_baseline(self, cmd: events.Command) -> None:
+        """Raise RegistryError unless the baseline is pinned (and, if asked, its weights verify)."""
+        if cmd.action == "rollback" and self.verify_weights:
+            self._registry.verify(cmd.baseline)
+        else:
+            self._registry.require_pinned(cmd.baseline)
 
     def _write(self, cmd: events.Command) -> ApplyResult:
         state = msgspec.json.encode(route_state_for(cmd))

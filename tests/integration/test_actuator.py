@@ -23,7 +23,7 @@ from streammon.config import Settings
 from streammon.control import make_command, route_key
 from streammon.devstack import free_port, redis_binary
 from streammon.events import Action
-from streammon.registry import Checkpoint, Registry
+from streammon.registry import Checkpoint, Registry, hash_file
 
 KEY = b"integration-key"
 
@@ -249,4 +249,20 @@ def test_command_received_but_not_written_is_applied_once_after_restart(
         time.sleep(0.3)
     assert successor.stats["applied"] == 1 and stuck.stats["applied"] == 0
     assert redis_client.llen(f"{route_key(rid)}:log") == 1
+    assert b'"seq":1' in (_state(redis_client, rid) or b"")
+
+
+def test_rollback_to_tampered_weights_is_refused_when_verifying(
+    settings: Settings, redis_client: redis.Redis, unique: str, tmp_path: Path
+) -> None:
+    """With verify_weights, a rollback whose pinned weights file changed is refused."""
+    rid, version, path = f"r-{unique}", f"v-{unique}", tmp_path / "w.bin"
+    path.write_bytes(b"good weights")
+    Registry(redis_client).pin(
+        Checkpoint(version=version, weights_uri=str(path), content_hash=hash_file(path))
+    )
+    actuator = Actuator(settings=settings, client=redis_client, key=KEY, verify_weights=True)
+    assert actuator.apply(_cmd(rid, 1, "start", 0.5, baseline=version)) == "applied"
+    path.write_bytes(b"overwritten")
+    assert actuator.apply(_cmd(rid, 2, "rollback", baseline=version)) == "rejected"
     assert b'"seq":1' in (_state(redis_client, rid) or b"")
