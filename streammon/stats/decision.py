@@ -38,9 +38,14 @@ def summarize_metric(cells: Mapping[str, object], *, kind: str, bad_direction: s
         return MetricSummary("pending", nan, nan, -np.inf, np.inf, 1.0, 0.0, 0.0, 0)
     result = compute_sequence(data.head(judged), kind=kind, bad_direction=bad_direction,
                               alpha=alpha, margin=margin)
-    code = int(result.verdict_codes()[-1])
-    state = ("running", "rollback", "promote")[code]
-    if code == 0 and result.n_b[-1] == 0:
+    # Unlike replay, non-inferiority is not terminal here: below f_max the rollout goes on,
+    # and harm that appears later must still roll back.
+    state = "running"
+    if result.harm[-1]:
+        state = "rollback"
+    elif result.noninferior[-1]:
+        state = "promote"
+    elif result.n_b[-1] == 0:
         state = "pending"
     return MetricSummary(
         state=state,

@@ -1,0 +1,94 @@
+"""Seeded rollouts: false-rollback rate under continuous monitoring and detection power.
+
+The fast subset runs in `make test`; the slow-marked run uses 1,000 replicates per
+scenario, as in docs/statistics.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streammon.decide import MetricSpec, RolloutPolicy, assess_rollout
+from streammon.stats import compute_sequence
+from streammon.stats.scenarios import catalog, evaluate
+from streammon.stats.simulate import draw_cells, make_plan
+
+SCENARIOS = {s.name: s for s in catalog()}
+NULLS = [s.name for s in catalog() if not s.harmful]
+FAST_NULLS = ["conversion A/A", "ramp 5%->50% + time-of-day drift A/A",
+              "ramp + segment-mix shift A/A", "latency A/A (lognormal)"]
+
+
+@pytest.mark.parametrize("name", FAST_NULLS)
+def test_fast_false_rollback_rate_stays_below_alpha(name: str) -> None:
+    """200 A/A rollouts, a look after each of 200 windows: false rollbacks ≤ α = 5%."""
+    point = evaluate(SCENARIOS[name], replicates=200, seed=100)
+    assert point.rollback_rate <= 0.05
+
+
+def test_fast_naive_rule_rolls_back_healthy_canaries() -> None:
+    """The repeated 95% CI rolls back far more than α, and pooling under a ramp always does."""
+    conv = evaluate(SCENARIOS["conversion A/A"], replicates=200, seed=200)
+    ramp = evaluate(SCENARIOS["ramp 5%->50% + time-of-day drift A/A"], replicates=100, seed=300)
+    assert conv.naive_pooled_rate > 0.12
+    assert ramp.naive_pooled_rate > 0.95
+    assert ramp.rollback_rate <= 0.05
+
+
+def test_fast_five_percent_drop_is_detected_within_twelve_windows_median() -> None:
+    """10% → 9.5% conversion at 3,000 canary requests/window: median detection ≤ 12 windows."""
+    point = evaluate(SCENARIOS["conversion 10% -> 9.5% (-5% rel.)"], replicates=200, seed=400)
+    assert point.median_detection <= 12
+    assert point.rollback_rate == 1.0
+
+
+def test_fast_policy_level_false_stop_rate_with_five_metrics() -> None:
+    """A/A with 5 metrics, α split by the policy: any false rollback in ≤ α of rollouts."""
+    policy = RolloutPolicy(metrics=tuple(MetricSpec(f"m{i}", "binary", "decrease")
+                                         for i in range(5)))
+    plan = make_plan("binary", windows=200, segment_means=(0.15, 0.12, 0.08, 0.05))
+    any_harm = np.zeros(200, dtype=bool)
+    for i in range(5):
+        cells = draw_cells(plan, 200, seed=500 + i)
+        harm = compute_sequence(cells, kind="binary", bad_direction="decrease",
+                                alpha=policy.metric_alpha).harm
+        any_harm |= harm[:, -1]
+    assert any_harm.mean() <= 0.05
+
+
+def test_assess_rollout_agrees_with_the_vectorized_replay() -> None:
+    """The decider's verdict after the last window equals the batch computation per replicate."""
+    spec = MetricSpec("conv", "binary", "decrease")
+    policy = RolloutPolicy(metrics=(spec,), srm_alpha=0.0001)
+    plan = make_plan("binary", windows=40, segment_means=(0.1, 0.1), relative_effect=-0.04)
+    cells = draw_cells(plan, 12, seed=600)
+    harm = compute_sequence(cells, kind="binary", bad_direction="decrease",
+                            alpha=policy.metric_alpha).harm[:, -1]
+    for r in range(12):
+        one = {k: v[r] for k, v in cells.to_dict().items()}
+        assignment = {"n_a": one["n_a"], "n_b": one["n_b"], "fraction": np.full(40, 0.05)}
+        a = assess_rollout(policy, {"conv": one}, assignment, stage=0, windows_in_stage=1)
+        assert (a.action == "rollback") == bool(harm[r])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NULLS)
+def test_slow_false_rollback_rate_over_1000_replicates(name: str) -> None:
+    """1,000 A/A rollouts per no-difference scenario: false rollbacks ≤ α = 5%."""
+    point = evaluate(SCENARIOS[name], replicates=1000, seed=1)
+    assert point.rollback_rate <= 0.05
+
+
+@pytest.mark.slow
+def test_slow_two_percent_drop_is_detected_in_95_percent_of_runs() -> None:
+    """10% → 9.8% conversion: detected within 200 windows in ≥ 95% of 1,000 rollouts."""
+    point = evaluate(SCENARIOS["conversion 10% -> 9.8% (-2% rel.)"], replicates=1000, seed=2)
+    assert point.rollback_rate >= 0.95
+
+
+@pytest.mark.slow
+def test_slow_five_percent_drop_median_detection() -> None:
+    """10% → 9.5% conversion over 1,000 rollouts: median detection ≤ 12 windows."""
+    point = evaluate(SCENARIOS["conversion 10% -> 9.5% (-5% rel.)"], replicates=1000, seed=3)
+    assert point.median_detection <= 12
