@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from streammon.errors import StackError
 
@@ -82,17 +82,26 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _spawn(argv: list[str], log: IO[bytes], *, tie_to_parent: bool) -> subprocess.Popen[bytes]:
-    """Start a server process; a tied one dies with us, an untied one outlives the CLI."""
+def spawn_logged(
+    argv: list[str], log_path: Path, *, tie_to_parent: bool = True,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a process whose output goes to ``log_path``.
+
+    A tied process gets SIGTERM when we die (Linux), so nothing outlives a crashed test
+    run; an untied one starts its own session and outlives the CLI (``dev up``).
+    """
     preexec = _die_with_parent if tie_to_parent and sys.platform == "linux" else None
-    return subprocess.Popen(  # noqa: S603 - argv is built from known binaries
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=not tie_to_parent,
-        preexec_fn=preexec,  # noqa: PLW1509
-    )
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=not tie_to_parent,
+            preexec_fn=preexec,
+            env=env,
+        )
 
 
 def _wait_until(check: Any, what: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> None:
@@ -163,8 +172,7 @@ class DevStack:
         port = free_port()
         url = f"tcp://127.0.0.1:{port}"
         argv = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
-        log = (self.data_dir / "broker.log").open("ab")
-        proc = _spawn(argv, log, tie_to_parent=self.tie_to_parent)
+        proc = spawn_logged(argv, self.data_dir / "broker.log", tie_to_parent=self.tie_to_parent)
         self._procs.append(proc)
         bootstrap = f"127.0.0.1:{port}"
         _wait_until(lambda: _kafka_answers(bootstrap), "the Tansu broker", timeout_s, proc)
@@ -175,8 +183,7 @@ class DevStack:
         port = free_port()
         argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", str(self.data_dir.resolve())]
-        log = (self.data_dir / "redis.log").open("ab")
-        proc = _spawn(argv, log, tie_to_parent=self.tie_to_parent)
+        proc = spawn_logged(argv, self.data_dir / "redis.log", tie_to_parent=self.tie_to_parent)
         self._procs.append(proc)
         url = f"redis://127.0.0.1:{port}/0"
         _wait_until(lambda: _redis_answers(url), f"Redis ({flavour})", timeout_s, proc)
@@ -230,6 +237,17 @@ def read_state(data_dir: str | Path = ".streammon") -> StackInfo | None:
     if not (_alive(info.broker_pid) and _alive(info.redis_pid)):
         return None
     return info
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """Stop a child: SIGTERM, then SIGKILL if it has not exited after ``timeout_s``."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def stop_recorded(data_dir: str | Path = ".streammon") -> StackInfo | None:

@@ -197,11 +197,11 @@ def decode(kind: type[_T], data: bytes | str) -> _T:
         raise EventError(f"{kind.__name__}: {exc}; see topics/ for the schema") from exc
     except msgspec.DecodeError as exc:
         raise EventError(f"{kind.__name__}: not valid JSON ({exc})") from exc
-    _check_semantics(event)
+    check_semantics(event)
     return event
 
 
-def _check_semantics(event: object) -> None:
+def check_semantics(event: object) -> None:
     """Checks a JSON Schema cannot express: versions, at least one outcome field, finiteness."""
     version = getattr(event, "v", SCHEMA_VERSION)
     if version != SCHEMA_VERSION:

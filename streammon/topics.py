@@ -129,7 +129,8 @@ def apply_topics(
         else:
             report[topic] = "ok"
     if to_create:
-        for topic, fut in _admin(kafka).create_topics(to_create, request_timeout=timeout_s).items():
+        admin = _admin(kafka)  # keep the handle alive until every future resolves
+        for topic, fut in admin.create_topics(to_create, request_timeout=timeout_s).items():
             try:
                 fut.result(timeout=timeout_s)
                 report[topic] = "created"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 
 from streammon.config import KafkaSettings, RedisSettings, Settings, TopicNames
 from streammon.devstack import DevStack, StackInfo
+
+sys.path.insert(0, str(Path(__file__).parent))  # for `from helpers import ...`
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +57,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if f"{os.sep}integration{os.sep}" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def spawn(settings: Settings, tmp_path: Path) -> Iterator[object]:
+    """Return a function that starts ``streammon <args>`` as a child process with the test's
+    settings; every process it started is stopped (SIGTERM, then SIGKILL) at teardown."""
+    import subprocess
+
+    from streammon.demo import spawn_streammon
+    from streammon.devstack import stop_process
+
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str) -> subprocess.Popen[bytes]:
+        proc = spawn_streammon(list(args), settings, tmp_path / f"{args[0]}-{len(procs)}.log")
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        stop_process(proc)

@@ -1,0 +1,62 @@
+"""The Faust application: the join and the decider as thin agents over pure state.
+
+``create_app`` builds the app from :class:`~streammon.config.Settings`; ``run_worker``
+runs it in this process until SIGTERM/SIGINT (``streammon worker``). Scale out by
+starting more workers with the same settings: Kafka spreads the partitions of
+predictions and outcomes over them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from streammon.config import Settings
+from streammon.join import JoinConfig
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings, *, join_config: JoinConfig, partitions: int, decide: bool = True
+) -> Any:
+    """Return a Faust app with the join (and, unless ``decide=False``, the decider)."""
+    import faust
+
+    from streammon.app.decide_agent import DecideAgent
+    from streammon.app.join_agent import JoinAgent
+
+    opts: dict[str, Any] = {
+        "broker": settings.kafka.faust_broker_url(),
+        "store": "memory://",
+        "topic_partitions": partitions,
+        "topic_replication_factor": 1,
+        "consumer_auto_offset_reset": "earliest",
+        "web_enabled": settings.web_port is not None,
+        "web_bind": "127.0.0.1",
+        "web_port": settings.web_port or 6066,
+        "autodiscover": False,
+        "producer_linger": 0.005,
+        "stream_wait_empty": False,
+    }
+    if settings.kafka.fast_group_join:
+        opts.update(broker_rebalance_timeout=3, broker_session_timeout=6,
+                    broker_heartbeat_interval=1)
+    app = faust.App(settings.app_id, **opts)
+    app.streammon_join = JoinAgent(app, settings=settings, config=join_config,
+                                   partitions=partitions)
+    if decide:
+        app.streammon_decide = DecideAgent(app, settings=settings)
+    return app
+
+
+def run_worker(settings: Settings, *, join_config: JoinConfig, loglevel: str = "warning") -> None:
+    """Check the topic layout, then run the app in this process until stopped."""
+    import faust
+
+    from streammon.topics import check_copartitioned
+
+    partitions = check_copartitioned(settings.kafka, settings.topics)
+    app = create_app(settings, join_config=join_config, partitions=partitions)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,112 @@
+"""The decider as a Faust agent: fold summaries and commands, assess, send commands.
+
+One agent reads the cohorts topic (cumulative summaries) and the control topic (rollout
+starts and operator commands). Both have one partition, so one worker holds all rollout
+state, in two tables: the latest summary per cell key, and one
+:class:`~streammon.rollout.RolloutState` per rollout. After every event it calls the
+pure :func:`streammon.rollout.progress` and sends what that returns: diagnoses to the
+diagnostics topic and signed commands to the control topic.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+import msgspec
+
+from streammon import events, rollout
+from streammon.config import Settings
+from streammon.errors import EventError
+
+log = logging.getLogger(__name__)
+_STATE = msgspec.json.Decoder(rollout.RolloutState)
+
+
+class DecideAgent:
+    """Wires the decider's topics, tables and agent into a Faust app."""
+
+    def __init__(self, app: Any, *, settings: Settings) -> None:
+        topics = settings.topics
+        self.settings = settings
+        self.cohorts_topic, self.control_topic = topics.cohorts, topics.control
+        self.source = app.topic(topics.cohorts, topics.control,
+                                key_serializer="raw", value_serializer="raw")
+        self.control = app.topic(topics.control, key_serializer="raw", value_serializer="raw")
+        self.diagnostics = app.topic(topics.diagnostics, key_serializer="raw",
+                                     value_serializer="raw")
+        opts = {"partitions": 1, "key_type": bytes, "value_type": bytes}
+        self.summaries_table = app.Table("decide-summaries", **opts)
+        self.rollouts_table = app.Table("decide-rollouts", **opts)
+        self.summaries: dict[str, dict[str, events.CohortSummary]] = defaultdict(dict)
+        self.watermarks: dict[str, int] = {}
+        self._loaded = False
+
+        async def decide(stream: Any) -> None:
+            async for event in stream.events():
+                await self.handle(event.message.topic, event.value)
+
+        app.agent(self.source, name="streammon-decide")(decide)
+
+    def _load(self) -> None:
+        """Rebuild the in-memory summary index from the recovered table, once."""
+        if self._loaded:
+            return
+        for raw in list(self.summaries_table.values()):
+            self._index(events.decode(events.CohortSummary, raw))
+        self._loaded = True
+
+    def _index(self, summary: events.CohortSummary) -> None:
+        self.summaries[summary.rollout_id][summary.key] = summary
+        rid = summary.rollout_id
+        self.watermarks[rid] = max(self.watermarks.get(rid, 0), summary.watermark_ms)
+
+    async def handle(self, topic: str, value: bytes) -> None:
+        """Fold one summary or command, then assess the rollout it concerns."""
+        self._load()
+        try:
+            if topic == self.cohorts_topic:
+                summary = events.decode(events.CohortSummary, value)
+                self.summaries_table[summary.key.encode()] = value
+                self._index(summary)
+                rollout_id = summary.rollout_id
+            else:
+                cmd = events.decode(events.Command, value)
+                self._fold_command(cmd)
+                rollout_id = cmd.rollout_id
+        except EventError:
+            log.warning("decider skipped a malformed event on %s", topic, exc_info=True)
+            return
+        await self._assess(rollout_id)
+
+    def _fold_command(self, cmd: events.Command) -> None:
+        key = cmd.rollout_id.encode()
+        raw = self.rollouts_table.get(key)
+        if cmd.action == "start" and raw is None and cmd.spec is not None:
+            state = rollout.start_state(cmd)
+        elif raw is None:
+            return
+        else:
+            state = rollout.apply_command(_STATE.decode(raw), cmd)
+        self.rollouts_table[key] = msgspec.json.encode(state)
+
+    async def _assess(self, rollout_id: str) -> None:
+        key = rollout_id.encode()
+        raw = self.rollouts_table.get(key)
+        if raw is None:
+            return
+        state = _STATE.decode(raw)
+        before = state.windows_closed
+        diagnoses, commands = rollout.progress(
+            state, list(self.summaries[rollout_id].values()), self.watermarks.get(rollout_id, 0),
+            now_ms=int(time.time() * 1000), key=self.settings.hmac_key)
+        if state.windows_closed == before and not commands:
+            return
+        self.rollouts_table[key] = msgspec.json.encode(state)
+        for diagnosis in diagnoses:
+            await self.diagnostics.send(key=key, value=events.encode(diagnosis))
+        for cmd in commands:
+            log.info("decider: %s %s seq=%d (%s)", cmd.action, rollout_id, cmd.seq, cmd.reason)
+            await self.control.send(key=key, value=events.encode(cmd))

@@ -1,0 +1,219 @@
+"""The ``streammon`` command line; the one place that reads the environment.
+
+Settings come from ``STREAMMON_*`` environment variables, else from the dev stack that
+``streammon dev up`` recorded, else from localhost defaults:
+
+``STREAMMON_KAFKA_BOOTSTRAP``  ``STREAMMON_REDIS_URL``  ``STREAMMON_TOPIC_PREFIX``
+``STREAMMON_APP_ID``  ``STREAMMON_HMAC_KEY``  ``STREAMMON_DATA_DIR``
+``STREAMMON_FAST_GROUP_JOIN`` (1 for the embedded broker)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from streammon.config import DEV_HMAC_KEY, KafkaSettings, RedisSettings, Settings, TopicNames
+from streammon.errors import StreamMonError
+
+
+def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from ``STREAMMON_*`` variables and the recorded dev stack."""
+    from streammon.devstack import read_state
+
+    env = os.environ if env is None else env
+    data_dir = env.get("STREAMMON_DATA_DIR", ".streammon")
+    dev = read_state(data_dir)
+    bootstrap = env.get("STREAMMON_KAFKA_BOOTSTRAP") or (
+        dev.kafka_bootstrap if dev else "127.0.0.1:9092")
+    redis_url = env.get("STREAMMON_REDIS_URL") or (
+        dev.redis_url if dev else "redis://127.0.0.1:6379/0")
+    fast = env.get("STREAMMON_FAST_GROUP_JOIN", "1" if dev else "0") == "1"
+    return Settings(
+        kafka=KafkaSettings(bootstrap_servers=bootstrap, fast_group_join=fast),
+        redis=RedisSettings(url=redis_url),
+        topics=TopicNames(prefix=env.get("STREAMMON_TOPIC_PREFIX", "streammon.")),
+        app_id=env.get("STREAMMON_APP_ID", "streammon"),
+        hmac_key=env.get("STREAMMON_HMAC_KEY", "").encode() or DEV_HMAC_KEY,
+        data_dir=data_dir,
+    )
+
+
+def settings_to_env(settings: Settings) -> dict[str, str]:
+    """Return the environment that makes a child ``streammon`` process use ``settings``."""
+    return {
+        "STREAMMON_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
+        "STREAMMON_REDIS_URL": settings.redis.url,
+        "STREAMMON_TOPIC_PREFIX": settings.topics.prefix,
+        "STREAMMON_APP_ID": settings.app_id,
+        "STREAMMON_HMAC_KEY": settings.hmac_key.decode(),
+        "STREAMMON_DATA_DIR": settings.data_dir,
+        "STREAMMON_FAST_GROUP_JOIN": "1" if settings.kafka.fast_group_join else "0",
+    }
+
+
+def _redis(settings: Settings) -> Any:
+    import redis
+
+    return redis.Redis.from_url(settings.redis.url, **settings.redis.to_redis())
+
+
+def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
+    """Start, stop or show the embedded broker and Redis."""
+    from streammon import devstack
+
+    if args.action == "up":
+        info = devstack.read_state(settings.data_dir)
+        if info is None:
+            info = devstack.DevStack(data_dir=settings.data_dir, tie_to_parent=False).up()
+        print(f"kafka  {info.kafka_bootstrap}\nredis  {info.redis_url}  ({info.redis_flavour})")
+    elif args.action == "down":
+        stopped = devstack.stop_recorded(settings.data_dir)
+        print("stopped" if stopped else "no dev stack recorded")
+    else:
+        info = devstack.read_state(settings.data_dir)
+        print(json.dumps(info.__dict__ if info else None, indent=2))
+        return 0 if info else 1
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    """Apply the topic specs, or regenerate the JSON Schemas."""
+    from streammon import topics
+
+    if args.action == "schemas":
+        for path in topics.write_schemas():
+            print(path)
+        return 0
+    report = topics.apply_topics(settings.kafka, settings.topics)
+    for topic, status in sorted(report.items()):
+        print(f"{status:10s} {topic}")
+    return 1 if any(s.startswith("drift") for s in report.values()) else 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the Faust worker (join + decider) until SIGTERM."""
+    from streammon.app import run_worker
+    from streammon.join import JoinConfig
+
+    run_worker(settings, join_config=JoinConfig(window_ms=args.window_ms, ttl_ms=args.ttl_ms),
+               loglevel=args.loglevel)
+    return 0
+
+
+def cmd_actuator(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the actuator (control topic -> Redis) until SIGTERM."""
+    from streammon.actuator import run_actuator
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run_actuator(settings, stop)
+    return 0
+
+
+def cmd_rollout(args: argparse.Namespace, settings: Settings) -> int:
+    """Start a rollout from a spec file, or steer / inspect a running one."""
+    from streammon import operator
+
+    client = _redis(settings)
+    if args.action == "start":
+        cmd = operator.start_rollout(settings, operator.load_spec(args.target), client=client)
+        print(f"started {cmd.rollout_id}: {cmd.candidate} at {cmd.fraction:.0%}")
+    elif args.action == "status":
+        route = operator.current_route(client, args.target)
+        print(json.dumps({f: getattr(route, f) for f in route.__struct_fields__}, indent=2))
+    else:
+        cmd = operator.send_manual(settings, args.target, args.action, client=client,
+                                   reason=args.reason)
+        print(f"sent {cmd.action} seq={cmd.seq} for {cmd.rollout_id}")
+    return 0
+
+
+def cmd_pin(args: argparse.Namespace, settings: Settings) -> int:
+    """Pin a checkpoint (version, weights URI, content hash) so rollouts can start."""
+    from streammon.registry import Checkpoint, Registry, hash_file, local_path
+
+    path = local_path(args.weights_uri)
+    content_hash = args.content_hash or (hash_file(path) if path and path.exists() else "")
+    checkpoint = Checkpoint(version=args.version, weights_uri=args.weights_uri,
+                            config=json.loads(args.config), features=args.features,
+                            environment={}, content_hash=content_hash, pinned_at_ms=0)
+    pinned = Registry(_redis(settings)).pin(checkpoint)
+    print(f"pinned {pinned.version} {pinned.content_hash}")
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
+    """Replay the sequential test over a CSV of cohort statistics."""
+    from streammon.stats.backtest import main as backtest_main
+
+    return backtest_main(args.rest)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the simulated canary rollout and print its timeline."""
+    from streammon.demo import run_demo
+
+    return run_demo(regression=not args.no_regression, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="streammon", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands: dict[str, Callable[[argparse.Namespace, Settings], int]] = {}
+
+    def add(name: str, fn: Callable[[argparse.Namespace, Settings], int]) -> Any:
+        commands[name] = fn
+        return sub.add_parser(name, help=fn.__doc__)
+
+    add("dev", cmd_dev).add_argument("action", choices=["up", "down", "status"])
+    add("topics", cmd_topics).add_argument("action", choices=["apply", "schemas"])
+    worker = add("worker", cmd_worker)
+    worker.add_argument("--window-ms", type=int, default=10_000, help="join window width")
+    worker.add_argument("--ttl-ms", type=int, default=3_600_000, help="event-time TTL")
+    worker.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info"])
+    add("actuator", cmd_actuator)
+    ro = add("rollout", cmd_rollout)
+    ro.add_argument("action", choices=["start", "status", "promote", "rollback", "hold",
+                                       "resume"])
+    ro.add_argument("target", help="spec FILE for start, else the rollout id")
+    ro.add_argument("--reason", default="")
+    pin = add("pin", cmd_pin)
+    pin.add_argument("version")
+    pin.add_argument("--weights-uri", required=True)
+    pin.add_argument("--content-hash", default="", help="sha256:<hex>; computed for local files")
+    pin.add_argument("--config", default="{}", help="JSON object of the model's config")
+    pin.add_argument("--features", nargs="*", default=[])
+    bt = add("backtest", cmd_backtest)
+    bt.add_argument("rest", nargs=argparse.REMAINDER, help="FILE [--kind ...]")
+    demo = add("demo", cmd_demo)
+    demo.add_argument("--no-regression", action="store_true", help="a healthy candidate")
+    demo.add_argument("--seed", type=int, default=7)
+    parser.set_defaults(_commands=commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``streammon`` command line; return its exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args._commands[args.command](args, settings_from_env())
+    except StreamMonError as exc:
+        print(f"streammon: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

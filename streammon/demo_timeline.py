@@ -1,0 +1,123 @@
+"""The demo's timeline: every command and every closed window, as a person reads them.
+
+A background thread reads the control and diagnostics topics from the start and prints
+one line per event, stamped with seconds since traffic began. :meth:`Timeline.summarise`
+prints the closing line: from the regression's start to the rollback command, and to
+the moment the router switched.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+from rich.console import Console
+
+from streammon import events
+from streammon.config import Settings
+from streammon.errors import EventError
+from streammon.events import Command, Diagnosis, RolloutSpec
+
+_UNITS = {"label": ("conversion", 100.0, "pp"), "latency_ms": ("latency", 1.0, "ms"),
+          "error": ("errors", 100.0, "pp"), "value": ("value", 1.0, "")}
+_STYLE = {"rollback": "bold red", "promote": "bold green", "step": "cyan", "start": "cyan",
+          "hold": "yellow", "resume": "cyan"}
+
+
+class Timeline:
+    """Print the rollout's commands and assessments as they happen."""
+
+    def __init__(self, settings: Settings, console: Console, spec: RolloutSpec) -> None:
+        self.settings, self.console, self.spec = settings, console, spec
+        self.t0_monotonic: float | None = None
+        self.t0_wall: float = time.time()
+        self.regression_at_s: float | None = None
+        self.decision: tuple[str, float] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="timeline", daemon=True)
+
+    def __enter__(self) -> Timeline:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def set_origin(self, t0_monotonic: float, regression_at_s: float | None) -> None:
+        """Set time zero (traffic start) and when the regression begins, if it does."""
+        self.t0_monotonic = t0_monotonic
+        self.t0_wall = time.time() - (time.monotonic() - t0_monotonic)
+        self.regression_at_s = regression_at_s
+
+    def _at(self, ts_ms: int) -> float:
+        return ts_ms / 1000 - self.t0_wall
+
+    def _run(self) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        topics = self.settings.topics
+        consumer = Consumer(self.settings.kafka.consumer_config(f"timeline-{uuid.uuid4().hex}"))
+        consumer.assign([TopicPartition(t, 0, OFFSET_BEGINNING)
+                         for t in (topics.control, topics.diagnostics)])
+        try:
+            while not self._stop.is_set():
+                for msg in consumer.consume(100, 0.1):
+                    if msg.error() is None:
+                        self._show(msg.topic(), msg.value())
+        finally:
+            consumer.close()
+
+    def _show(self, topic: str, value: bytes) -> None:
+        try:
+            if topic == self.settings.topics.control:
+                self._show_command(events.decode(Command, value))
+            else:
+                self._show_diagnosis(events.decode(Diagnosis, value))
+        except EventError as exc:
+            self.console.print(f"[red]unreadable event on {topic}: {exc}[/red]")
+
+    def _show_command(self, cmd: Command) -> None:
+        at = self._at(cmd.ts_ms)
+        style = _STYLE.get(cmd.action, "white")
+        self.console.print(
+            f"[{style}]{at:+7.1f}s  {cmd.action.upper():8s} seq {cmd.seq}: canary "
+            f"{cmd.candidate} at {cmd.fraction:.0%}  ({cmd.issued_by}: {cmd.reason})[/{style}]")
+        if cmd.action in ("rollback", "promote") and self.decision is None:
+            self.decision = (cmd.action, at)
+
+    def _show_diagnosis(self, d: Diagnosis) -> None:
+        parts = []
+        for m in d.metrics:
+            name, scale, unit = _UNITS.get(m.name, (m.name, 1.0, ""))
+            parts.append(f"{name} {m.effect * scale:+.1f}{unit} "
+                         f"[{m.lower * scale:+.1f}, {m.upper * scale:+.1f}]")
+        end_s = self._at(d.window_start_ms + self.spec.window_ms)
+        self.console.print(f"[dim]{end_s:+7.1f}s[/dim]  window {d.windows_closed:3d}  "
+                           f"canary {d.fraction:4.0%}  " + "  ".join(parts) +
+                           f"  -> {d.action}")
+
+    def summarise(self, phase: str | None, switched_at_s: float | None, *, expected: str) -> int:
+        """Print the closing lines; return 0 if the rollout ended as ``expected``."""
+        self.console.rule()
+        if phase is None:
+            self.console.print(f"[red]no decision within the demo's time: expected {expected}[/red]")
+            return 1
+        ok = phase == expected
+        reg = self.regression_at_s
+        decision_at = self.decision[1] if self.decision else float("nan")
+        if phase == "rolled_back" and reg is not None and switched_at_s is not None:
+            self.console.print(
+                f"[bold]regression began at +{reg:.1f}s; rollback command at "
+                f"+{decision_at:.1f}s ({decision_at - reg:.1f}s later); router switched at "
+                f"+{switched_at_s:.1f}s ({switched_at_s - reg:.1f}s after the regression)[/bold]")
+        else:
+            self.console.print(
+                f"[bold]{phase} command at +{decision_at:.1f}s; router switched at "
+                f"+{(switched_at_s or 0):.1f}s[/bold]")
+        self.console.print("[green]outcome as expected[/green]" if ok else
+                           f"[red]expected {expected}, got {phase}[/red]")
+        return 0 if ok else 1
+
+

@@ -1,0 +1,87 @@
+"""What an operator (or the demo) does to a rollout: start it, or steer it by hand.
+
+Manual commands go through the same signed, sequenced path as the decider's: they are
+built with :func:`streammon.control.make_command`, signed with the shared key, and
+produced to the control topic, where the actuator and the decider both read them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from streammon import control, events
+from streammon.config import Settings
+from streammon.errors import ConfigError, KafkaIOError
+from streammon.events import Action, Command, RolloutSpec
+
+
+def load_spec(path: str | Path) -> RolloutSpec:
+    """Read a rollout spec from a JSON or TOML file; raise ConfigError naming a bad field."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read rollout spec {path}: {exc}") from exc
+    try:
+        if path.suffix == ".toml":
+            return msgspec.toml.decode(raw, type=RolloutSpec)
+        return msgspec.json.decode(raw, type=RolloutSpec)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def produce_command(settings: Settings, cmd: Command, *, timeout_s: float = 10.0) -> None:
+    """Produce one command to the control topic and wait until the broker has it."""
+    from confluent_kafka import Producer
+
+    errors: list[Any] = []
+    producer = Producer(settings.kafka.to_librdkafka(acks="all"))
+    producer.produce(settings.topics.control, key=cmd.rollout_id, value=events.encode(cmd),
+                     on_delivery=lambda err, _msg: errors.append(err) if err else None)
+    if producer.flush(timeout_s) or errors:
+        raise KafkaIOError(f"control command not delivered: {errors or 'timed out'}")
+
+
+def now_ms() -> int:
+    """Return the wall clock in integer milliseconds (only used at the I/O edge)."""
+    return int(time.time() * 1000)
+
+
+def start_rollout(settings: Settings, spec: RolloutSpec, *, client: Any) -> Command:
+    """Check the baseline is pinned, then send the signed ``start`` command (seq 1)."""
+    from streammon.registry import Registry
+
+    Registry(client).require_pinned(spec.baseline)
+    if client.exists(control.route_key(spec.rollout_id)):
+        raise ConfigError(f"rollout {spec.rollout_id!r} already exists: pick a new rollout_id")
+    cmd = control.make_command(
+        rollout_id=spec.rollout_id, seq=1, action="start", baseline=spec.baseline,
+        candidate=spec.candidate, fraction=spec.f0, now_ms=now_ms(), key=settings.hmac_key,
+        issued_by="operator", spec=spec, reason="rollout started")
+    produce_command(settings, cmd)
+    return cmd
+
+
+def current_route(client: Any, rollout_id: str) -> control.RouteState:
+    """Return the applied route state of a rollout, or raise ConfigError if none."""
+    raw = client.get(control.route_key(rollout_id))
+    if raw is None:
+        raise ConfigError(f"no rollout {rollout_id!r} in Redis: start it first")
+    return msgspec.json.decode(raw, type=control.RouteState)
+
+
+def send_manual(settings: Settings, rollout_id: str, action: Action, *, client: Any,
+                reason: str = "") -> Command:
+    """Send an operator's promote / rollback / hold / resume for a running rollout."""
+    route = current_route(client, rollout_id)
+    cmd = control.make_command(
+        rollout_id=rollout_id, seq=route.seq + 1, action=action, baseline=route.baseline,
+        candidate=route.candidate, fraction=route.fraction, stage=route.stage,
+        now_ms=now_ms(), key=settings.hmac_key, issued_by="operator",
+        reason=reason or f"manual {action}")
+    produce_command(settings, cmd)
+    return cmd
