@@ -17,20 +17,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from streammon.decide import MetricSpec, RolloutPolicy, assess_rollout  # noqa: E402
-from streammon.stats.simulate import draw_cells, make_plan  # noqa: E402
+from streammon.decide import MetricSpec, RolloutPolicy, assess_rollout
+from streammon.stats.simulate import draw_cells, make_plan
 
 SEGMENTS = (0.10, 0.11, 0.09, 0.12)
 
 
-def build(windows: int) -> tuple[RolloutPolicy, dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+Arrays = dict[str, np.ndarray]
+
+
+def build(windows: int) -> tuple[RolloutPolicy, dict[str, Arrays], Arrays]:
     plans = {
         "conversion": make_plan("binary", windows=windows, segment_means=SEGMENTS),
         "add_to_cart": make_plan("binary", windows=windows, segment_means=SEGMENTS),
         "click": make_plan("binary", windows=windows, segment_means=SEGMENTS),
-        "latency_ms": make_plan("continuous", windows=windows, segment_means=(80.0, 90.0, 100.0, 120.0)),
+        "latency_ms": make_plan("continuous", windows=windows,
+                                segment_means=(80.0, 90.0, 100.0, 120.0)),
         "errors": make_plan("count", windows=windows, segment_means=(0.001,) * 4),
     }
     kinds = {"binary": "decrease", "continuous": "increase", "count": "increase"}

@@ -1,6 +1,6 @@
 """The scenarios of ``docs/statistics.md`` and their operating characteristics.
 
-Every scenario has 200 one-minute windows, a look after every window, α = 0.05 and
+Every scenario has 200 one-minute windows, a look after every window, alpha = 0.05 and
 1,000 requests/s (60,000 per window) unless it says otherwise. ``evaluate`` runs
 streammon's test and the two naive rules on the same seeded replicates.
 """

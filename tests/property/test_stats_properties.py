@@ -1,3 +1,4 @@
+# ruff: noqa: RUF002
 """Hypothesis properties of the statistics: no look-ahead, merge by addition, validity bounds."""
 
 from __future__ import annotations

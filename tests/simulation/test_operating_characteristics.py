@@ -1,3 +1,4 @@
+# ruff: noqa: RUF002
 """Seeded rollouts: false-rollback rate under continuous monitoring and detection power.
 
 The fast subset runs in `make test`; the slow-marked run uses 1,000 replicates per

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF002
 """One small test per rollout rule of streammon.decide.assess_rollout."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF002
 """Normal-mixture boundaries against direct numerical integration (scipy)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF002
 """Exact conditional-binomial e-processes against scipy's binomial pmf."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF002
 """Matched-cohort estimate: Simpson under a ramp, weights, CS arithmetic, p-value consistency."""
 
 from __future__ import annotations

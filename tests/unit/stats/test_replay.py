@@ -80,7 +80,8 @@ def test_count_kind_with_zero_events_everywhere_continues(binary_cells) -> None:
         (lambda c: c.__setitem__("n_a", c["n_a"][:, 0]), "windows, segments"),
     ],
 )
-def test_bad_cells_raise_stats_input_error_naming_the_problem(binary_cells, mutate, message: str) -> None:
+def test_bad_cells_raise_stats_input_error_naming_the_problem(
+        binary_cells, mutate, message: str) -> None:
     """Each malformed input raises a ValueError subclass whose message names the problem."""
     cells = binary_cells(4, 100, 10, 0.1, 0.1)
     mutate(cells)
@@ -94,7 +95,8 @@ def test_bad_cells_raise_stats_input_error_naming_the_problem(binary_cells, muta
     [({"kind": "ratio"}, "kind"), ({"bad_direction": "down"}, "bad_direction"),
      ({"alpha": 0.0}, "alpha"), ({"margin": -1.0}, "margin")],
 )
-def test_bad_parameters_name_the_parameter(binary_cells, kwargs: dict[str, object], field: str) -> None:
+def test_bad_parameters_name_the_parameter(
+        binary_cells, kwargs: dict[str, object], field: str) -> None:
     """Out-of-range parameters raise StatsInputError naming the parameter."""
     with pytest.raises(StatsInputError, match=field):
         replay(binary_cells(3, 100, 10, 0.1, 0.1), **kwargs)  # type: ignore[arg-type]

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF002
 """Sample-ratio mismatch and prediction drift tests against scipy."""
 
 from __future__ import annotations
