@@ -32,7 +32,7 @@ from redis.retry import Retry
 
 from streammon.config import Settings
 from streammon.control import CHANGES_CHANNEL, RouteState, route_key, route_state_for, verify
-from streammon.errors import CommandError
+from streammon.errors import CommandError, RedisIOError
 from streammon.events import Arm, Command
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ class Router:
         self.refresh_s = refresh_s
         self._client = client if client is not None else client_factory()  # type: ignore[misc]
         self._snapshot: RouteState | None = None
+        self.changed_at_s: float | None = None
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -109,17 +110,29 @@ class Router:
         """Return the assignment of ``unit_id``: no lock, no I/O."""
         return assign(unit_id, self._snapshot, default_version=self.default_version)
 
+    def load(self) -> bool:
+        """Read the route state once; raise RedisIOError if Redis refuses or is unreachable.
+
+        The strict twin of :meth:`refresh`, for start-up checks: a wrong password or a
+        missing ACL permission surfaces here instead of as a silent fail-static router.
+        """
+        try:
+            raw = self._client.get(route_key(self.rollout_id))
+        except redis.RedisError as exc:
+            raise RedisIOError(f"router {self.rollout_id}: cannot read route state: {exc}") from exc
+        return self._take(raw)
+
     def refresh(self) -> bool:
         """Read the route state from Redis once; return True if a newer one was taken."""
         self.stats["refreshes"] += 1
         try:
-            raw = self._client.get(route_key(self.rollout_id))
-        except redis.RedisError as exc:
+            return self.load()
+        except RedisIOError as exc:
             self.stats["refresh_errors"] += 1
-            log.warning(
-                "router %s: Redis unreachable, keeping last weights: %s", self.rollout_id, exc
-            )
+            log.warning("%s - keeping last weights", exc)
             return False
+
+    def _take(self, raw: bytes | str | None) -> bool:
         if raw is None:
             return False
         try:
@@ -131,7 +144,11 @@ class Router:
         return self._offer_state(state)
 
     def offer(self, cmd: Command, key: bytes) -> bool:
-        """Fast path: take a command read from the control topic if authentic and newer."""
+        """Fast path: take a command read from the control topic if authentic and newer.
+
+        Counts ``rejected_signature`` (forged or unsigned) and ``rejected_stale`` (a seq
+        not newer than the one held); a command for another rollout is ignored.
+        """
         try:
             verify(cmd, key)
         except CommandError as exc:
@@ -146,7 +163,10 @@ class Router:
             state = msgspec.structs.replace(
                 state, weights=current.weights, fraction=current.fraction, stage=current.stage
             )
-        return self._offer_state(state)
+        if self._offer_state(state):
+            return True
+        self.stats["rejected_stale"] += 1
+        return False
 
     def _offer_state(self, state: RouteState) -> bool:
         with self._changed:
@@ -154,6 +174,7 @@ class Router:
             if current is not None and state.seq <= current.seq:
                 return False
             self._snapshot = state
+            self.changed_at_s = time.monotonic()
             self.stats["changes"] += 1
             self._changed.notify_all()
         log.info("router %s: now seq %d weights %s", self.rollout_id, state.seq, state.weights)
