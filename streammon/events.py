@@ -181,6 +181,24 @@ class Diagnosis(msgspec.Struct, frozen=True, kw_only=True):
     ts_ms: int = 0
 
 
+class PredictionBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """Several predictions in one Kafka message, all of one partition (the batch envelope).
+
+    The publisher SDK groups events by the murmur2 partition of their ``request_id``, so
+    co-partitioning holds per event; the message key is the first event's request id.
+    """
+
+    v: int = SCHEMA_VERSION
+    events: list[Prediction]
+
+
+class OutcomeBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """Several outcomes in one Kafka message, all of one partition (the batch envelope)."""
+
+    v: int = SCHEMA_VERSION
+    events: list[Outcome]
+
+
 _T = TypeVar("_T")
 _DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
 _ENCODER = msgspec.json.Encoder()

@@ -1,27 +1,32 @@
 """The stream-stream join of predictions and outcomes, as pure state.
 
 ``JoinState`` holds one source's (one partition's) view: requests waiting for their
-other half, tombstones of joined requests (to recognise duplicates), and the cohort
-cells they feed. It takes decoded events and the current event time and never touches
-Kafka, Faust or a clock, so every rule below is unit-tested without a broker:
+other half, small tombstones of joined requests (to recognise duplicates), and the
+cohort cells they feed. It takes decoded events and never touches Kafka, Faust or a
+clock, so every rule below is unit-tested without a broker:
 
 * either side may arrive first; the first arrival waits in ``pending``;
 * a second prediction or outcome for the same request id is dropped and counted;
 * a prediction's own metrics (latency, error, score) count when it arrives; its
   outcome's metrics count when the two meet, in the prediction's window (a late
   outcome re-opens that window's cumulative summary);
+* a prediction whose window closed (window end + ``grace_ms`` at or before the
+  partition's prediction watermark) is dropped and counted as late;
 * everything pending expires ``ttl_ms`` of *event time* after it first arrived: a
   prediction without an outcome is counted as expired (unlabelled) in its cell, an
   outcome without a prediction as an orphan. Joined tombstones expire the same way.
+  Event time for expiry is the lower of the two inputs' watermarks, so a fast
+  predictions stream cannot expire predictions whose outcomes are merely queued.
 
-The Faust shell persists what :meth:`JoinState.take_changes` reports.
+Entries are compact: a waiting prediction is (expiry, cell), a waiting outcome
+(expiry, label, value), a joined tombstone just its expiry (an ``int``).
+:meth:`JoinState.take_changes` reports what to persist (see :mod:`streammon.joinlog`).
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
 import msgspec
@@ -30,81 +35,99 @@ from streammon.cohorts import CellKey, CellState, cell_key
 from streammon.events import Outcome, Prediction
 
 
-class PendingRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """What the join remembers about one request id until it expires."""
+class PendingPrediction(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A prediction waiting for its outcome: when it expires and the cell it feeds."""
 
     expires_at_ms: int
-    prediction: Prediction | None = None
-    outcome: Outcome | None = None
-    joined: bool = False
+    cell: CellKey
+
+
+class PendingOutcome(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """An outcome waiting for its prediction."""
+
+    expires_at_ms: int
+    label: float | None
+    value: float | None
+
+
+Entry = PendingPrediction | PendingOutcome | int
+"""What the join remembers per request id; an ``int`` is a joined tombstone's expiry."""
+
+
+def expiry_of(entry: Entry) -> int:
+    """Return the event time (ms) at which an entry expires."""
+    return entry if isinstance(entry, int) else entry.expires_at_ms
 
 
 @dataclass(frozen=True, kw_only=True)
 class JoinConfig:
-    """Join timing: the base window width and how long a half waits for the other."""
+    """Join timing: window width, how long a half waits, and how late a prediction may be."""
 
     window_ms: int = 10_000
     ttl_ms: int = 3_600_000
+    grace_ms: int = 60_000
 
 
 @dataclass
 class JoinChanges:
-    """What changed since the last call to take_changes: keys to persist or delete."""
+    """What changed since the last take_changes: entries written, cells touched."""
 
-    pending_set: dict[str, PendingRecord] = field(default_factory=dict)
-    pending_deleted: set[str] = field(default_factory=set)
+    entries: dict[str, Entry] = field(default_factory=dict)
     cells: set[CellKey] = field(default_factory=set)
 
 
 class JoinState:
     """One source's join state; see the module docstring for the rules."""
 
-    def __init__(
-        self,
-        *,
-        config: JoinConfig,
-        pending: MutableMapping[str, PendingRecord] | None = None,
-        cells: MutableMapping[CellKey, CellState] | None = None,
-        watermark_ms: int = 0,
-    ) -> None:
+    def __init__(self, *, config: JoinConfig) -> None:
         self.config = config
-        self.pending: MutableMapping[str, PendingRecord] = {} if pending is None else pending
-        self.cells: MutableMapping[CellKey, CellState] = {} if cells is None else cells
-        self.watermark_ms = watermark_ms
+        self.pending: dict[str, Entry] = {}
+        self.cells: dict[CellKey, CellState] = {}
+        self.prediction_wm_ms = 0
+        self.outcome_wm_ms = 0
+        self.expired_through_ms = 0
         self.counters: Counter[str] = Counter()
         self._changes = JoinChanges()
-        self._expiry: list[tuple[int, str]] = [(r.expires_at_ms, k) for k, r in self.pending.items()]
-        heapq.heapify(self._expiry)
+        self._expiry: list[tuple[int, str]] = []
+
+    @property
+    def watermark_ms(self) -> int:
+        """Event time as far as both inputs have reached (the expiry clock)."""
+        return min(self.prediction_wm_ms, self.outcome_wm_ms)
 
     def add_prediction(self, pred: Prediction) -> None:
         """Take one prediction: wait for its outcome, or join with a waiting one."""
         self.counters["predictions"] += 1
-        self._advance(pred.ts_ms)
-        record = self.pending.get(pred.request_id)
-        if record is not None and (record.joined or record.prediction is not None):
+        key = cell_key(pred, self.config.window_ms)
+        if key[1] + self.config.window_ms + self.config.grace_ms <= self.prediction_wm_ms:
+            self.counters["late_predictions"] += 1
+            return
+        self.prediction_wm_ms = max(self.prediction_wm_ms, pred.ts_ms)
+        entry = self.pending.get(pred.request_id)
+        if entry is not None and not isinstance(entry, PendingOutcome):
             self.counters["duplicate_predictions"] += 1
             return
-        cell = self._cell(cell_key(pred, self.config.window_ms))
+        cell = self._cell(key)
         cell.add_prediction(pred)
-        if record is not None and record.outcome is not None:
-            self._join(pred, record.outcome, record.expires_at_ms)
+        if entry is not None:
+            self._join(pred.request_id, cell, entry.label, entry.value, entry.expires_at_ms)
             return
-        self._put(pred.request_id, PendingRecord(expires_at_ms=self._expiry_of(pred.ts_ms),
-                                                 prediction=pred))
+        self._put(pred.request_id, PendingPrediction(pred.ts_ms + self.config.ttl_ms, key))
 
     def add_outcome(self, outcome: Outcome) -> None:
         """Take one outcome: join with its waiting prediction, or wait for it."""
         self.counters["outcomes"] += 1
-        self._advance(outcome.ts_ms)
-        record = self.pending.get(outcome.request_id)
-        if record is not None and (record.joined or record.outcome is not None):
+        self.outcome_wm_ms = max(self.outcome_wm_ms, outcome.ts_ms)
+        entry = self.pending.get(outcome.request_id)
+        if entry is not None and not isinstance(entry, PendingPrediction):
             self.counters["duplicate_outcomes"] += 1
             return
-        if record is not None and record.prediction is not None:
-            self._join(record.prediction, outcome, record.expires_at_ms)
+        if entry is not None:
+            self._join(outcome.request_id, self._cell(entry.cell), outcome.label, outcome.value,
+                       entry.expires_at_ms)
             return
-        self._put(outcome.request_id, PendingRecord(expires_at_ms=self._expiry_of(outcome.ts_ms),
-                                                    outcome=outcome))
+        self._put(outcome.request_id, PendingOutcome(outcome.ts_ms + self.config.ttl_ms,
+                                                     outcome.label, outcome.value))
 
     def expire(self, now_ms: int | None = None) -> int:
         """Expire everything whose TTL passed by event time ``now_ms``; return how many."""
@@ -112,11 +135,12 @@ class JoinState:
         expired = 0
         while self._expiry and self._expiry[0][0] <= now:
             due_ms, request_id = heapq.heappop(self._expiry)
-            record = self.pending.get(request_id)
-            if record is None or record.expires_at_ms != due_ms:
-                continue  # stale heap entry: the record changed or is gone
-            self._expire_one(request_id, record)
+            entry = self.pending.get(request_id)
+            if entry is None or expiry_of(entry) != due_ms:
+                continue  # stale heap entry: the request is gone or waits longer
+            self._expire_one(request_id, entry)
             expired += 1
+        self.expired_through_ms = max(self.expired_through_ms, now)
         return expired
 
     def take_changes(self) -> JoinChanges:
@@ -124,28 +148,38 @@ class JoinState:
         changes, self._changes = self._changes, JoinChanges()
         return changes
 
-    def _join(self, pred: Prediction, outcome: Outcome, expires_at_ms: int) -> None:
-        self.counters["joined"] += 1
-        self._cell(cell_key(pred, self.config.window_ms)).add_outcome(outcome)
-        self._put(pred.request_id, PendingRecord(expires_at_ms=expires_at_ms, joined=True))
+    def restore(self, entries: dict[str, Entry], cells: dict[CellKey, CellState]) -> None:
+        """Load recovered entries and cells; drop entries already expired (not recounted)."""
+        self.cells.update(cells)
+        for request_id, entry in entries.items():
+            if expiry_of(entry) > self.expired_through_ms:
+                self.pending[request_id] = entry
+                self._expiry.append((expiry_of(entry), request_id))
+        heapq.heapify(self._expiry)
 
-    def _expire_one(self, request_id: str, record: PendingRecord) -> None:
-        if record.prediction is not None:
+    def _join(self, request_id: str, cell: CellState, label: float | None,
+              value: float | None, expires_at_ms: int) -> None:
+        self.counters["joined"] += 1
+        if label is not None:
+            cell.add("label", label)
+        if value is not None:
+            cell.add("value", value)
+        self._put(request_id, expires_at_ms)
+
+    def _expire_one(self, request_id: str, entry: Entry) -> None:
+        if isinstance(entry, PendingPrediction):
             self.counters["expired_predictions"] += 1
-            self._cell(cell_key(record.prediction, self.config.window_ms)).expired += 1
-        elif record.outcome is not None:
+            self._cell(entry.cell).expired += 1
+        elif isinstance(entry, PendingOutcome):
             self.counters["orphan_outcomes"] += 1
         del self.pending[request_id]
-        self._changes.pending_set.pop(request_id, None)
-        self._changes.pending_deleted.add(request_id)
 
-    def _put(self, request_id: str, record: PendingRecord) -> None:
+    def _put(self, request_id: str, entry: Entry) -> None:
         old = self.pending.get(request_id)
-        self.pending[request_id] = record
-        self._changes.pending_set[request_id] = record
-        self._changes.pending_deleted.discard(request_id)
-        if old is None or old.expires_at_ms != record.expires_at_ms:
-            heapq.heappush(self._expiry, (record.expires_at_ms, request_id))
+        self.pending[request_id] = entry
+        self._changes.entries[request_id] = entry
+        if old is None:
+            heapq.heappush(self._expiry, (expiry_of(entry), request_id))
 
     def _cell(self, key: CellKey) -> CellState:
         cell = self.cells.get(key)
@@ -153,10 +187,3 @@ class JoinState:
             cell = self.cells[key] = CellState()
         self._changes.cells.add(key)
         return cell
-
-    def _advance(self, ts_ms: int) -> None:
-        if ts_ms > self.watermark_ms:
-            self.watermark_ms = ts_ms
-
-    def _expiry_of(self, ts_ms: int) -> int:
-        return ts_ms + self.config.ttl_ms

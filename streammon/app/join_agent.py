@@ -1,151 +1,164 @@
 """The join as a Faust agent: decode a batch, feed pure JoinState, persist, emit.
 
 One agent reads predictions and outcomes together (both keyed by request_id and
-co-partitioned, so partition ``p`` of both lands on the same worker). Each partition
-has its own :class:`~streammon.join.JoinState` over its slice of two changelogged
-tables; after every batch the agent sends one changelog record per changed key, and a
-timer sends the cumulative summary of every changed cell to the cohorts topic under its
-deterministic key. Malformed events go to the dead-letter topic with the reason in a
-header, and the join goes on.
+co-partitioned, so partition ``p`` of both lands on the same worker). Messages are
+single events or batch envelopes (:mod:`streammon.envelope`). Each partition has its
+own :class:`~streammon.join.JoinState`, rebuilt from the ``join-records`` table when
+the partition is first seen after an assignment. After every batch the agent writes one
+:class:`~streammon.joinlog.JoinRecord` per touched partition (state changes and input
+offsets together) and skips input below the offsets it recovered, so replays after a
+crash or a rebalance count nothing twice. It sends the cumulative summary of every
+changed cell to the cohorts topic under its deterministic key at the end of the same
+batch, before its input offsets can be committed (Faust flushes the producer before it
+commits), so a committed input is never missing from the summaries. Rejected events go
+to the dead-letter topic with the reason in a header, and the join goes on.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
+import time
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
-
 from streammon import events
-from streammon.app.tablestore import PartitionView, send_changes
-from streammon.cohorts import CellKey, CellState
+from streammon.app.tablestore import RecordStore
+from streammon.cohorts import CellKey
 from streammon.config import Settings
-from streammon.errors import EventError
-from streammon.join import JoinConfig, JoinState, PendingRecord
+from streammon.envelope import Reject, decode_message
+from streammon.join import JoinConfig, JoinState
+from streammon.joinlog import JoinLog, restore
 
 log = logging.getLogger(__name__)
-_PENDING = msgspec.json.Decoder(PendingRecord)
-_SUMMARY = msgspec.json.Decoder(events.CohortSummary)
+PRODUCER_BUFFER_MAX_MESSAGES = 100_000
+"""Faust's ProducerBuffer warns and stalls the stream above 100 queued messages; the
+join queues changelog records and summaries in bursts, so it raises the bound."""
 
 
-def cell_to_str(key: CellKey) -> str:
-    """Return the table key of a cell: rollout|window_start_ms|segment|arm."""
-    return "|".join(str(part) for part in key)
+@dataclass
+class PartitionJoin:
+    """Everything the agent holds for one assigned partition."""
 
-
-def cell_from_str(text: str) -> CellKey:
-    """Invert :func:`cell_to_str` (rollout ids and segments may not contain '|')."""
-    rollout_id, start_ms, segment, arm = text.rsplit("|", 3)
-    return (rollout_id, int(start_ms), segment, "canary" if arm == "canary" else "baseline")
-
-
-def _decode_cell(raw: bytes) -> CellState:
-    return CellState.from_summary(_SUMMARY.decode(raw))
+    state: JoinState
+    log: JoinLog
+    store: RecordStore
+    offsets: dict[str, int]
+    dirty: set[CellKey] = field(default_factory=set)
 
 
 class JoinAgent:
-    """Wires the join's topics, tables, agent and flush timer into a Faust app."""
+    """Wires the join's topics, table and agent into a Faust app."""
 
     def __init__(self, app: Any, *, settings: Settings, config: JoinConfig, partitions: int,
-                 batch_max: int = 2000, batch_within_s: float = 0.05,
-                 flush_interval_s: float = 0.5) -> None:
+                 batch_max: int = 200, batch_within_s: float = 0.05) -> None:
         topics = settings.topics
-        self.settings, self.config = settings, config
-        self.predictions_topic = topics.predictions
+        self.app, self.settings, self.config = app, settings, config
+        self.partitions = partitions
+        self.roles = {topics.predictions: "predictions", topics.outcomes: "outcomes"}
         self.source = app.topic(topics.predictions, topics.outcomes,
                                 key_serializer="raw", value_serializer="raw")
         self.cohorts = app.topic(topics.cohorts, key_serializer="raw", value_serializer="raw")
         self.deadletters = app.topic(topics.deadletters, key_serializer="raw",
                                      value_serializer="raw")
-        table_opts = {"partitions": partitions, "key_type": bytes, "value_type": bytes}
-        self.pending_table = app.Table("join-pending", **table_opts)
-        self.cells_table = app.Table("join-cells", **table_opts)
-        self.states: dict[int, JoinState] = {}
-        self.dirty: dict[int, set[CellKey]] = defaultdict(set)
+        self.table = app.Table("join-records", partitions=partitions, key_type=bytes,
+                               value_type=bytes)
+        self.joins: dict[int, PartitionJoin] = {}
         self.counters: Counter[str] = Counter()
-        self.batch_max, self.batch_within_s = batch_max, batch_within_s
 
         async def join(stream: Any) -> None:
             async for batch in stream.take_events(batch_max, within=batch_within_s):
                 await self.handle_batch(batch)
 
         app.agent(self.source, name="streammon-join")(join)
-        app.timer(flush_interval_s)(self.flush)
         app.on_partitions_revoked.connect(self.on_revoked)
+        app.producer.buffer.max_messages = PRODUCER_BUFFER_MAX_MESSAGES
 
-    def state_for(self, partition: int) -> JoinState:
-        """Return (building it from the recovered tables if new) the state of a partition."""
-        state = self.states.get(partition)
-        if state is None:
-            pending: PartitionView[str, PendingRecord] = PartitionView(
-                self.pending_table, partition, _PENDING.decode)
-            cells: PartitionView[CellKey, CellState] = PartitionView(
-                self.cells_table, partition, _decode_cell, cell_to_str, cell_from_str)
-            state = self.states[partition] = JoinState(config=self.config, pending=pending,
-                                                       cells=cells)
-        return state
+    def join_for(self, partition: int) -> PartitionJoin:
+        """Return (rebuilding it from the recovered table if new) the join of a partition."""
+        pj = self.joins.get(partition)
+        if pj is None:
+            store = RecordStore(self.table, partition)
+            state, jlog, offsets = restore(store.load(), self.config)
+            pj = self.joins[partition] = PartitionJoin(state, jlog, store, offsets,
+                                                       dirty=set(state.cells))
+            log.info("partition %d: restored %d cells, %d entries, offsets %s", partition,
+                     len(state.cells), len(state.pending), offsets)
+        return pj
 
     async def handle_batch(self, batch: list[Any]) -> None:
-        """Process one batch of events from any partitions, then persist what changed."""
+        """Process one batch of messages from any partitions, then persist what changed."""
         touched: set[int] = set()
+        now_ms = int(time.time() * 1000)
+        owned = self.app.consumer.assignment()
         for event in batch:
             message = event.message
+            if message.tp not in owned:
+                self.counters["revoked_messages_skipped"] += 1
+                continue
+            role = self.roles[message.topic]
+            pj = self.join_for(message.partition)
+            if message.offset < pj.offsets.get(role, 0):
+                self.counters["replayed_messages_skipped"] += 1
+                continue
             touched.add(message.partition)
-            try:
-                self._apply(message, event.value)
-            except EventError as exc:
-                await self._dead_letter(message, event.value, str(exc))
+            await self._apply(pj, message, role, event.value, now_ms)
+            pj.offsets[role] = message.offset + 1
         for partition in touched:
-            self._persist(partition)
+            self._persist(self.joins[partition])
+        await self.flush()
 
-    def _apply(self, message: Any, value: bytes) -> None:
-        state = self.state_for(message.partition)
-        self.counters["consumed"] += 1
-        if message.topic == self.predictions_topic:
-            state.add_prediction(events.decode(events.Prediction, value))
+    async def _apply(self, pj: PartitionJoin, message: Any, role: str, value: bytes,
+                     now_ms: int) -> None:
+        self.counters["messages"] += 1
+        if role == "predictions":
+            preds = decode_message(events.Prediction, value, partition=message.partition,
+                                   partitions=self.partitions, now_ms=now_ms)
+            add_prediction = pj.state.add_prediction
+            for pred in preds.events:
+                add_prediction(pred)
+            rejects = preds.rejects
         else:
-            state.add_outcome(events.decode(events.Outcome, value))
+            outs = decode_message(events.Outcome, value, partition=message.partition,
+                                  partitions=self.partitions, now_ms=now_ms)
+            add_outcome = pj.state.add_outcome
+            for out in outs.events:
+                add_outcome(out)
+            rejects = outs.rejects
+        for reject in rejects:
+            await self._dead_letter(message, reject)
 
-    def _persist(self, partition: int) -> None:
-        state = self.states[partition]
-        state.expire()
-        changes = state.take_changes()
-        send_changes(self.pending_table, partition,
-                     ((k, events.encode(r)) for k, r in changes.pending_set.items()),
-                     changes.pending_deleted)
-        send_changes(self.cells_table, partition,
-                     ((cell_to_str(k), events.encode(self._summary(partition, k)))
-                      for k in changes.cells))
-        self.dirty[partition] |= changes.cells
+    def _persist(self, pj: PartitionJoin) -> None:
+        pj.state.expire()
+        changes = pj.state.take_changes()
+        seq, record, dead = pj.log.write(pj.state, changes, pj.offsets)
+        pj.store.put(seq, record)
+        pj.store.delete(dead)
+        pj.dirty |= changes.cells
+        self.counters["records_written"] += 1
+        self.counters["records_deleted"] += len(dead)
 
-    def _summary(self, partition: int, key: CellKey) -> events.CohortSummary:
-        state = self.states[partition]
-        return state.cells[key].to_summary(key, window_ms=self.config.window_ms,
-                                           source=f"p{partition}",
-                                           watermark_ms=state.watermark_ms)
-
-    async def _dead_letter(self, message: Any, value: bytes, reason: str) -> None:
+    async def _dead_letter(self, message: Any, reject: Reject) -> None:
         self.counters["dead_lettered"] += 1
-        headers = [("streammon-reason", reason.encode()),
+        headers = [("streammon-reason", reject.reason.encode()),
                    ("streammon-source-topic", message.topic.encode()),
                    ("streammon-source-partition", str(message.partition).encode()),
-                   ("streammon-source-offset", str(message.offset).encode())]
-        await self.deadletters.send(key=message.key, value=value, headers=headers)
+                   ("streammon-source-offset", str(message.offset).encode()),
+                   ("streammon-source-index", str(reject.index).encode())]
+        await self.deadletters.send(key=message.key, value=reject.raw, headers=headers)
 
     async def flush(self) -> None:
         """Send the cumulative summary of every cell that changed since the last flush."""
-        for partition, keys in list(self.dirty.items()):
-            if partition not in self.states:
-                continue
-            self.dirty[partition] = set()
+        for partition, pj in list(self.joins.items()):
+            keys, pj.dirty = pj.dirty, set()
             for key in keys:
-                summary = self._summary(partition, key)
+                summary = pj.state.cells[key].to_summary(
+                    key, window_ms=self.config.window_ms, source=f"p{partition}",
+                    watermark_ms=pj.state.watermark_ms)
                 await self.cohorts.send(key=summary.key.encode(), value=events.encode(summary))
 
     async def on_revoked(self, app: Any, revoked: Any, **_: Any) -> None:
         """Forget the in-memory state of partitions this worker no longer owns."""
         for tp in revoked:
-            if tp.topic == self.predictions_topic:
-                self.states.pop(tp.partition, None)
-                self.dirty.pop(tp.partition, None)
+            if tp.topic in self.roles:
+                self.joins.pop(tp.partition, None)
