@@ -41,6 +41,7 @@ class RunResult:
 
     phase: str | None = None
     switched_at_s: float | None = None
+    crashed: str = ""
 
 
 def demo_spec(rollout_id: str) -> RolloutSpec:
@@ -75,10 +76,20 @@ def _pin_baseline(client: Any, data_dir: Path, version: str) -> Checkpoint:
         content_hash=hash_file(weights), pinned_at_ms=0))
 
 
+@dataclass(frozen=True)
+class ScenarioResult:
+    """How a scenario ended: the rollout id, its final phase and the demo's exit code."""
+
+    rollout_id: str
+    phase: str | None
+    exit_code: int
+    work_dir: Path
+
+
 def run_demo(*, regression: bool = True, seed: int = 7, max_traffic_s: float = 150.0,
              console: Console | None = None, data_dir: str = ".streammon") -> int:
     """Run the demo end to end; return 0 when the outcome matches the scenario."""
-    console = console or Console(highlight=False)
+    console = console or Console(highlight=False, width=None if sys.stdout.isatty() else 150)
     with contextlib.ExitStack() as stack:
         info = devstack.read_state(data_dir)
         if info is None:
@@ -89,24 +100,38 @@ def run_demo(*, regression: bool = True, seed: int = 7, max_traffic_s: float = 1
             kafka=KafkaSettings(bootstrap_servers=info.kafka_bootstrap, fast_group_join=True),
             redis=RedisSettings(url=info.redis_url), topics=TopicNames(prefix=f"demo-{run_id}."),
             app_id=f"streammon-demo-{run_id}", data_dir=data_dir)
-        return _run(settings, stack, console, regression=regression, seed=seed,
-                    max_traffic_s=max_traffic_s, run_id=run_id)
+        return run_scenario(settings, stack, console=console, regression=regression,
+                            seed=seed, max_traffic_s=max_traffic_s, run_id=run_id).exit_code
     return 1  # pragma: no cover - unreachable, for mypy
 
 
-def _run(settings: Settings, stack: contextlib.ExitStack, console: Console, *,
-         regression: bool, seed: int, max_traffic_s: float, run_id: str) -> int:
+def start_services(settings: Settings, stack: contextlib.ExitStack, work: Path,
+                   worker_args: tuple[str, ...] = ()) -> list[subprocess.Popen[bytes]]:
+    """Start a worker and an actuator as children; ``stack`` stops them."""
+    procs = []
+    for name, args in (("worker", ["worker", "--window-ms", str(JOIN_WINDOW_MS),
+                                   "--ttl-ms", "30000", *worker_args]),
+                       ("actuator", ["actuator"])):
+        proc = spawn_streammon(args, settings, work / f"{name}.log")
+        stack.callback(devstack.stop_process, proc)
+        procs.append(proc)
+    return procs
+
+
+def run_scenario(settings: Settings, stack: contextlib.ExitStack, *, console: Console,
+                 regression: bool, seed: int = 7, max_traffic_s: float = 150.0,
+                 run_id: str | None = None,
+                 worker_args: tuple[str, ...] = ()) -> ScenarioResult:
+    """Run one simulated rollout on a running stack; services live until ``stack`` closes."""
     import redis
 
     from streammon.topics import apply_topics
 
+    run_id = run_id or uuid.uuid4().hex[:6]
     work = Path(settings.data_dir) / f"demo-{run_id}"
     work.mkdir(parents=True, exist_ok=True)
     apply_topics(settings.kafka, settings.topics)
-    for name, args in (("worker", ["worker", "--window-ms", str(JOIN_WINDOW_MS),
-                                   "--ttl-ms", "30000"]), ("actuator", ["actuator"])):
-        proc = spawn_streammon(args, settings, work / f"{name}.log")
-        stack.callback(devstack.stop_process, proc)
+    procs = start_services(settings, stack, work, worker_args)
     client = redis.Redis.from_url(settings.redis.url, **settings.redis.to_redis())
     spec = demo_spec(f"demo-{run_id}")
     _pin_baseline(client, work, spec.baseline)
@@ -116,31 +141,44 @@ def _run(settings: Settings, stack: contextlib.ExitStack, console: Console, *,
     router = stack.enter_context(Router.from_settings(
         settings, rollout_id=spec.rollout_id, default_version=spec.baseline, refresh_s=0.5))
     timeline = stack.enter_context(Timeline(settings, console, spec))
+    timeline.print_legend()
     operator.start_rollout(settings, spec, client=client)
     if not router.wait_for_seq(1, timeout_s=30):
-        console.print("[red]the actuator did not apply the start command within 30 s[/red]")
-        return 1
+        console.print("[red]the actuator did not apply the start command within 30 s; "
+                      f"see {work}/actuator.log[/red]")
+        return ScenarioResult(spec.rollout_id, None, 1, work)
     publisher = stack.enter_context(Publisher(settings=settings))
     t0 = time.monotonic()
     timeline.set_origin(t0, scenario.regression_at_s)
-    result = _serve(router, publisher, TrafficSim(scenario, rollout_id=spec.rollout_id,
-                                                  seed=seed), spec, t0, max_traffic_s)
+    sim = TrafficSim(scenario, rollout_id=spec.rollout_id, seed=seed)
+    result = _serve(router, publisher, sim, spec, t0, max_traffic_s, procs)
+    if result.crashed:
+        console.print(f"[red]a streammon process died: {result.crashed}; logs in {work}[/red]")
+        return ScenarioResult(spec.rollout_id, result.phase, 1, work)
     time.sleep(0.5)
-    return timeline.summarise(result.phase, result.switched_at_s,
+    code = timeline.summarise(result.phase, result.switched_at_s,
                               expected="rolled_back" if regression else "promoted")
+    return ScenarioResult(spec.rollout_id, result.phase, code, work)
 
 
 def _serve(router: Router, publisher: Publisher, sim: TrafficSim, spec: RolloutSpec,
-           t0: float, max_traffic_s: float) -> RunResult:
+           t0: float, max_traffic_s: float,
+           procs: list[subprocess.Popen[bytes]]) -> RunResult:
     """Serve simulated traffic until the router applies a terminal decision."""
     result = RunResult()
-    units = [f"user-{i}" for i in range(20_000)]
     last = time.monotonic()
     while (elapsed := time.monotonic() - t0) < max_traffic_s:
+        dead = [p.args[3] for p in procs if p.poll() is not None]  # type: ignore[index]
+        if dead:
+            result.crashed = ", ".join(map(str, dead))
+            break
         now = time.monotonic()
         wall_s = time.time()
         for _ in range(sim.arrivals(now - last)):
-            unit = units[int(sim.rng.integers(len(units)))]
+            # Practically one unit per request: the sample-ratio check counts requests, and a
+            # small population of sticky units would make the realised split drift from
+            # the intended one by O(1/sqrt(units)).
+            unit = f"user-{int(sim.rng.integers(1 << 40))}"
             a = router.route(unit)
             publisher.prediction(**sim.request(unit_id=unit, version=a.version, arm=a.arm,
                                                candidate=spec.candidate,

@@ -25,6 +25,16 @@ _STYLE = {"rollback": "bold red", "promote": "bold green", "step": "cyan", "star
           "hold": "yellow", "resume": "cyan"}
 
 
+def _format_estimate(name: str, effect: float, lower: float, upper: float) -> str:
+    """Return e.g. ``conversion -1.3pp [-5.6, +3.1]``; unbounded sides print as ``inf``."""
+    label, scale, unit = _UNITS.get(name, (name, 1.0, ""))
+
+    def bound(x: float) -> str:
+        return f"{x * scale:+.1f}" if abs(x) < 1e12 else ("+inf" if x > 0 else "-inf")
+
+    return f"{label} {effect * scale:+.1f}{unit} [{bound(lower)}, {bound(upper)}]"
+
+
 class Timeline:
     """Print the rollout's commands and assessments as they happen."""
 
@@ -88,21 +98,23 @@ class Timeline:
             self.decision = (cmd.action, at)
 
     def _show_diagnosis(self, d: Diagnosis) -> None:
-        parts = []
-        for m in d.metrics:
-            name, scale, unit = _UNITS.get(m.name, (m.name, 1.0, ""))
-            parts.append(f"{name} {m.effect * scale:+.1f}{unit} "
-                         f"[{m.lower * scale:+.1f}, {m.upper * scale:+.1f}]")
-        end_s = self._at(d.window_start_ms + self.spec.window_ms)
-        self.console.print(f"[dim]{end_s:+7.1f}s[/dim]  window {d.windows_closed:3d}  "
-                           f"canary {d.fraction:4.0%}  " + "  ".join(parts) +
-                           f"  -> {d.action}")
+        parts = [_format_estimate(m.name, m.effect, m.lower, m.upper) for m in d.metrics]
+        self.console.print(f"[dim]{self._at(d.ts_ms):+7.1f}s  window {d.windows_closed:3d}  "
+                           f"canary {d.fraction:4.0%}[/dim]  " + "  ".join(parts) +
+                           f"  [dim]-> {d.action}[/dim]")
+
+    def print_legend(self) -> None:
+        """Explain the columns once, before the first line."""
+        self.console.print(
+            "[dim]Each window line: seconds since traffic began, the closed decision window, "
+            "the canary's share,\nand per metric the canary-minus-baseline effect with its "
+            "anytime-valid 95% confidence bounds.[/dim]")
 
     def summarise(self, phase: str | None, switched_at_s: float | None, *, expected: str) -> int:
         """Print the closing lines; return 0 if the rollout ended as ``expected``."""
         self.console.rule()
         if phase is None:
-            self.console.print(f"[red]no decision within the demo's time: expected {expected}[/red]")
+            self.console.print(f"[red]no decision in the demo's time: expected {expected}[/red]")
             return 1
         ok = phase == expected
         reg = self.regression_at_s
