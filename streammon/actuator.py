@@ -13,7 +13,8 @@ Redis layout (shared contract, see ``control.py``):
 - ``streammon:rollout:{rollout_id}:log`` -> applied route states, oldest first (capped).
 - channel ``streammon:changes`` -> rollout_id after every applied change.
 - hash ``streammon:actuator:stats`` -> counters: applied, duplicate, rejected_stale,
-  rejected_signature, rejected_invalid, rejected_unpinned, bad_message, redis_errors.
+  rejected_signature (forged), rejected_unsigned, rejected_invalid, rejected_unpinned,
+  bad_message, redis_errors.
 """
 
 from __future__ import annotations
@@ -29,9 +30,16 @@ from confluent_kafka import Consumer, KafkaException, Message
 
 from streammon import events
 from streammon.config import Settings
-from streammon.control import CHANGES_CHANNEL, check_command, route_key, route_state_for, verify
+from streammon.control import (
+    CHANGES_CHANNEL,
+    check_command,
+    route_key,
+    route_state_for,
+    signature_counter,
+    verify,
+)
 from streammon.errors import CommandError, EventError, KafkaIOError, RedisIOError, RegistryError
-from streammon.registry import Registry
+from streammon.registry import Registry, redis_io_error
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +100,7 @@ class Actuator:
         try:
             verify(cmd, self._key)
         except CommandError as exc:
-            return self._reject("rejected_signature", exc)
+            return self._reject(signature_counter(cmd), exc)
         try:
             check_command(cmd)
         except CommandError as exc:
@@ -126,7 +134,7 @@ class Actuator:
             verdict, stored_seq = self._script(keys=keys, args=argv)
         except redis.RedisError as exc:
             self.stats["redis_errors"] += 1
-            raise RedisIOError(f"cannot apply {cmd.rollout_id}#{cmd.seq}: {exc}") from exc
+            raise redis_io_error(f"cannot apply {cmd.rollout_id}#{cmd.seq}", exc) from exc
         verdict = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
         if verdict == "applied":
             self._count("applied")

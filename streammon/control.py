@@ -1,4 +1,6 @@
-"""Signed, sequenced control commands and the route state they produce. Pure, no I/O.
+"""Signed, sequenced control commands, the route state they produce, sticky assignment.
+
+Pure, no I/O.
 
 A :class:`~streammon.events.Command` is ordered per rollout by ``seq`` and authenticated
 by ``sig``: a hex HMAC-SHA256 over the command's canonical JSON (keys sorted, ``sig``
@@ -16,6 +18,10 @@ Redis layout (the shared contract; written by ``actuator.py``, read by ``router.
 - channel ``streammon:changes`` -> the rollout_id, published after every applied change.
 - ``streammon:pin:{version}``, ``streammon:pins`` -> pinned checkpoints (``registry.py``).
 - hash ``streammon:actuator:stats`` -> actuator counters.
+
+:func:`assign`: a unit id hashes (blake2b, salted with the rollout id) to a uniform ``u``
+in [0, 1); the unit goes to the candidate iff ``u`` is below the candidate's weight, so a
+unit in the canary at 5% stays in it at 10%.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Literal
 import msgspec
 
 from streammon.errors import CommandError
-from streammon.events import Action, Command, RolloutSpec
+from streammon.events import Action, Arm, Command, RolloutSpec
 
 ROUTE_KEY_PREFIX = "streammon:rollout:"
 CHANGES_CHANNEL = "streammon:changes"
@@ -44,6 +50,7 @@ PHASES: dict[str, Phase] = {
     "rollback": "rolled_back",
 }
 
+_UNIT_SCALE = float(1 << 64)
 _CANONICAL = msgspec.json.Encoder(order="sorted")
 _NORMALISE = msgspec.json.Decoder(Command)
 
@@ -102,6 +109,11 @@ def verify(cmd: Command, key: bytes) -> None:
         raise CommandError(f"unsigned command {cmd.rollout_id}#{cmd.seq} - at `$.sig`")
     if not hmac.compare_digest(cmd.sig, _mac(cmd, key)):
         raise CommandError(f"forged or tampered command {cmd.rollout_id}#{cmd.seq} - at `$.sig`")
+
+
+def signature_counter(cmd: Command) -> str:
+    """Return the counter a failed :func:`verify` bumps: unsigned and forged are told apart."""
+    return "rejected_unsigned" if not cmd.sig else "rejected_signature"
 
 
 def weights_for(baseline: str, candidate: str, fraction: float) -> dict[str, float]:
@@ -187,3 +199,26 @@ def route_state_for(cmd: Command) -> RouteState:
         reason=cmd.reason,
         issued_by=cmd.issued_by,
     )
+
+
+class Assignment(msgspec.Struct, frozen=True, kw_only=True):
+    """Where one unit goes: the version, its arm, and the route state's seq (None: default)."""
+
+    version: str
+    arm: Arm
+    weights_seq: int | None
+
+
+def unit_position(unit_id: str, rollout_id: str = "") -> float:
+    """Return a uniform, stable u in [0, 1) for ``unit_id`` within ``rollout_id``."""
+    digest = hashlib.blake2b(f"{rollout_id}\x00{unit_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / _UNIT_SCALE
+
+
+def assign(unit_id: str, state: RouteState | None, *, default_version: str) -> Assignment:
+    """Return the sticky assignment of ``unit_id`` under ``state`` (None: default baseline)."""
+    if state is None:
+        return Assignment(version=default_version, arm="baseline", weights_seq=None)
+    if unit_position(unit_id, state.rollout_id) < state.candidate_weight:
+        return Assignment(version=state.candidate, arm="canary", weights_seq=state.seq)
+    return Assignment(version=state.baseline, arm="baseline", weights_seq=state.seq)

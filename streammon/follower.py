@@ -12,8 +12,8 @@ checks); the fast path only makes routers switch sooner. A router fed by both ta
 whichever copy of a seq arrives first and ignores the other.
 
 Counters in :attr:`ControlFollower.stats`: ``received``, ``applied`` (at least one router
-switched), ``rejected_signature``, ``rejected_stale``, ``bad_message``, ``unrouted``
-(no router registered for the rollout).
+switched), ``rejected_signature`` (forged), ``rejected_unsigned``, ``rejected_stale``,
+``bad_message``, ``unrouted`` (no router registered for the rollout).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 
 from streammon import events
 from streammon.config import Settings
-from streammon.control import verify
+from streammon.control import signature_counter, verify
 from streammon.errors import CommandError, EventError, KafkaIOError
 from streammon.router import Router
 
@@ -78,11 +78,12 @@ class ControlFollower:
         self.stats["received"] += 1
         try:
             cmd = events.decode(events.Command, value or b"")
-            verify(cmd, self._key)
         except EventError as exc:
             return self._reject("bad_message", exc)
+        try:
+            verify(cmd, self._key)
         except CommandError as exc:
-            return self._reject("rejected_signature", exc)
+            return self._reject(signature_counter(cmd), exc)
         with self._lock:
             routers = list(self._routers.get(cmd.rollout_id, ()))
         if not routers:

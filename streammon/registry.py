@@ -44,6 +44,15 @@ class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
     pinned_at_ms: int = 0
 
 
+def redis_io_error(what: str, exc: redis.RedisError) -> RedisIOError:
+    """Wrap a redis-py error; say so plainly when Redis refused the credentials or ACL."""
+    hint = ""
+    if isinstance(exc, redis.AuthenticationError | redis.exceptions.NoPermissionError):
+        hint = " (Redis refused the credentials or the ACL: set username/password in "
+        hint += "RedisSettings.url or RedisSettings.options)"
+    return RedisIOError(f"{what}: {exc}{hint}")
+
+
 def pin_key(version: str) -> str:
     """Return the Redis key holding the pin of ``version``."""
     return f"{PIN_KEY_PREFIX}{version}"
@@ -118,7 +127,7 @@ class Registry:
             pipe.rpush(PINS_KEY, record)
             pipe.execute()
         except redis.RedisError as exc:
-            raise RedisIOError(f"cannot pin {checkpoint.version}: {exc}") from exc
+            raise redis_io_error(f"cannot pin {checkpoint.version}", exc) from exc
         return checkpoint
 
     def get(self, version: str) -> Checkpoint:
@@ -159,14 +168,14 @@ class Registry:
         try:
             records = self._client.lrange(PINS_KEY, 0, -1)
         except redis.RedisError as exc:
-            raise RedisIOError(f"cannot read pin history: {exc}") from exc
+            raise redis_io_error("cannot read pin history", exc) from exc
         return [self._decode(record) for record in records]
 
     def _load(self, version: str) -> Checkpoint | None:
         try:
             record = self._client.get(pin_key(version))
         except redis.RedisError as exc:
-            raise RedisIOError(f"cannot read the pin of {version}: {exc}") from exc
+            raise redis_io_error(f"cannot read the pin of {version}", exc) from exc
         return None if record is None else self._decode(record)
 
     @staticmethod

@@ -1,22 +1,18 @@
 """Sticky weighted routing from an in-process cache of Redis route state; fails static.
 
-:func:`assign` is the pure rule: a unit id hashes (blake2b, salted with the rollout id)
-to a uniform ``u`` in [0, 1); the unit goes to the candidate iff ``u`` is below the
-candidate's weight. A unit in the canary at 5% therefore stays in it at 10%.
-
+:func:`~streammon.control.assign` (re-exported here) is the pure, sticky rule.
 :class:`Router` keeps an immutable snapshot of the route state and swaps the reference
 when a newer ``seq`` arrives, so :meth:`Router.route` takes no lock and does no I/O.
-A daemon thread refreshes on every ``streammon:changes`` message naming its rollout
-and polls every ``refresh_s`` as a fallback. If Redis is unreachable the last weights
+A daemon thread refreshes on every ``streammon:changes`` message naming its rollout and
+polls every ``refresh_s`` as a fallback; :class:`~streammon.follower.ControlFollower`
+can feed it straight from the control topic too. If Redis is unreachable the last weights
 stay; with no weights ever, everything goes to ``default_version`` (the pinned baseline).
-
 Redis layout read (shared contract, see ``control.py``): ``streammon:rollout:{rollout_id}``
 (JSON route state) and the channel ``streammon:changes`` (payload: rollout_id).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -31,54 +27,41 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from streammon.config import Settings
-from streammon.control import CHANGES_CHANNEL, RouteState, route_key, route_state_for, verify
-from streammon.errors import CommandError, RedisIOError
-from streammon.events import Arm, Command
+from streammon.control import (
+    CHANGES_CHANNEL,
+    Assignment,
+    RouteState,
+    assign,
+    route_key,
+    route_state_for,
+    signature_counter,
+    unit_position,
+    verify,
+)
+from streammon.errors import CommandError, ConfigError, RedisIOError
+from streammon.events import Command
+from streammon.registry import redis_io_error
+
+__all__ = ["Assignment", "Router", "assign", "unit_position"]
 
 log = logging.getLogger(__name__)
 
-_UNIT_SCALE = float(1 << 64)
 _LISTEN_SLICE_S = 0.2
 _STATE_DECODER = msgspec.json.Decoder(RouteState)
 
 
-class Assignment(msgspec.Struct, frozen=True, kw_only=True):
-    """Where one unit goes: the version, its arm, and the route state's seq (None: default)."""
-
-    version: str
-    arm: Arm
-    weights_seq: int | None
-
-
-def unit_position(unit_id: str, rollout_id: str = "") -> float:
-    """Return a uniform, stable u in [0, 1) for ``unit_id`` within ``rollout_id``."""
-    digest = hashlib.blake2b(f"{rollout_id}\x00{unit_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / _UNIT_SCALE
-
-
-def assign(unit_id: str, state: RouteState | None, *, default_version: str) -> Assignment:
-    """Return the sticky assignment of ``unit_id`` under ``state`` (None: default baseline)."""
-    if state is None:
-        return Assignment(version=default_version, arm="baseline", weights_seq=None)
-    if unit_position(unit_id, state.rollout_id) < state.candidate_weight:
-        return Assignment(version=state.candidate, arm="canary", weights_seq=state.seq)
-    return Assignment(version=state.baseline, arm="baseline", weights_seq=state.seq)
-
-
 class Router:
-    """Route units by a cached, push-refreshed copy of one rollout's route state."""
+    """Route units by a cached, push-refreshed copy of one rollout's route state.
 
-    def __init__(
-        self,
-        *,
-        rollout_id: str,
-        default_version: str,
-        client: redis.Redis | None = None,
-        client_factory: Callable[[], redis.Redis] | None = None,
-        refresh_s: float = 1.0,
-    ) -> None:
+    ``changed_at_s`` is the ``time.monotonic()`` of the last switch (None before any).
+    """
+
+    def __init__(self, *, rollout_id: str, default_version: str,
+                 client: redis.Redis | None = None,
+                 client_factory: Callable[[], redis.Redis] | None = None,
+                 refresh_s: float = 1.0) -> None:
         if (client is None) == (client_factory is None):
-            raise ValueError("pass exactly one of client= or client_factory=")
+            raise ConfigError("pass exactly one of client= or client_factory=")
         self.rollout_id = rollout_id
         self.default_version = default_version
         self.refresh_s = refresh_s
@@ -119,7 +102,7 @@ class Router:
         try:
             raw = self._client.get(route_key(self.rollout_id))
         except redis.RedisError as exc:
-            raise RedisIOError(f"router {self.rollout_id}: cannot read route state: {exc}") from exc
+            raise redis_io_error(f"router {self.rollout_id}: cannot read route state", exc) from exc
         return self._take(raw)
 
     def refresh(self) -> bool:
@@ -146,13 +129,13 @@ class Router:
     def offer(self, cmd: Command, key: bytes) -> bool:
         """Fast path: take a command read from the control topic if authentic and newer.
 
-        Counts ``rejected_signature`` (forged or unsigned) and ``rejected_stale`` (a seq
+        Counts ``rejected_signature`` (forged), ``rejected_unsigned`` and ``rejected_stale`` (a seq
         not newer than the one held); a command for another rollout is ignored.
         """
         try:
             verify(cmd, key)
         except CommandError as exc:
-            self.stats["rejected_signature"] += 1
+            self.stats[signature_counter(cmd)] += 1
             log.error("router %s: %s", self.rollout_id, exc)
             return False
         if cmd.rollout_id != self.rollout_id:
@@ -206,9 +189,8 @@ class Router:
     def __enter__(self) -> Router:
         return self.start()
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()
 
     def _loop(self) -> None:

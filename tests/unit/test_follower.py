@@ -53,12 +53,12 @@ def test_forged_command_is_counted_and_never_offered() -> None:
 
 
 def test_unsigned_command_is_counted_and_never_offered() -> None:
-    """A command with no signature is rejected and counted as a signature failure."""
+    """A command with no signature is rejected and counted apart from forged ones."""
     follower = _follower()
     router = follower.register(_router("r1"))
     assert not follower.handle(_msg(1, 1.0, key=None))
     assert router.snapshot is None
-    assert follower.stats["rejected_signature"] == 1
+    assert follower.stats["rejected_unsigned"] == 1 and follower.stats["rejected_signature"] == 0
 
 
 def test_replayed_command_is_counted_as_stale() -> None:

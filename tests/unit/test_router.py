@@ -105,7 +105,8 @@ def test_router_fast_path_takes_only_newer_signed_commands() -> None:
     assert not router.offer(unsigned, KEY)
     assert not router.offer(replayed, KEY)
     assert router.snapshot is not None and router.snapshot.seq == 2
-    assert router.stats["rejected_signature"] == 2
+    assert router.stats["rejected_signature"] == 1 and router.stats["rejected_unsigned"] == 1
+    assert router.stats["rejected_stale"] == 1
 
 
 def test_router_hold_keeps_current_weights() -> None:
