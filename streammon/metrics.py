@@ -1,13 +1,14 @@
 """Prometheus metrics of the worker and the actuator, read from their state at scrape time.
 
 Nothing on the hot path changes: the collectors read counters the processes keep anyway
-(:attr:`JoinAgent.counters`, each partition's :attr:`JoinState.counters`, the decider's
+(:attr:`JoinAgent.counters`, each partition's ``JoinAgent.joins[p].state.counters``, the decider's
 rollout table, the actuator's Redis hash ``streammon:actuator:stats``) whenever Prometheus
 scrapes. Rates ("events per second") are ``rate(streammon_join_..._total[1m])`` in PromQL.
 
 Worker (:class:`WorkerCollector`, over a Faust app built by :func:`streammon.app.create_app`):
 
-- ``streammon_join_events_consumed_total``, ``streammon_join_dead_lettered_total``
+- ``streammon_join_events_consumed_total`` (predictions + outcomes),
+  ``streammon_join_dead_lettered_total``, ``streammon_join_agent_total{kind}``
 - ``streammon_join_events_total{partition,kind}`` predictions, outcomes, joined,
   duplicate_predictions, duplicate_outcomes, expired_predictions, orphan_outcomes
 - ``streammon_join_pending{partition}`` pending join entries (waiting halves and the
@@ -80,21 +81,34 @@ class WorkerCollector(Collector):
         join = getattr(self.app, "streammon_join", None)
         decide = getattr(self.app, "streammon_decide", None)
         if join is not None:
-            yield from join_metrics(join.counters, dict(join.states))
+            yield from join_metrics(join.counters, partition_states(join))
         yield from lag_metrics(self.app.monitor)
         if decide is not None:
             yield from decider_metrics(_table_items(decide.rollouts_table),
                                        getattr(decide, "counters", {}))
 
 
+def partition_states(join: Any) -> dict[int, Any]:
+    """Return ``{partition: JoinState}`` of a JoinAgent (``joins[p].state``)."""
+    joins = dict(getattr(join, "joins", {}))
+    return {p: pj.state for p, pj in joins.items()}
+
+
 def join_metrics(agent_counters: Mapping[str, int], states: Mapping[int, Any]) -> list[Metric]:
     """Return the join's metrics from the agent's counters and each partition's JoinState."""
     consumed = CounterMetricFamily("streammon_join_events_consumed",
-                                   "Prediction and outcome events consumed by the join")
-    consumed.add_metric([], agent_counters.get("consumed", 0))
+                                   "Prediction and outcome events consumed by the join "
+                                   "(partitions this worker owns now)")
+    consumed.add_metric([], sum(s.counters.get("predictions", 0) + s.counters.get("outcomes", 0)
+                                for s in states.values()))
     dead = CounterMetricFamily("streammon_join_dead_lettered",
-                               "Malformed events sent to the dead-letter topic")
+                               "Rejected events sent to the dead-letter topic")
     dead.add_metric([], agent_counters.get("dead_lettered", 0))
+    agent = CounterMetricFamily("streammon_join_agent", "Join agent counters by kind "
+                                "(messages, records_written, replayed_messages_skipped ...)",
+                                labels=["kind"])
+    for kind, count in sorted(agent_counters.items()):
+        agent.add_metric([kind], count)
     kinds = CounterMetricFamily("streammon_join_events",
                                 "Join events per partition of this worker, by kind",
                                 labels=["partition", "kind"])
@@ -106,11 +120,11 @@ def join_metrics(agent_counters: Mapping[str, int], states: Mapping[int, Any]) -
         for kind in JOIN_KINDS:
             kinds.add_metric([str(partition), kind], state.counters.get(kind, 0))
         pending.add_metric([str(partition)], _pending_size(state))
-    return [consumed, dead, kinds, pending]
+    return [consumed, dead, agent, kinds, pending]
 
 
 def _pending_size(state: Any) -> int:
-    """Count pending entries by key only: reading values would decode (and write back)."""
+    """Count pending entries (a dict owned by the agent's thread; len() is atomic)."""
     try:
         return len(state.pending)
     except RuntimeError:  # the table changed while we counted: skip this partition's value

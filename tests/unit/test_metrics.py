@@ -47,8 +47,8 @@ def rolled_back_table() -> dict[bytes, bytes]:
 
 def fake_app() -> Any:
     """An object with the attributes create_app's app has: the agents and Faust's monitor."""
-    join = SimpleNamespace(counters=Counter(consumed=8, dead_lettered=2),
-                           states={3: joined_state()})
+    join = SimpleNamespace(counters=Counter(messages=5, dead_lettered=2),
+                           joins={3: SimpleNamespace(state=joined_state())})
     decide = SimpleNamespace(rollouts_table=rolled_back_table(),
                              counters=Counter(diagnoses=4, command_rollback=1))
     monitor = SimpleNamespace(tp_end_offsets={TP("p", 3): 120, TP("o", 3): 50},
@@ -61,15 +61,16 @@ def test_worker_collector_reads_join_counters_and_pending_size() -> None:
     """Consumed, dead-lettered, joined, duplicate counts and the pending size are exposed
     from the agent's and the partition state's own counters."""
     reg = worker_registry(fake_app())
-    assert reg.get_sample_value("streammon_join_events_consumed_total") == 8
+    assert reg.get_sample_value("streammon_join_events_consumed_total") == 7
     assert reg.get_sample_value("streammon_join_dead_lettered_total") == 2
+    assert reg.get_sample_value("streammon_join_agent_total", {"kind": "messages"}) == 5
     kind = {"partition": "3"}
     assert reg.get_sample_value("streammon_join_events_total", {**kind, "kind": "joined"}) == 2
     assert reg.get_sample_value("streammon_join_events_total",
                                 {**kind, "kind": "duplicate_outcomes"}) == 1
     assert reg.get_sample_value("streammon_join_events_total",
                                 {**kind, "kind": "predictions"}) == 3
-    # q2 waits for its outcome, q0/q1 are kept as joined ids, the orphan outcome waits
+    # q2 waits for its outcome, the orphan for its prediction, q0/q1 are kept as joined ids
     assert reg.get_sample_value("streammon_join_pending", kind) == 4
 
 
@@ -96,7 +97,7 @@ def test_worker_collector_without_agents_still_serves_lag() -> None:
     app = fake_app()
     del app.streammon_decide
     reg = worker_registry(app)
-    assert reg.get_sample_value("streammon_join_events_consumed_total") == 8
+    assert reg.get_sample_value("streammon_join_events_consumed_total") == 7
     assert reg.get_sample_value("streammon_rollout_phase",
                                 {"rollout_id": "r1", "phase": "rolled_back"}) is None
 
@@ -129,7 +130,7 @@ def test_metrics_server_serves_the_registry_on_loopback() -> None:
         assert server.server_address[0] == "127.0.0.1"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             body = resp.read().decode()
-        assert "streammon_join_events_consumed_total 8.0" in body
+        assert "streammon_join_events_consumed_total 7.0" in body
     finally:
         server.shutdown()
         server.server_close()
