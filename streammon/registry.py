@@ -90,14 +90,22 @@ def local_path(weights_uri: str) -> Path | None:
     return None
 
 
-def _local_hasher(checkpoint: Checkpoint) -> Callable[[str], str] | None:
-    """Return a hasher for a local weights file, None for remote URIs."""
-    path = local_path(checkpoint.weights_uri)
-    if path is None:
-        return None
-    if not path.is_file():
-        raise IntegrityError(f"{checkpoint.version}: weights file {path} is missing")
-    return lambda _uri: hash_file(path)
+def file_stamp(path: Path, version: str) -> tuple[int, int]:
+    """Return (size, mtime_ns) of a weights file; raise IntegrityError if it is missing."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError as exc:
+        raise IntegrityError(f"{version}: weights file {path} is missing") from exc
+    except OSError as exc:
+        raise IntegrityError(f"{version}: weights file {path} is unreadable: {exc}") from exc
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _check_hash(checkpoint: Checkpoint, actual: str) -> None:
+    if actual != checkpoint.content_hash:
+        raise IntegrityError(
+            f"{checkpoint.version}: weights hash {actual} != pinned {checkpoint.content_hash}"
+        )
 
 
 class Registry:
@@ -105,6 +113,7 @@ class Registry:
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
+        self._verified: dict[str, tuple[str, int, int]] = {}  # version -> hash, size, mtime
 
     def pin(self, checkpoint: Checkpoint, *, now_ms: int | None = None) -> Checkpoint:
         """Pin ``checkpoint`` (idempotent for the same hash); return the stored record."""
@@ -144,23 +153,33 @@ class Registry:
             raise IntegrityError(f"{version}: malformed content_hash {checkpoint.content_hash!r}")
         return checkpoint
 
-    def verify(self, version: str, compute_hash: Callable[[str], str] | None = None) -> Checkpoint:
+    def verify(
+        self,
+        version: str,
+        compute_hash: Callable[[str], str] | None = None,
+        *,
+        trust_unchanged: bool = False,
+    ) -> Checkpoint:
         """Check the pinned hash against the weights; raise IntegrityError if they differ.
 
         ``compute_hash(weights_uri)`` overrides how the hash is computed. Without it a
         local file (``file://`` or a plain path) is hashed; for other schemes only the
-        recorded hash's format is checked.
+        recorded hash's format is checked. With ``trust_unchanged`` a local file this
+        registry object already verified is not hashed again while its size and mtime
+        are unchanged (cheap enough for the rollback path; not proof against an
+        attacker who can also reset the mtime).
         """
         checkpoint = self.require_pinned(version)
-        if compute_hash is None:
-            compute_hash = _local_hasher(checkpoint)
-            if compute_hash is None:
-                return checkpoint
-        actual = compute_hash(checkpoint.weights_uri)
-        if actual != checkpoint.content_hash:
-            raise IntegrityError(
-                f"{version}: weights hash {actual} != pinned {checkpoint.content_hash}"
-            )
+        if compute_hash is not None:
+            _check_hash(checkpoint, compute_hash(checkpoint.weights_uri))
+            return checkpoint
+        path = local_path(checkpoint.weights_uri)
+        if path is None:
+            return checkpoint
+        stamp = (checkpoint.content_hash, *file_stamp(path, version))
+        if not (trust_unchanged and self._verified.get(version) == stamp):
+            _check_hash(checkpoint, hash_file(path))
+            self._verified[version] = stamp
         return checkpoint
 
     def history(self) -> list[Checkpoint]:

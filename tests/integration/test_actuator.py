@@ -262,8 +262,52 @@ def test_rollback_to_tampered_weights_is_refused_when_verifying(
     Registry(redis_client).pin(
         Checkpoint(version=version, weights_uri=str(path), content_hash=hash_file(path))
     )
-    actuator = Actuator(settings=settings, client=redis_client, key=KEY, verify_weights=True)
+    actuator = Actuator(settings=settings, client=redis_client, key=KEY, verify_weights="full")
     assert actuator.apply(_cmd(rid, 1, "start", 0.5, baseline=version)) == "applied"
     path.write_bytes(b"overwritten")
     assert actuator.apply(_cmd(rid, 2, "rollback", baseline=version)) == "rejected"
     assert b'"seq":1' in (_state(redis_client, rid) or b"")
+    assert actuator.stats["rejected_integrity"] == 1
+
+
+def _pin_file(client: redis.Redis, version: str, path: Path) -> None:
+    Registry(client).pin(
+        Checkpoint(version=version, weights_uri=f"file://{path}", content_hash=hash_file(path))
+    )
+
+
+def test_default_check_refuses_rollback_to_overwritten_weights(
+    settings: Settings, redis_client: redis.Redis, unique: str, tmp_path: Path
+) -> None:
+    """By default a rollback to a local baseline whose file changed since start is refused."""
+    rid, version, path = f"r-{unique}", f"v-{unique}", tmp_path / "w.bin"
+    path.write_bytes(b"good weights")
+    _pin_file(redis_client, version, path)
+    actuator = Actuator(settings=settings, client=redis_client, key=KEY)
+    assert actuator.apply(_cmd(rid, 1, "start", 0.5, baseline=version)) == "applied"
+    path.write_bytes(b"tampered, and longer")
+    assert actuator.apply(_cmd(rid, 2, "rollback", baseline=version)) == "rejected"
+    assert actuator.stats["rejected_integrity"] == 1
+    path.write_bytes(b"good weights")
+    assert actuator.apply(_cmd(rid, 3, "rollback", baseline=version)) == "applied"
+
+
+def test_default_check_does_not_rehash_unchanged_weights_on_rollback(
+    settings: Settings, redis_client: redis.Redis, unique: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The start hashes the baseline once; rollbacks to the unchanged file hash nothing."""
+    import streammon.registry as registry_module
+
+    calls: list[object] = []
+    real = registry_module.hash_file
+    monkeypatch.setattr(registry_module, "hash_file", lambda p: calls.append(p) or real(p))
+    rid, version, path = f"r-{unique}", f"v-{unique}", tmp_path / "w.bin"
+    path.write_bytes(b"good weights")
+    _pin_file(redis_client, version, path)
+    calls.clear()
+    actuator = Actuator(settings=settings, client=redis_client, key=KEY)
+    assert actuator.apply(_cmd(rid, 1, "start", 0.5, baseline=version)) == "applied"
+    assert actuator.apply(_cmd(rid, 2, "rollback", baseline=version)) == "applied"
+    assert actuator.apply(_cmd(rid, 3, "rollback", baseline=version)) == "applied"
+    assert len(calls) == 1
