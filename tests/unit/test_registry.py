@@ -43,3 +43,47 @@ def test_local_path_understands_file_and_plain_uris() -> None:
     assert local_path("/models/v1.bin") == Path("/models/v1.bin")
     assert local_path("s3://bucket/v1.bin") is None
     assert local_path("https://host/v1.bin") is None
+
+
+class _ModelVersion:
+    def __init__(self, version: str, tags: dict[str, str]) -> None:
+        self.version, self.tags = version, tags
+        self.source, self.run_id = f"runs:/abc/model-{version}", "abc"
+
+
+def test_mlflow_version_maps_to_checkpoint_with_its_hash_tag() -> None:
+    """An MLflow version's content_hash tag, URI and run id land in the checkpoint."""
+    from streammon.mlflow_registry import checkpoint_from_model_version
+
+    mv = _ModelVersion("7", {"content_hash": GOOD_HASH, "team": "fraud"})
+    checkpoint = checkpoint_from_model_version("fraud", mv)
+    assert (checkpoint.version, checkpoint.weights_uri) == ("fraud/7", "models:/fraud/7")
+    assert checkpoint.content_hash == GOOD_HASH
+    assert checkpoint.config == {"mlflow_run_id": "abc", "mlflow_source": "runs:/abc/model-7",
+                                 "team": "fraud"}
+    check_checkpoint(checkpoint)
+
+
+def test_mlflow_version_without_hash_is_not_pinnable_unless_hashed() -> None:
+    """With no hash tag the checkpoint fails the pin check; a given hasher fills it in."""
+    from streammon.mlflow_registry import checkpoint_from_model_version
+
+    bare = checkpoint_from_model_version("fraud", _ModelVersion("8", {}))
+    with pytest.raises(ConfigError, match="content_hash"):
+        check_checkpoint(bare)
+    hashed = checkpoint_from_model_version("fraud", _ModelVersion("8", {}),
+                                           compute_hash=lambda source: GOOD_HASH)
+    check_checkpoint(hashed)
+
+
+def test_mlflow_client_without_mlflow_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without the mlflow package the adapter raises ConfigError instead of ImportError."""
+    import sys
+
+    from streammon.mlflow_registry import mlflow_client
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    with pytest.raises(ConfigError, match="pip install mlflow"):
+        mlflow_client()
