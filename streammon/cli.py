@@ -104,7 +104,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from streammon.join import JoinConfig
 
     run_worker(settings, join_config=JoinConfig(window_ms=args.window_ms, ttl_ms=args.ttl_ms),
-               loglevel=args.loglevel)
+               loglevel=args.loglevel, metrics_port=args.metrics_port)
     return 0
 
 
@@ -115,6 +115,10 @@ def cmd_actuator(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if args.metrics_port is not None:
+        from streammon.metrics import actuator_registry, start_metrics_server
+
+        start_metrics_server(args.metrics_port, actuator_registry(_redis(settings)))
     run_actuator(settings, stop)
     return 0
 
@@ -182,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--window-ms", type=int, default=10_000, help="join window width")
     worker.add_argument("--ttl-ms", type=int, default=3_600_000, help="event-time TTL")
     worker.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info"])
-    add("actuator", cmd_actuator)
+    worker.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1")
+    add("actuator", cmd_actuator).add_argument("--metrics-port", type=int,
+                                               help="serve Prometheus metrics on 127.0.0.1")
     ro = add("rollout", cmd_rollout)
     ro.add_argument("action", choices=["start", "status", "promote", "rollback", "hold",
                                        "resume"])

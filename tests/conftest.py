@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import uuid
@@ -78,3 +79,53 @@ def spawn(settings: Settings, tmp_path: Path) -> Iterator[object]:
     yield start
     for proc in procs:
         stop_process(proc)
+
+
+@dataclasses.dataclass
+class LoopRun:
+    """A finished demo scenario whose worker and actuator still run until the session ends."""
+
+    settings: Settings
+    rollout_id: str
+    phase: str | None
+    exit_code: int
+    work_dir: Path
+    metrics_port: int
+
+
+def _run_loop(stack: StackInfo, tmp: Path, *, regression: bool) -> Iterator[LoopRun]:
+    import contextlib
+
+    from rich.console import Console
+
+    from streammon.demo import run_scenario
+    from streammon.devstack import free_port
+
+    token = uuid.uuid4().hex[:8]
+    settings = Settings(
+        kafka=KafkaSettings(bootstrap_servers=stack.kafka_bootstrap, fast_group_join=True),
+        redis=RedisSettings(url=stack.redis_url), topics=TopicNames(prefix=f"loop{token}."),
+        app_id=f"streammon-loop-{token}", data_dir=str(tmp))
+    port = free_port()
+    with contextlib.ExitStack() as services:
+        timeline = services.enter_context((tmp / "timeline.txt").open("w"))
+        console = Console(file=timeline, width=150, highlight=False)
+        result = run_scenario(settings, services, console=console, regression=regression,
+                              seed=11, max_traffic_s=150, run_id=token,
+                              worker_args=("--metrics-port", str(port)))
+        timeline.flush()
+        yield LoopRun(settings, result.rollout_id, result.phase, result.exit_code,
+                      result.work_dir, port)
+
+
+@pytest.fixture(scope="session")
+def regression_run(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopRun]:
+    """Run the regression scenario once per session (publish → join → decide → control →
+    Redis → router); its worker keeps running (metrics on ``metrics_port``) until the end."""
+    yield from _run_loop(stack, tmp_path_factory.mktemp("regression"), regression=True)
+
+
+@pytest.fixture(scope="session")
+def healthy_run(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopRun]:
+    """Run the healthy scenario once per session; the candidate should be promoted."""
+    yield from _run_loop(stack, tmp_path_factory.mktemp("healthy"), regression=False)

@@ -50,13 +50,21 @@ def create_app(
     return app
 
 
-def run_worker(settings: Settings, *, join_config: JoinConfig, loglevel: str = "warning") -> None:
-    """Check the topic layout, then run the app in this process until stopped."""
+def run_worker(settings: Settings, *, join_config: JoinConfig, loglevel: str = "warning",
+               metrics_port: int | None = None) -> None:
+    """Check the topic layout, then run the app in this process until stopped.
+
+    With ``metrics_port`` the worker serves Prometheus metrics on 127.0.0.1:PORT/metrics.
+    """
     import faust
 
     from streammon.topics import check_copartitioned
 
     partitions = check_copartitioned(settings.kafka, settings.topics)
     app = create_app(settings, join_config=join_config, partitions=partitions)
+    if metrics_port is not None:
+        from streammon.metrics import start_metrics_server, worker_registry
+
+        start_metrics_server(metrics_port, worker_registry(app))
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
