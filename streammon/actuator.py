@@ -7,12 +7,10 @@ state, appends it to the rollout's log and PUBLISHes the rollout_id. Only after 
 took the write is the offset stored; while Redis is down the same command is retried
 with back-off, so no command is lost, and a replay changes nothing.
 
-Redis layout (shared contract, see ``control.py``):
-
-- ``streammon:rollout:{rollout_id}`` -> JSON route state (``seq``, ``weights``, ``phase`` ...).
-- ``streammon:rollout:{rollout_id}:log`` -> applied route states, oldest first (capped).
-- channel ``streammon:changes`` -> rollout_id after every applied change.
-- hash ``streammon:actuator:stats`` -> counters: applied, duplicate, rejected_stale,
+Redis layout: see ``control.py`` (route state, ``:log`` capped at LOG_MAX_ENTRIES,
+channel ``streammon:changes``) and docs/control-plane.md, plus the
+hash ``streammon:actuator:stats`` -> counters: applied, duplicate, conflict (same seq,
+  different command: two issuers raced for one seq, the first one won), rejected_stale,
   rejected_signature (forged), rejected_unsigned, rejected_invalid, rejected_unpinned,
   rejected_integrity (baseline weights do not match their pin), bad_message, redis_errors.
 """
@@ -55,7 +53,7 @@ LOG_MAX_ENTRIES = 1000
 ApplyResult = Literal["applied", "stale", "rejected"]
 WeightsCheck = Literal["pinned", "unchanged", "full"]
 
-# KEYS: route state, route log. ARGV: seq, state JSON, channel, rollout_id, action, log cap.
+# KEYS: route state, route log. ARGV: seq, state JSON, channel, rollout_id, action, log cap, sig.
 # hold/resume keep the stored weights: they freeze or unfreeze traffic where it is.
 _APPLY_LUA = """
 local current = redis.call('GET', KEYS[1])
@@ -66,7 +64,10 @@ if current then
   stored_seq = tonumber(old['seq']) or 0
 end
 local seq = tonumber(ARGV[1])
-if seq == stored_seq then return {'duplicate', stored_seq} end
+if seq == stored_seq then
+  if old['sig'] == nil or old['sig'] == ARGV[7] then return {'duplicate', stored_seq} end
+  return {'conflict', stored_seq}
+end
 if seq < stored_seq then return {'stale', stored_seq} end
 local state = ARGV[2]
 if old and (ARGV[5] == 'hold' or ARGV[5] == 'resume') then
@@ -139,7 +140,7 @@ class Actuator:
         state = msgspec.json.encode(route_state_for(cmd))
         keys = [route_key(cmd.rollout_id), f"{route_key(cmd.rollout_id)}:log"]
         argv: list[bytes | str | int] = [
-            cmd.seq, state, CHANGES_CHANNEL, cmd.rollout_id, cmd.action, LOG_MAX_ENTRIES
+            cmd.seq, state, CHANGES_CHANNEL, cmd.rollout_id, cmd.action, LOG_MAX_ENTRIES, cmd.sig
         ]
         try:
             verdict, stored_seq = self._script(keys=keys, args=argv)
@@ -153,8 +154,10 @@ class Actuator:
                 "applied %s#%d %s weights=%s", cmd.rollout_id, cmd.seq, cmd.action, cmd.weights
             )
             return "applied"
-        self._count("duplicate" if verdict == "duplicate" else "rejected_stale")
-        log.info("ignored %s#%d: %s (stored seq %s)", cmd.rollout_id, cmd.seq, verdict, stored_seq)
+        self._count(verdict if verdict in ("duplicate", "conflict") else "rejected_stale")
+        level = logging.ERROR if verdict == "conflict" else logging.INFO
+        log.log(level, "ignored %s#%d by %s: %s (stored seq %s)",
+                cmd.rollout_id, cmd.seq, cmd.issued_by, verdict, stored_seq)
         return "stale"
 
     def _reject(self, counter: str, exc: Exception) -> ApplyResult:

@@ -13,7 +13,7 @@ Redis layout (the shared contract; written by ``actuator.py``, read by ``router.
 - ``streammon:rollout:{rollout_id}`` -> JSON :class:`RouteState` (``rollout_id``, ``seq``,
   ``action``, ``weights`` {version: fraction}, ``baseline``, ``candidate``, ``fraction``,
   ``stage``, ``phase`` running|held|promoted|rolled_back, ``ts_ms``, ``reason``,
-  ``issued_by``).
+  ``issued_by``, ``sig`` of the command applied).
 - ``streammon:rollout:{rollout_id}:log`` -> list of the applied route states, oldest first.
 - channel ``streammon:changes`` -> the rollout_id, published after every applied change.
 - ``streammon:pin:{version}``, ``streammon:pins`` -> pinned checkpoints (``registry.py``).
@@ -41,6 +41,7 @@ CHANGES_CHANNEL = "streammon:changes"
 WEIGHTS_TOLERANCE = 1e-6
 
 Phase = Literal["running", "held", "promoted", "rolled_back"]
+SeqVerdict = Literal["newer", "duplicate", "conflict", "stale"]
 PHASES: dict[str, Phase] = {
     "start": "running",
     "step": "running",
@@ -70,6 +71,7 @@ class RouteState(msgspec.Struct, frozen=True, kw_only=True):
     ts_ms: int = 0
     reason: str = ""
     issued_by: str = ""
+    sig: str = ""
 
     @property
     def candidate_weight(self) -> float:
@@ -183,6 +185,19 @@ def make_command(
     return sign(cmd, key) if key is not None else cmd
 
 
+def seq_verdict(held: RouteState | None, cmd: Command) -> SeqVerdict:
+    """Compare ``cmd`` with the held state, as the actuator's Lua script does.
+
+    ``conflict`` is an equal seq carrying another command: two issuers (decider and
+    operator) raced for one number and the first in partition order won.
+    """
+    if held is None or cmd.seq > held.seq:
+        return "newer"
+    if cmd.seq < held.seq:
+        return "stale"
+    return "duplicate" if held.sig in ("", cmd.sig) else "conflict"
+
+
 def route_state_for(cmd: Command) -> RouteState:
     """Return the route state that applying ``cmd`` produces."""
     return RouteState(
@@ -198,6 +213,7 @@ def route_state_for(cmd: Command) -> RouteState:
         ts_ms=cmd.ts_ms,
         reason=cmd.reason,
         issued_by=cmd.issued_by,
+        sig=cmd.sig,
     )
 
 

@@ -34,6 +34,7 @@ from streammon.control import (
     assign,
     route_key,
     route_state_for,
+    seq_verdict,
     signature_counter,
     unit_position,
     verify,
@@ -129,8 +130,8 @@ class Router:
     def offer(self, cmd: Command, key: bytes) -> bool:
         """Fast path: take a command read from the control topic if authentic and newer.
 
-        Counts ``rejected_signature`` (forged), ``rejected_unsigned`` and ``rejected_stale`` (a seq
-        not newer than the one held); a command for another rollout is ignored.
+        Counts ``rejected_signature`` (forged), ``rejected_unsigned``, ``rejected_stale``
+        (older seq), ``duplicate`` and ``conflict`` (:func:`~streammon.control.seq_verdict`).
         """
         try:
             verify(cmd, key)
@@ -148,7 +149,8 @@ class Router:
             )
         if self._offer_state(state):
             return True
-        self.stats["rejected_stale"] += 1
+        verdict = seq_verdict(self._snapshot, cmd)
+        self.stats["rejected_stale" if verdict == "stale" else verdict] += 1
         return False
 
     def _offer_state(self, state: RouteState) -> bool:
@@ -166,16 +168,14 @@ class Router:
     def wait_for_seq(self, seq: int, timeout_s: float) -> bool:
         """Block until the snapshot's seq is at least ``seq``; False on timeout."""
         with self._changed:
-            return self._changed.wait_for(
-                lambda: self._snapshot is not None and self._snapshot.seq >= seq, timeout_s
-            )
+            held = lambda: self._snapshot is not None and self._snapshot.seq >= seq  # noqa: E731
+            return self._changed.wait_for(held, timeout_s)
 
     def start(self) -> Router:
         """Load once, then keep refreshing in a daemon thread; return self."""
         if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._loop, name=f"router-{self.rollout_id}", daemon=True
-            )
+            name = f"router-{self.rollout_id}"
+            self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
             self._thread.start()
         return self
 
@@ -217,9 +217,8 @@ class Router:
             return None
         return pubsub
 
-    def _listen(
-        self, pubsub: redis.client.PubSub | None, deadline: float
-    ) -> redis.client.PubSub | None:
+    def _listen(self, pubsub: redis.client.PubSub | None,
+                deadline: float) -> redis.client.PubSub | None:
         """Wait until ``deadline`` or a change for this rollout; return the pubsub to reuse."""
         while not self._stop.is_set() and (remaining := deadline - time.monotonic()) > 0:
             if pubsub is None:

@@ -105,7 +105,7 @@ def actuator(settings: Settings, redis_client: redis.Redis) -> Actuator:
 def test_newer_seq_applies_and_older_or_equal_changes_nothing(
     actuator: Actuator, redis_client: redis.Redis, unique: str
 ) -> None:
-    """A command applies once; an equal or older seq leaves the route state unchanged."""
+    """A command applies once; an equal (rival) or older seq leaves the route state unchanged."""
     _pin(redis_client, "v1")
     rid = f"r-{unique}"
     assert actuator.apply(_cmd(rid, 1, "start", 0.05)) == "applied"
@@ -115,7 +115,7 @@ def test_newer_seq_applies_and_older_or_equal_changes_nothing(
     assert actuator.apply(_cmd(rid, 2, "rollback")) == "stale"
     assert _state(redis_client, rid) == before
     assert b'"seq":3' in (before or b"") and b'"phase":"running"' in (before or b"")
-    assert actuator.stats["duplicate"] == 1 and actuator.stats["rejected_stale"] == 1
+    assert actuator.stats["conflict"] == 1 and actuator.stats["rejected_stale"] == 1
 
 
 def test_forged_unsigned_and_replayed_are_rejected_and_counted(
@@ -311,3 +311,17 @@ def test_default_check_does_not_rehash_unchanged_weights_on_rollback(
     assert actuator.apply(_cmd(rid, 2, "rollback", baseline=version)) == "applied"
     assert actuator.apply(_cmd(rid, 3, "rollback", baseline=version)) == "applied"
     assert len(calls) == 1
+
+
+def test_two_commands_racing_for_one_seq_are_a_counted_conflict(
+    actuator: Actuator, redis_client: redis.Redis, unique: str
+) -> None:
+    """A second, different command with an applied seq is refused and counted as a conflict."""
+    _pin(redis_client, "v1")
+    rid = f"r-{unique}"
+    assert actuator.apply(_cmd(rid, 1, "start", 0.05)) == "applied"
+    assert actuator.apply(_cmd(rid, 2, "step", 0.2)) == "applied"
+    assert actuator.apply(_cmd(rid, 2, "rollback")) == "stale"
+    assert actuator.apply(_cmd(rid, 2, "step", 0.2)) == "stale"
+    assert actuator.stats["conflict"] == 1 and actuator.stats["duplicate"] == 1
+    assert b'"phase":"running"' in (_state(redis_client, rid) or b"")

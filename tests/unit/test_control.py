@@ -137,3 +137,19 @@ def test_route_state_phase_follows_action(action: Action, phase: str) -> None:
     state = route_state_for(_cmd(action=action))
     assert state.phase == phase
     assert state.seq == 3
+
+
+def test_seq_verdict_tells_duplicates_from_conflicts() -> None:
+    """Same seq and signature is a duplicate; same seq with another command is a conflict."""
+    from streammon.control import seq_verdict
+
+    common = {"rollout_id": "r1", "baseline": "v1", "candidate": "v2", "now_ms": 0,
+              "key": b"k"}
+    held = route_state_for(make_command(seq=5, action="step", fraction=0.2, **common))
+    same = make_command(seq=5, action="step", fraction=0.2, **common)
+    rival = make_command(seq=5, action="rollback", fraction=0.0, **common)
+    assert seq_verdict(held, same) == "duplicate"
+    assert seq_verdict(held, rival) == "conflict"
+    assert seq_verdict(held, make_command(seq=4, action="step", fraction=0.1, **common)) == "stale"
+    assert seq_verdict(held, make_command(seq=6, action="step", fraction=0.1, **common)) == "newer"
+    assert seq_verdict(None, rival) == "newer"

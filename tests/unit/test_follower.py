@@ -69,7 +69,8 @@ def test_replayed_command_is_counted_as_stale() -> None:
     assert not follower.handle(_msg(1, 0.0, action="rollback"))
     assert not follower.handle(_msg(2, 0.5))
     assert router.snapshot is not None and router.snapshot.weights == {"v1": 0.5, "v2": 0.5}
-    assert follower.stats["rejected_stale"] == 2 and router.stats["rejected_stale"] == 2
+    assert follower.stats["rejected_stale"] == 2
+    assert router.stats["rejected_stale"] == 1 and router.stats["duplicate"] == 1
 
 
 def test_garbage_and_unrouted_messages_are_counted() -> None:
