@@ -96,7 +96,7 @@ class RolloutFeed:
                                              names.control: Command,
                                              names.diagnostics: Diagnosis}
         conf = settings.kafka.consumer_config(f"streammon-report-{uuid.uuid4().hex[:8]}",
-                                              enable_auto_commit=False)
+                                              **{"enable.auto.commit": False})
         self._consumer = Consumer(conf)
         try:
             meta = self._consumer.list_topics(timeout=10)
