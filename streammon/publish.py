@@ -72,7 +72,8 @@ class Publisher:
         self._strict = strict
         self._batch_max, self._batch_bytes = batch_max_events, batch_max_bytes
         self._linger_s = batch_linger_ms / 1000
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()  # batches and produce order; never held in poll()
+        self._stats_lock = threading.Lock()  # counters only (delivery callbacks take it)
         self._pending: dict[tuple[str, int], _Pending] = {}
         self._partitions: dict[str, int] = {}
         self.stats = PublisherStats()
@@ -102,11 +103,16 @@ class Publisher:
         key = str(fields["request_id"]).encode()
         partitions = self._partition_count(topic) if self._batch_max > 1 else 0
         if not partitions:
-            return self._produce(topic, None, key, payload, 1)
+            with self._lock:
+                sent = self._produce(topic, None, key, payload, 1)
+            self._producer.poll(0)
+            return sent
         with self._lock:
-            return self._add(topic, partition_for(key, partitions), key, payload)
+            self._add(topic, partition_for(key, partitions), key, payload)
+        self._producer.poll(0)
+        return True
 
-    def _add(self, topic: str, partition: int, key: bytes, payload: bytes) -> bool:
+    def _add(self, topic: str, partition: int, key: bytes, payload: bytes) -> None:
         pending = self._pending.get((topic, partition))
         if pending is None:
             pending = self._pending[(topic, partition)] = _Pending(key, time.monotonic(), [])
@@ -114,7 +120,6 @@ class Publisher:
         pending.size_bytes += len(payload) + 1
         if len(pending.payloads) >= self._batch_max or pending.size_bytes >= self._batch_bytes:
             self._send((topic, partition))
-        return True
 
     def _send(self, where: tuple[str, int]) -> None:
         pending = self._pending.pop(where)
@@ -133,10 +138,8 @@ class Publisher:
                                    partition=-1 if partition is None else partition)
         except BufferError:
             self._count("dropped_queue_full", n)
-            self._producer.poll(0)
             return False
         self._count("queued", n)
-        self._producer.poll(0)
         return True
 
     def _partition_count(self, topic: str) -> int:
@@ -166,7 +169,7 @@ class Publisher:
             self.send_due()
 
     def _count(self, name: str, n: int = 1) -> None:
-        with self._lock:
+        with self._stats_lock:
             setattr(self.stats, name, getattr(self.stats, name) + n)
 
     def flush(self, timeout_s: float = 10.0) -> int:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from helpers import outcome, pred
 
-from streammon.join import JoinConfig, JoinState
+from streammon.join import JoinConfig, JoinState, PendingOutcome, PendingPrediction
 
 CONFIG = JoinConfig(window_ms=1_000, ttl_ms=10_000)
 
 
-def label_n(state: JoinState, key: tuple[str, int, str, str] = ("r1", 1_000, "all", "canary")) -> int:
+def label_n(state: JoinState,
+            key: tuple[str, int, str, str] = ("r1", 1_000, "all", "canary")) -> int:
     return int(state.cells[key].sums.get("label", [0])[0])  # type: ignore[index]
 
 
@@ -71,15 +72,26 @@ def test_windows_follow_prediction_time() -> None:
 
 
 def test_unjoined_prediction_expires_by_event_time() -> None:
-    """A prediction with no outcome expires once event time passes its TTL, and is counted."""
+    """A prediction with no outcome expires once both inputs pass its TTL, and is counted."""
     state = JoinState(config=CONFIG)
     state.add_prediction(pred("a", ts_ms=1_000))
     assert state.expire(now_ms=10_999) == 0
     state.add_prediction(pred("b", ts_ms=11_000))
+    state.add_outcome(outcome("c", ts_ms=11_000))
     assert state.expire() == 1
     assert "a" not in state.pending
     assert state.counters["expired_predictions"] == 1
     assert state.cells[("r1", 1_000, "all", "canary")].expired == 1
+
+
+def test_expiry_clock_waits_for_the_slower_input() -> None:
+    """Predictions racing ahead do not expire a prediction whose outcome is still queued."""
+    state = JoinState(config=CONFIG)
+    state.add_prediction(pred("a", ts_ms=1_000))
+    state.add_prediction(pred("b", ts_ms=50_000))
+    assert state.expire() == 0
+    state.add_outcome(outcome("a", ts_ms=3_000))
+    assert label_n(state) == 1
 
 
 def test_orphan_outcome_expires() -> None:
@@ -98,28 +110,50 @@ def test_outcome_after_expiry_waits_as_new() -> None:
     state.expire(now_ms=12_000)
     state.add_outcome(outcome("a", ts_ms=12_000))
     assert label_n(state) == 0
-    assert state.pending["a"].outcome is not None
+    assert isinstance(state.pending["a"], PendingOutcome)
 
 
-def test_take_changes_reports_written_and_deleted_keys() -> None:
-    """take_changes lists each changed pending key and cell once, then resets."""
+def test_late_prediction_after_grace_is_dropped_and_counted() -> None:
+    """A prediction whose window closed more than grace_ms ago adds nothing and is counted."""
+    state = JoinState(config=JoinConfig(window_ms=1_000, ttl_ms=10_000, grace_ms=500))
+    state.add_prediction(pred("a", ts_ms=5_000))
+    state.add_prediction(pred("late", ts_ms=3_400))
+    state.add_prediction(pred("in-grace", ts_ms=3_600 + 400))
+    assert state.counters["late_predictions"] == 1
+    assert ("r1", 3_000, "all", "canary") not in state.cells
+    assert "late" not in state.pending
+
+
+def test_joined_request_leaves_a_small_tombstone() -> None:
+    """A joined request is remembered only by its expiry time (an int), to catch duplicates."""
+    state = JoinState(config=CONFIG)
+    state.add_prediction(pred("a", ts_ms=1_000))
+    state.add_outcome(outcome("a"))
+    assert state.pending["a"] == 1_000 + CONFIG.ttl_ms
+
+
+def test_take_changes_reports_each_written_entry_and_cell_once() -> None:
+    """take_changes lists each changed entry (latest value) and cell once, then resets."""
     state = JoinState(config=CONFIG)
     state.add_prediction(pred("a", ts_ms=1_000))
     state.add_prediction(pred("b", ts_ms=1_000))
     state.add_outcome(outcome("a"))
     changes = state.take_changes()
-    assert set(changes.pending_set) == {"a", "b"}
-    assert changes.pending_set["a"].joined
+    assert set(changes.entries) == {"a", "b"}
+    assert isinstance(changes.entries["a"], int)
+    assert isinstance(changes.entries["b"], PendingPrediction)
     assert changes.cells == {("r1", 1_000, "all", "canary")}
-    state.expire(now_ms=50_000)
-    again = state.take_changes()
-    assert again.pending_deleted == {"a", "b"}
-    assert state.take_changes().pending_deleted == set()
+    assert not state.take_changes().entries
 
 
-def test_state_rebuilt_from_stored_pending_expires_it() -> None:
-    """A JoinState built over recovered pending records schedules their expiry."""
+def test_restore_drops_entries_already_expired() -> None:
+    """Restored entries at or before expired_through_ms are dropped, not counted again."""
     first = JoinState(config=CONFIG)
     first.add_prediction(pred("a", ts_ms=1_000))
-    second = JoinState(config=CONFIG, pending=dict(first.pending), cells=dict(first.cells))
-    assert second.expire(now_ms=11_000) == 1
+    first.add_prediction(pred("b", ts_ms=5_000))
+    second = JoinState(config=CONFIG)
+    second.expired_through_ms = 11_000
+    second.restore(dict(first.pending), {})
+    assert set(second.pending) == {"b"}
+    assert second.expire(now_ms=15_000) == 1
+    assert second.counters["expired_predictions"] == 1

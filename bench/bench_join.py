@@ -1,0 +1,149 @@
+"""Benchmark the Faust join against the plain librdkafka+msgspec ceiling, same run, same topics.
+
+Starts its own embedded stack, preloads a deterministic workload (predictions, 90% with
+outcomes, two arms, two segments, some duplicates) through the publisher SDK, then:
+
+1. runs ``streammon worker`` ``--repeat`` times over it (fresh consumer group each time)
+   and takes the median throughput; checks every run's final cohort statistics against
+   the truth computed from the workload (``exact``); reports the worker's peak RSS;
+2. runs the ceiling join over the same topics ``--repeat`` times (median);
+3. repeats 1 once with half the workload, for peak RSS at a second size;
+4. publishes live at 10,000 events/s and measures outcome-to-summary latency.
+
+Prints one JSON line (see ``bench/run_all.py`` for the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import joinrun
+from ceiling import run_ceiling
+from latency import latencies_ms, percentile, publish_live
+
+from streammon.config import KafkaSettings, Settings, TopicNames
+from streammon.devstack import DevStack
+from streammon.joinload import (
+    JoinWorkload,
+    compute_truth,
+    count_events,
+    diff_cells,
+    generate,
+)
+from streammon.publish import Publisher
+from streammon.topics import apply_topics, check_copartitioned
+
+
+def preload(settings: Settings, workload: JoinWorkload) -> float:
+    """Publish the workload through the SDK; return events/s of publishing."""
+    start = time.perf_counter()
+    with Publisher(settings=settings, strict=True, max_queue_messages=1_000_000) as pub:
+        for kind, fields in generate(workload):
+            (pub.prediction if kind == "prediction" else pub.outcome)(**fields)
+    return count_events(workload) / (time.perf_counter() - start)
+
+
+def run_join(settings: Settings, workload: JoinWorkload, partitions: int, log_dir: Path,
+             tag: str, truth: Any) -> dict[str, Any]:
+    """Run one worker over the preloaded topics; return throughput, exactness and RSS."""
+    total = count_events(workload)
+    cohorts_start = joinrun.end_offsets(settings, settings.topics.cohorts, 1)[0]
+    run, proc = joinrun.start_worker(settings, log_dir, window_ms=workload.window_ms,
+                                     ttl_ms=workload.ttl_ms, tag=tag)
+    try:
+        progress = joinrun.follow_changelog(settings, run.app_id, partitions, total, 300)
+        want_n = sum(int(c.sums.get("label", [0])[0]) for c in truth.values())
+        cells, _ = joinrun.read_cells(settings, cohorts_start, want_n, timeout_s=30)
+        rss_mb = joinrun.peak_rss_mb(proc.pid)
+    finally:
+        joinrun.stop_worker(proc)
+    rate, seconds = progress.rate() if progress.points else (0.0, 0.0)
+    diffs = diff_cells(cells, truth)
+    for line in diffs[:5]:
+        print("  not exact:", line, file=sys.stderr)
+    return {"events": progress.events(), "events_per_s": rate, "seconds": seconds,
+            "exact": progress.events() == total and not diffs, "peak_rss_mb": rss_mb}
+
+
+def run_latency(settings: Settings, log_dir: Path, partitions: int) -> dict[str, float]:
+    """Measure outcome-to-summary latency at 10,000 events/s on fresh topics."""
+    live = Settings(kafka=settings.kafka, topics=TopicNames(prefix="bench-live."),
+                    app_id="bench-live")
+    apply_topics(live.kafka, live.topics)
+    _run, proc = joinrun.start_worker(live, log_dir, window_ms=1000, ttl_ms=60_000, tag="live")
+    try:
+        publish_live(live, rollout_id="warmup", events_per_s=200, seconds=1.0,
+                     window_ms=1000, partitions=partitions)
+        joinrun.read_cells(live, 0, 1, timeout_s=30)
+        start = joinrun.end_offsets(live, live.topics.cohorts, 1)[0]
+        times = publish_live(live, rollout_id="live", events_per_s=10_000, seconds=10.0,
+                             window_ms=1000, partitions=partitions)
+        n = sum(len(v) for v in times.values())
+        _, messages = joinrun.read_cells(live, start, n, timeout_s=30)
+    finally:
+        joinrun.stop_worker(proc)
+    lat = latencies_ms(times, messages)
+    return {"outcomes": n, "measured": len(lat), "p50_ms": percentile(lat, 0.5),
+            "p99_ms": percentile(lat, 0.99), "max_ms": max(lat, default=float("nan"))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--predictions", type=int, default=500_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp, DevStack(data_dir=tmp) as info:
+        log_dir = Path(tmp)
+        kafka = KafkaSettings(bootstrap_servers=info.kafka_bootstrap, fast_group_join=True)
+        result = bench(kafka, log_dir, args.predictions, args.repeat)
+    print(json.dumps(result))
+    return 0
+
+
+def bench(kafka: KafkaSettings, log_dir: Path, n: int, repeat: int) -> dict[str, Any]:
+    """Run every phase against the stack at ``kafka``; return the result dict."""
+    sizes: dict[int, float] = {}
+    out: dict[str, Any] = {"bench": "join", "predictions": n}
+    for size, reps in ((n // 2, 1), (n, repeat)):
+        settings = Settings(kafka=kafka, topics=TopicNames(prefix=f"bench{size}."))
+        apply_topics(kafka, settings.topics)
+        partitions = check_copartitioned(kafka, settings.topics)
+        workload = JoinWorkload(n_predictions=size)
+        out["publish_events_per_s"] = round(preload(settings, workload))
+        truth = compute_truth(workload, partitions)
+        runs = [run_join(settings, workload, partitions, log_dir, f"{size}-{i}", truth)
+                for i in range(reps)]
+        sizes[size] = max(r["peak_rss_mb"] for r in runs)
+    ceiling = [run_ceiling(settings, partitions=partitions, total_events=count_events(workload),
+                           window_ms=workload.window_ms) for _ in range(repeat)]
+    join_rate = statistics.median(r["events_per_s"] for r in runs)
+    ceiling_rate = statistics.median(c["events_per_s"] for c in ceiling)
+    latency = run_latency(settings, log_dir, partitions)
+    out.update({
+        "events": count_events(workload), "partitions": partitions,
+        "join_events_per_s": round(join_rate),
+        "join_runs_events_per_s": [round(r["events_per_s"]) for r in runs],
+        "ceiling_events_per_s": round(ceiling_rate),
+        "ratio": round(join_rate / ceiling_rate, 3),
+        "exact": all(r["exact"] for r in runs),
+        "peak_rss_mb": round(sizes[n], 1),
+        "peak_rss_mb_by_predictions": {str(k): round(v, 1) for k, v in sizes.items()},
+        "p99_outcome_to_summary_ms": round(latency["p99_ms"], 1),
+        "p50_outcome_to_summary_ms": round(latency["p50_ms"], 1),
+        "latency_outcomes_measured": latency["measured"],
+    })
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

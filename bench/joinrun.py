@@ -1,0 +1,142 @@
+"""Running one real join worker against preloaded topics, and reading what it wrote.
+
+The worker is ``streammon worker`` in a child process, exactly as deployed. Progress
+and timing come from its changelog: every join record carries the partition's
+cumulative counters, and its Kafka timestamp says when the batch was done. The
+result comes from the cohorts topic: the latest cumulative summary per key, merged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from streammon import events
+from streammon.cohorts import CellKey, CellState, merge_summaries
+from streammon.config import Settings
+from streammon.demo import spawn_streammon
+from streammon.devstack import stop_process
+from streammon.joinlog import decode_record
+
+
+def consumer(settings: Settings) -> Any:
+    """Return a librdkafka consumer for reading (no group offsets used)."""
+    from confluent_kafka import Consumer
+
+    return Consumer(settings.kafka.consumer_config(f"bench-{uuid.uuid4().hex}"))
+
+
+def end_offsets(settings: Settings, topic: str, partitions: int) -> list[int]:
+    """Return the high watermark of every partition of ``topic``."""
+    c = consumer(settings)
+    try:
+        return [c.get_watermark_offsets(_tp(topic, p), timeout=10)[1] for p in range(partitions)]
+    finally:
+        c.close()
+
+
+def _tp(topic: str, partition: int, offset: int = -1001) -> Any:
+    from confluent_kafka import TopicPartition
+
+    return TopicPartition(topic, partition, offset)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Return the peak resident set size of a process (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclasses.dataclass
+class Progress:
+    """What the changelog says: per partition, the latest counters, and batch timestamps."""
+
+    latest: dict[int, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    points: list[tuple[int, int, int]] = dataclasses.field(default_factory=list)
+
+    def add(self, partition: int, ts_ms: int, raw: bytes) -> None:
+        """Take one changelog record (ts, cumulative events of its partition)."""
+        record = decode_record(raw)
+        total = record.counters.get("predictions", 0) + record.counters.get("outcomes", 0)
+        if record.seq >= self.latest.get(partition, (-1, 0))[0]:
+            self.latest[partition] = (record.seq, total)
+        self.points.append((ts_ms, partition, total))
+
+    def events(self) -> int:
+        """Return how many input events the worker has applied, over all partitions."""
+        return sum(total for _, total in self.latest.values())
+
+    def rate(self) -> tuple[float, float]:
+        """Return (events/s, seconds) from the first batch done to the last."""
+        self.points.sort()
+        t0 = self.points[0][0]
+        at_t0: dict[int, int] = {}
+        for ts, part, total in self.points:
+            if ts <= t0:
+                at_t0[part] = max(at_t0.get(part, 0), total)
+        t_end = self.points[-1][0]
+        seconds = max(t_end - t0, 1) / 1000
+        return (self.events() - sum(at_t0.values())) / seconds, seconds
+
+
+def follow_changelog(settings: Settings, app_id: str, partitions: int, total: int,
+                     timeout_s: float) -> Progress:
+    """Read the join's changelog until it has applied ``total`` events (or time runs out)."""
+    c = consumer(settings)
+    topic = f"{app_id}-join-records-changelog"
+    c.assign([_tp(topic, p, -2) for p in range(partitions)])
+    progress = Progress()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while progress.events() < total and time.monotonic() < deadline:
+            for m in c.consume(1000, 0.2):
+                if m.error() is None and m.value():
+                    progress.add(m.partition(), m.timestamp()[1], m.value())
+    finally:
+        c.close()
+    return progress
+
+
+def read_cells(settings: Settings, start_offset: int, until_label_n: int,
+               timeout_s: float = 60.0) -> tuple[dict[CellKey, CellState], list[Any]]:
+    """Read the cohorts topic from ``start_offset``; return merged latest cells and messages."""
+    c = consumer(settings)
+    c.assign([_tp(settings.topics.cohorts, 0, start_offset)])
+    latest: dict[str, events.CohortSummary] = {}
+    messages: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            batch = [m for m in c.consume(5000, 0.2) if m.error() is None]
+            for m in batch:
+                s = events.decode(events.CohortSummary, m.value())
+                latest[s.key] = s
+                messages.append((m.timestamp()[1], s))
+            if not batch and _label_n(latest) >= until_label_n:
+                break
+    finally:
+        c.close()
+    return merge_summaries(latest.values()), messages
+
+
+def _label_n(latest: dict[str, events.CohortSummary]) -> int:
+    return sum(s.metrics["label"].n for s in latest.values() if "label" in s.metrics)
+
+
+def start_worker(settings: Settings, log_dir: Path, *, window_ms: int, ttl_ms: int,
+                 tag: str) -> tuple[Settings, Any]:
+    """Start ``streammon worker`` with a fresh app id (so it reads every input from the start)."""
+    run = dataclasses.replace(settings, app_id=f"bench-{tag}-{uuid.uuid4().hex[:6]}")
+    proc = spawn_streammon(["worker", "--window-ms", str(window_ms), "--ttl-ms", str(ttl_ms)],
+                           run, log_dir / f"worker-{tag}.log")
+    return run, proc
+
+
+def stop_worker(proc: Any) -> None:
+    """Stop a worker started by :func:`start_worker`."""
+    stop_process(proc)

@@ -1,0 +1,115 @@
+"""Decoding batch envelopes and single events, and rejecting what cannot be joined."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from helpers import pred
+
+from streammon import events
+from streammon.envelope import MAX_FUTURE_SKEW_MS, decode_message, encode_batch
+from streammon.partitioner import partition_for, partition_for_py
+
+NOW_MS = 1_700_000_000_000
+PARTS = 4
+
+
+def ids_on(partition: int, n: int) -> list[str]:
+    out = []
+    i = 0
+    while len(out) < n:
+        rid = f"id-{i}"
+        if partition_for(rid.encode(), PARTS) == partition:
+            out.append(rid)
+        i += 1
+    return out
+
+
+def batch_of(*payloads: bytes) -> bytes:
+    return encode_batch(list(payloads))
+
+
+def test_batch_decodes_every_event_in_order() -> None:
+    """A batch envelope yields its events in order, all valid, none rejected."""
+    rids = ids_on(2, 3)
+    raw = batch_of(*(events.encode(pred(r, ts_ms=NOW_MS)) for r in rids))
+    out = decode_message(events.Prediction, raw, partition=2, partitions=PARTS, now_ms=NOW_MS)
+    assert [e.request_id for e in out.events] == rids
+    assert out.batched and not out.rejects
+
+
+def test_single_event_message_is_accepted() -> None:
+    """A plain single-event message (another stack's producer) is accepted on any partition."""
+    raw = events.encode(pred("x", ts_ms=NOW_MS))
+    out = decode_message(events.Prediction, raw, partition=3, partitions=PARTS, now_ms=NOW_MS)
+    assert [e.request_id for e in out.events] == ["x"]
+    assert not out.batched
+
+
+def test_bad_event_in_batch_rejects_only_it() -> None:
+    """A schema violation inside a batch rejects that event, with its index; the rest join."""
+    good = ids_on(1, 2)
+    bad = json.dumps({"request_id": good[0], "rollout_id": "r", "model_version": "m",
+                      "arm": "canary", "ts_ms": NOW_MS, "latency_ms": -1}).encode()
+    raw = batch_of(events.encode(pred(good[0], ts_ms=NOW_MS)), bad,
+                   events.encode(pred(good[1], ts_ms=NOW_MS)))
+    out = decode_message(events.Prediction, raw, partition=1, partitions=PARTS, now_ms=NOW_MS)
+    assert len(out.events) == 2
+    assert [(r.index, "$.latency_ms" in r.reason) for r in out.rejects] == [(1, True)]
+    assert out.rejects[0].raw == bad
+
+
+def test_misrouted_event_in_batch_is_rejected() -> None:
+    """An event whose request id hashes to another partition would break co-partitioning."""
+    here, there = ids_on(0, 1)[0], ids_on(3, 1)[0]
+    raw = batch_of(events.encode(pred(here, ts_ms=NOW_MS)),
+                   events.encode(pred(there, ts_ms=NOW_MS)))
+    out = decode_message(events.Prediction, raw, partition=0, partitions=PARTS, now_ms=NOW_MS)
+    assert [e.request_id for e in out.events] == [here]
+    assert "another partition" in out.rejects[0].reason
+
+
+def test_malformed_json_is_rejected_with_reason() -> None:
+    """Bytes that are not JSON become one reject saying so."""
+    out = decode_message(events.Outcome, b"{nope", partition=0, partitions=PARTS, now_ms=NOW_MS)
+    assert not out.events
+    assert "not valid JSON" in out.rejects[0].reason
+
+
+def test_infinite_latency_and_far_future_are_rejected() -> None:
+    """A latency that overflows to infinity and a timestamp a day ahead are absurd values."""
+    inf = json.dumps({"request_id": "a", "rollout_id": "r", "model_version": "m",
+                      "arm": "canary", "ts_ms": NOW_MS}).replace("}", ',"latency_ms":1e999}')
+    future = events.encode(pred("b", ts_ms=NOW_MS + MAX_FUTURE_SKEW_MS + 1))
+    for raw, where in ((inf.encode(), "$.latency_ms"), (future, "$.ts_ms")):
+        out = decode_message(events.Prediction, raw, partition=0, partitions=PARTS,
+                             now_ms=NOW_MS)
+        assert not out.events
+        assert where in out.rejects[0].reason
+
+
+def test_outcome_without_label_or_value_is_rejected() -> None:
+    """The semantic check (label or value required) applies inside batches too."""
+    rid = ids_on(0, 1)[0]
+    raw = batch_of(json.dumps({"request_id": rid, "rollout_id": "r", "ts_ms": 5}).encode())
+    out = decode_message(events.Outcome, raw, partition=0, partitions=PARTS, now_ms=NOW_MS)
+    assert not out.events and "label" in out.rejects[0].reason
+
+
+def test_batch_envelope_is_plain_json() -> None:
+    """The envelope is ordinary JSON a person can read with kcat and jq."""
+    raw = batch_of(events.encode(pred("a")), events.encode(pred("b")))
+    doc = json.loads(raw)
+    assert doc["v"] == 1 and [e["request_id"] for e in doc["events"]] == ["a", "b"]
+
+
+def test_partitioner_matches_kafka_murmur2() -> None:
+    """partition_for agrees with aiokafka's Java-compatible murmur2 on random keys."""
+    from aiokafka.partitioner import murmur2
+
+    for i in range(3000):
+        key = os.urandom(i % 37)
+        n = 1 + i % 11
+        want = (murmur2(key) & 0x7FFFFFFF) % n
+        assert partition_for(key, n) == partition_for_py(key, n) == want
