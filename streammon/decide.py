@@ -98,6 +98,7 @@ class RolloutPolicy:
     min_samples_per_stage: int = 1000
     srm_alpha: float = 0.001
     max_windows: int | None = None
+    stages: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         """Validate the policy; raise :class:`StatsInputError` naming the bad field."""
@@ -111,14 +112,25 @@ class RolloutPolicy:
             raise StatsInputError("need 0 < f0 <= f_max <= 1 and growth > 1")
         if self.step_windows < 1 or self.min_samples_per_stage < 0:
             raise StatsInputError("step_windows must be >= 1, min_samples_per_stage >= 0")
+        if self.stages and (list(self.stages) != sorted(set(self.stages))
+                            or not 0.0 < self.stages[0] <= self.stages[-1] <= 1.0):
+            raise StatsInputError("stages must be strictly increasing fractions in (0, 1]")
 
     @property
     def metric_alpha(self) -> float:
         """Return each metric's share of α: ``(alpha − srm_alpha) / len(metrics)``."""
         return (self.alpha - self.srm_alpha) / len(self.metrics)
 
+    @property
+    def top_fraction(self) -> float:
+        """Return the fraction at which promotion is judged: the last stage's, or f_max."""
+        return self.stages[-1] if self.stages else self.f_max
+
     def fraction_at(self, stage: int) -> float:
-        """Return the canary fraction of ``stage``: ``min(f_max, f0 · growth**stage)``."""
+        """Return the canary fraction of ``stage``: ``min(f_max, f0 · growth**stage)``,
+        or the stage's entry when explicit ``stages`` are given (the last one repeats)."""
+        if self.stages:
+            return float(self.stages[min(max(stage, 0), len(self.stages) - 1)])
         return float(min(self.f_max, self.f0 * self.growth ** max(stage, 0)))
 
 
@@ -204,7 +216,7 @@ def _estimate(spec: MetricSpec, cells: Mapping[str, object], alpha: float) -> Me
 def _advance(policy: RolloutPolicy, estimates: tuple[MetricEstimate, ...], verdict: Verdict,
              n_b: FloatArray, stage: int, windows_in_stage: int, srm_p: float) -> Assessment:
     current = policy.fraction_at(stage)
-    if current >= policy.f_max:
+    if current >= policy.top_fraction:
         if verdict == Verdict.PROMOTE:
             return Assessment(verdict, "promote", 1.0, stage, estimates, srm_p,
                               "non-inferiority shown on every metric")

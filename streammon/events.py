@@ -27,7 +27,12 @@ Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 
 
 class Prediction(msgspec.Struct, frozen=True, kw_only=True):
-    """What a model answered for one request, published by the serving node."""
+    """What a model answered for one request, published by the serving node.
+
+    ``shadow`` marks a mirrored prediction of the candidate that was computed but not
+    served (blue-green shadow validation); publish it under its own request id, e.g.
+    ``<request_id>~shadow``, since the served prediction already uses the plain one.
+    """
 
     v: int = SCHEMA_VERSION
     request_id: NonEmpty
@@ -41,6 +46,7 @@ class Prediction(msgspec.Struct, frozen=True, kw_only=True):
     latency_ms: NonNegative | None = None
     error: bool = False
     weights_seq: int | None = None
+    shadow: bool = False
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,15 +118,30 @@ class MetricSpecWire(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RolloutSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """A rollout: what replaces what, which metrics guard it, and how traffic ramps."""
+    """A rollout: what replaces what, which metrics guard it, and how traffic ramps.
+
+    ``strategy`` picks the ramp (see :mod:`streammon.strategies`): ``canary`` grows the
+    candidate's share geometrically, f_t = min(f_max, f0 * growth**t); ``linear`` by
+    ``increment`` per stage; ``stages`` follows the explicit list ``stages``;
+    ``blue_green`` validates green (the candidate) on ``f0`` of the traffic, served
+    (``validation="traffic"``) or mirrored and never served (``validation="shadow"``),
+    then switches everything at once. ``drift_guard`` rolls back when the candidate's
+    score distribution drifts from the baseline's (on by default for shadow validation).
+    """
 
     rollout_id: NonEmpty
     baseline: NonEmpty
     candidate: NonEmpty
     metrics: list[MetricSpecWire]
+    strategy: Literal["canary", "linear", "stages", "blue_green"] = "canary"
     alpha: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.05
     f0: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.05
     growth: Annotated[float, msgspec.Meta(ge=1.0)] = 2.0
+    increment: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.1
+    stages: list[Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]] = msgspec.field(
+        default_factory=list)
+    validation: Literal["traffic", "shadow"] = "traffic"
+    drift_guard: bool | None = None
     f_max: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.5
     step_windows: Annotated[int, msgspec.Meta(ge=1)] = 5
     min_samples_per_stage: Annotated[int, msgspec.Meta(ge=0)] = 100
@@ -179,6 +200,8 @@ class Diagnosis(msgspec.Struct, frozen=True, kw_only=True):
     metrics: list[MetricEstimate]
     message: str = ""
     ts_ms: int = 0
+    srm_p_value: float = 1.0
+    drift_p_value: float = 1.0
 
 
 class PredictionBatch(msgspec.Struct, frozen=True, kw_only=True):

@@ -13,10 +13,22 @@ from typing import Any
 
 import msgspec
 
-from streammon import control, events
+from streammon import control, events, strategies
 from streammon.config import Settings
 from streammon.errors import ConfigError, KafkaIOError
 from streammon.events import Action, Command, RolloutSpec
+
+
+def check_spec(spec: RolloutSpec) -> None:
+    """Raise ConfigError naming the field if the spec cannot run (strategy and policy)."""
+    from streammon.rollout import policy_from_spec
+    from streammon.stats import StatsInputError
+
+    strategies.check_spec(spec)
+    try:
+        policy_from_spec(spec)
+    except StatsInputError as exc:
+        raise ConfigError(f"rollout spec {spec.rollout_id!r}: {exc}") from exc
 
 
 def load_spec(path: str | Path) -> RolloutSpec:
@@ -52,15 +64,17 @@ def now_ms() -> int:
 
 
 def start_rollout(settings: Settings, spec: RolloutSpec, *, client: Any) -> Command:
-    """Check the baseline is pinned, then send the signed ``start`` command (seq 1)."""
+    """Check the spec and the baseline's pin, then send the signed ``start`` command (seq 1)."""
     from streammon.registry import Registry
 
+    check_spec(spec)
     Registry(client).require_pinned(spec.baseline)
     if client.exists(control.route_key(spec.rollout_id)):
         raise ConfigError(f"rollout {spec.rollout_id!r} already exists: pick a new rollout_id")
     cmd = control.make_command(
         rollout_id=spec.rollout_id, seq=1, action="start", baseline=spec.baseline,
-        candidate=spec.candidate, fraction=spec.f0, now_ms=now_ms(), key=settings.hmac_key,
+        candidate=spec.candidate, fraction=strategies.served_fraction(spec, 0),
+        now_ms=now_ms(), key=settings.hmac_key,
         issued_by="operator", spec=spec, reason="rollout started")
     produce_command(settings, cmd)
     return cmd

@@ -9,6 +9,7 @@ what to do, and returns the commands and diagnoses to send. No clock, no I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from typing import Literal
@@ -16,11 +17,11 @@ from typing import Literal
 import msgspec
 import numpy as np
 
-from streammon import control, decide
+from streammon import cellgrid, control, decide, strategies
 from streammon.events import CohortSummary, Command, Diagnosis, MetricEstimate, RolloutSpec
+from streammon.stats import compute_drift
 
 Phase = Literal["running", "held", "promoted", "rolled_back"]
-CELL_FIELDS = ("n_a", "sum_a", "sumsq_a", "n_b", "sum_b", "sumsq_b")
 _ACTION_COMMAND = {"step": "step", "rollback": "rollback", "promote": "promote", "halt": "hold"}
 
 
@@ -39,24 +40,33 @@ class RolloutState(msgspec.Struct, kw_only=True):
 
     @property
     def fraction(self) -> float:
-        """The canary's current traffic fraction."""
-        return 0.0 if self.phase == "rolled_back" else (
-            1.0 if self.phase == "promoted" else fraction_at(self.spec, self.stage))
-
-
-def fraction_at(spec: RolloutSpec, stage: int) -> float:
-    """Return f_t = min(f_max, f0 * r**t), the canary fraction of stage ``t``."""
-    return float(min(spec.f_max, spec.f0 * spec.growth**stage))
+        """The share of traffic the routers send to the candidate now."""
+        if self.phase in ("rolled_back", "promoted"):
+            return 1.0 if self.phase == "promoted" else 0.0
+        return strategies.served_fraction(self.spec, self.stage)
 
 
 def policy_from_spec(spec: RolloutSpec) -> decide.RolloutPolicy:
-    """Return the decision policy a rollout spec describes."""
+    """Return the decision policy a rollout spec describes.
+
+    Alpha is split evenly between the guarded metrics and, when on, the drift guard; the
+    sample-ratio check takes its share out of the metrics' part.
+    """
     metrics = tuple(decide.MetricSpec(m.name, m.kind, m.bad_direction, m.margin,
                                       m.label_delay_windows) for m in spec.metrics)
+    stages = strategies.stage_fractions(spec)
     return decide.RolloutPolicy(
-        metrics=metrics, alpha=spec.alpha, f0=spec.f0, growth=spec.growth, f_max=spec.f_max,
-        step_windows=spec.step_windows, min_samples_per_stage=spec.min_samples_per_stage,
+        metrics=metrics, alpha=spec.alpha - drift_alpha(spec), f0=stages[0], growth=2.0,
+        f_max=stages[-1], stages=stages, step_windows=spec.step_windows,
+        min_samples_per_stage=spec.min_samples_per_stage,
         srm_alpha=min(0.001, spec.alpha / 10))
+
+
+def drift_alpha(spec: RolloutSpec) -> float:
+    """Return the share of alpha spent on the drift guard (0 when it is off)."""
+    if not strategies.drift_guarded(spec):
+        return 0.0
+    return spec.alpha / (len(spec.metrics) + 1)
 
 
 def start_state(cmd: Command) -> RolloutState:
@@ -87,52 +97,23 @@ def closed_windows(state: RolloutState, watermark_ms: int) -> int:
     return max(0, (watermark_ms - spec.grace_ms - state.origin_ms) // spec.window_ms)
 
 
-def build_cells(
-    state: RolloutState, summaries: Iterable[CohortSummary], windows: int
-) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
-    """Lay summaries out per metric as per-window (windows, segments) arrays, and SRM counts."""
-    spec = state.spec
-    rows = [s for s in summaries if s.window_start_ms >= state.origin_ms]
-    segments = sorted({s.segment for s in rows}) or ["all"]
-    seg_index = {s: i for i, s in enumerate(segments)}
-    shape = (windows, len(segments))
-    names = [m.name for m in spec.metrics] + ["error"]
-    cells = {m: {f: np.zeros(shape) for f in CELL_FIELDS} for m in names}
-    for s in rows:
-        w = (s.window_start_ms - state.origin_ms) // spec.window_ms
-        if w >= windows:
-            continue
-        suffix = "a" if s.arm == "baseline" else "b"
-        for metric, sums in s.metrics.items():
-            if metric in cells:
-                arrays = cells[metric]
-                arrays[f"n_{suffix}"][w, seg_index[s.segment]] += sums.n
-                arrays[f"sum_{suffix}"][w, seg_index[s.segment]] += sums.sum
-                arrays[f"sumsq_{suffix}"][w, seg_index[s.segment]] += sums.sumsq
-    return {m.name: cells[m.name] for m in spec.metrics}, _assignment(state, cells["error"])
-
-
-def _assignment(state: RolloutState, exposures: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per-window assignment counts and intended fractions for the sample-ratio check.
-
-    The first window of every stage is part old split, part new (the switch happens
-    inside it), so its counts are left out (set to zero, which adds no evidence).
-    """
-    fraction = intended_fractions(state, exposures["n_a"].shape[0])
-    mixed = np.isnan(fraction)
-    n_a, n_b = exposures["n_a"].sum(axis=1), exposures["n_b"].sum(axis=1)
-    n_a[mixed] = n_b[mixed] = 0.0
-    return {"n_a": n_a, "n_b": n_b, "fraction": np.where(mixed, 0.5, fraction)}
-
-
 def intended_fractions(state: RolloutState, windows: int) -> np.ndarray:
-    """Return the canary fraction each window was meant to get; NaN where it changed."""
+    """Return the canary share each window was meant to get; NaN where it changed."""
     out = np.full(windows, np.nan)
     starts = state.stage_starts
     for stage, first in enumerate(starts):
         last = starts[stage + 1] if stage + 1 < len(starts) else windows
-        out[first + 1:last] = fraction_at(state.spec, stage)
+        out[first + 1:last] = strategies.intended_canary_share(state.spec, stage)
     return out
+
+
+def build_cells(state: RolloutState, summaries: Iterable[CohortSummary],
+                windows: int) -> cellgrid.Grid:
+    """Lay the rollout's summaries out for its first ``windows`` decision windows."""
+    return cellgrid.build_grid(
+        summaries, origin_ms=state.origin_ms, window_ms=state.spec.window_ms,
+        windows=windows, metrics=[m.name for m in state.spec.metrics],
+        intended=intended_fractions(state, windows))
 
 
 def progress(
@@ -146,16 +127,28 @@ def progress(
     while state.phase == "running" and state.windows_closed < target:
         state.windows_closed += 1
         t = state.windows_closed
-        cells, assignment = build_cells(state, summaries, t)
+        grid = build_cells(state, summaries, t)
         result = decide.assess_rollout(
-            policy_from_spec(state.spec), cells, assignment,
+            policy_from_spec(state.spec), grid.cells, grid.assignment,
             stage=state.stage, windows_in_stage=t - state.stage_start_window)
-        diagnoses.append(_diagnosis(state, result, now_ms))
+        drift_p = _drift_p_value(grid)
+        if drift_p <= drift_alpha(state.spec) and result.action != "rollback":
+            result = dataclasses.replace(
+                result, verdict=decide.Verdict.ROLLBACK, action="rollback",
+                message=f"prediction drift (p = {drift_p:.2g}): candidate scores differ")
+        diagnoses.append(_diagnosis(state, result, now_ms, drift_p))
         cmd = _command_for(state, result.action, result.message, now_ms, key)
         if cmd is not None:
             commands.append(cmd)
             apply_command(state, cmd)
     return diagnoses, commands
+
+
+def _drift_p_value(grid: cellgrid.Grid) -> float:
+    """Return the running p-value of score drift between the arms (1.0 without scores)."""
+    if grid.hist_a.sum() == 0 or grid.hist_b.sum() == 0:
+        return 1.0
+    return float(compute_drift(grid.hist_a, grid.hist_b).p_value[-1])
 
 
 def _command_for(state: RolloutState, action: str, reason: str, now_ms: int,
@@ -167,24 +160,27 @@ def _command_for(state: RolloutState, action: str, reason: str, now_ms: int,
     stage = state.stage + 1 if command == "step" else state.stage
     return control.make_command(
         rollout_id=spec.rollout_id, seq=state.seq + 1, action=command,  # type: ignore[arg-type]
-        baseline=spec.baseline, candidate=spec.candidate, fraction=fraction_at(spec, stage),
+        baseline=spec.baseline, candidate=spec.candidate,
+        fraction=strategies.served_fraction(spec, stage),
         stage=stage, reason=reason, issued_by="decider", now_ms=now_ms, key=key)
 
 
-def _diagnosis(state: RolloutState, result: decide.Assessment, now_ms: int) -> Diagnosis:
+def _diagnosis(state: RolloutState, result: decide.Assessment, now_ms: int,
+               drift_p: float) -> Diagnosis:
     spec = state.spec
     return Diagnosis(
         rollout_id=spec.rollout_id,
         window_start_ms=state.origin_ms + (state.windows_closed - 1) * spec.window_ms,
         windows_closed=state.windows_closed, stage=state.stage, fraction=state.fraction,
         action=result.action, verdict=str(result.verdict), message=result.message,
-        metrics=[_estimate(e) for e in result.estimates], ts_ms=now_ms)
+        metrics=[_estimate(e) for e in result.estimates], ts_ms=now_ms,
+        srm_p_value=_finite(result.srm_p_value, 1.0), drift_p_value=drift_p)
 
 
-def _finite(x: float) -> float:
-    """JSON has no inf or NaN: clamp infinities, zero NaN (n = 0 says it was empty)."""
+def _finite(x: float, nan: float = 0.0) -> float:
+    """JSON has no inf or NaN: clamp infinities, replace NaN (n = 0 says it was empty)."""
     if math.isnan(x):
-        return 0.0
+        return nan
     return max(min(x, 1e300), -1e300)
 
 

@@ -19,7 +19,7 @@ import msgspec
 
 from streammon import events, rollout
 from streammon.config import Settings
-from streammon.errors import EventError
+from streammon.errors import EventError, StreamMonError
 
 log = logging.getLogger(__name__)
 _STATE = msgspec.json.Decoder(rollout.RolloutState)
@@ -99,9 +99,14 @@ class DecideAgent:
             return
         state = _STATE.decode(raw)
         before = state.windows_closed
-        diagnoses, commands = rollout.progress(
-            state, list(self.summaries[rollout_id].values()), self.watermarks.get(rollout_id, 0),
-            now_ms=int(time.time() * 1000), key=self.settings.hmac_key)
+        try:
+            diagnoses, commands = rollout.progress(
+                state, list(self.summaries[rollout_id].values()),
+                self.watermarks.get(rollout_id, 0), now_ms=int(time.time() * 1000),
+                key=self.settings.hmac_key)
+        except StreamMonError:
+            log.exception("decider: cannot assess rollout %s; it stays as it is", rollout_id)
+            return
         if state.windows_closed == before and not commands:
             return
         self.rollouts_table[key] = msgspec.json.encode(state)

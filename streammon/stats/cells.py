@@ -16,6 +16,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from streammon.errors import StreamMonError
+
 FloatArray = npt.NDArray[np.float64]
 Kind = Literal["binary", "continuous", "count"]
 BadDirection = Literal["decrease", "increase"]
@@ -25,7 +27,7 @@ KINDS: tuple[str, ...] = ("binary", "continuous", "count")
 DIRECTIONS: tuple[str, ...] = ("decrease", "increase")
 
 
-class StatsInputError(ValueError):
+class StatsInputError(StreamMonError, ValueError):
     """Input arrays or parameters are invalid; the message names the field and the fix."""
 
 

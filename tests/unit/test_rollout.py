@@ -6,12 +6,12 @@ import numpy as np
 
 from streammon import control
 from streammon.events import CohortSummary, MetricSpecWire, MetricSums, RolloutSpec
+from streammon.strategies import fraction_at
 from streammon.rollout import (
     RolloutState,
     apply_command,
     build_cells,
     closed_windows,
-    fraction_at,
     intended_fractions,
     progress,
     start_state,
@@ -62,8 +62,8 @@ def test_cells_add_sources_and_keep_segments_apart() -> None:
     st = state()
     rows = [summary(0, "canary", 3, 10, "web", "p0"), summary(0, "canary", 2, 5, "web", "p1"),
             summary(0, "baseline", 7, 20, "app", "p0")]
-    cells, assignment = build_cells(st, rows, 1)
-    label = cells["label"]
+    grid = build_cells(st, rows, 1)
+    label, assignment = grid.cells["label"], grid.assignment
     assert label["n_b"].tolist() == [[0.0, 15.0]]  # segments sorted: app, web
     assert label["sum_b"].tolist() == [[0.0, 5.0]]
     assert label["n_a"].tolist() == [[20.0, 0.0]]
@@ -74,8 +74,7 @@ def test_summaries_before_the_origin_are_ignored() -> None:
     """Traffic from before the rollout started never enters its cells."""
     st = state()
     early = summary(-1, "canary", 1, 1)
-    cells, _ = build_cells(st, [early], 1)
-    assert cells["label"]["n_b"].sum() == 0
+    assert build_cells(st, [early], 1).cells["label"]["n_b"].sum() == 0
 
 
 def test_first_window_of_each_stage_is_left_out_of_the_ratio_check() -> None:
