@@ -107,6 +107,11 @@ class TopicNames:
         return f"{self.prefix}diagnostics"
 
     @property
+    def rollbacks(self) -> str:
+        """One post-mortem record per rollback, keyed by rollout_id."""
+        return f"{self.prefix}rollbacks"
+
+    @property
     def deadletters(self) -> str:
         """Rejected input, verbatim, with the reason in a header."""
         return f"{self.prefix}deadletters"

@@ -222,6 +222,50 @@ class OutcomeBatch(msgspec.Struct, frozen=True, kw_only=True):
     events: list[Outcome]
 
 
+class EffectPoint(msgspec.Struct, frozen=True, array_like=True):
+    """One metric's estimate after one window: [window, effect, lower, upper]."""
+
+    window: int
+    effect: float
+    lower: float
+    upper: float
+
+
+class MetricHistory(msgspec.Struct, frozen=True, kw_only=True):
+    """A metric's effect and confidence bounds over time, overall and per segment."""
+
+    name: str
+    failed: bool
+    overall: list[EffectPoint]
+    by_segment: dict[str, EffectPoint]
+
+
+class CommandNote(msgspec.Struct, frozen=True, array_like=True):
+    """One command in a rollout's timeline: [seq, action, fraction, ts_ms, issued_by]."""
+
+    seq: int
+    action: str
+    fraction: float
+    ts_ms: int
+    issued_by: str
+
+
+class RollbackReport(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a rollout was rolled back: the post-mortem the decider writes on every rollback."""
+
+    v: int = SCHEMA_VERSION
+    rollout_id: str
+    reason: str
+    ts_ms: int
+    restored_version: str
+    candidate: str
+    windows_closed: int
+    metrics: list[MetricHistory]
+    drift_p_value: float
+    srm_p_value: float
+    commands: list[CommandNote]
+
+
 _T = TypeVar("_T")
 _DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
 _ENCODER = msgspec.json.Encoder()

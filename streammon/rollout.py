@@ -12,13 +12,21 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import msgspec
 import numpy as np
 
-from streammon import cellgrid, control, decide, strategies
-from streammon.events import CohortSummary, Command, Diagnosis, MetricEstimate, RolloutSpec
+from streammon import cellgrid, control, decide, postmortem, strategies
+from streammon.events import (
+    CohortSummary,
+    Command,
+    CommandNote,
+    Diagnosis,
+    MetricEstimate,
+    RollbackReport,
+    RolloutSpec,
+)
 from streammon.stats import compute_drift
 
 Phase = Literal["running", "held", "promoted", "rolled_back"]
@@ -37,6 +45,7 @@ class RolloutState(msgspec.Struct, kw_only=True):
     phase: Phase = "running"
     stage_starts: list[int] = msgspec.field(default_factory=lambda: [0])
     last_action: str = "start"
+    commands: list[CommandNote] = msgspec.field(default_factory=list)
 
     @property
     def fraction(self) -> float:
@@ -73,7 +82,11 @@ def start_state(cmd: Command) -> RolloutState:
     """Return the state of a rollout that a ``start`` command opens."""
     assert cmd.spec is not None
     origin = cmd.ts_ms - cmd.ts_ms % cmd.spec.window_ms
-    return RolloutState(spec=cmd.spec, origin_ms=origin, seq=cmd.seq)
+    return RolloutState(spec=cmd.spec, origin_ms=origin, seq=cmd.seq, commands=[_note(cmd)])
+
+
+def _note(cmd: Command) -> CommandNote:
+    return CommandNote(cmd.seq, cmd.action, cmd.fraction, cmd.ts_ms, cmd.issued_by)
 
 
 def apply_command(state: RolloutState, cmd: Command) -> RolloutState:
@@ -82,6 +95,7 @@ def apply_command(state: RolloutState, cmd: Command) -> RolloutState:
         return state
     state.seq = cmd.seq
     state.last_action = cmd.action
+    state.commands.append(_note(cmd))
     state.phase = {"rollback": "rolled_back", "promote": "promoted", "hold": "held",
                    "resume": "running"}.get(cmd.action, state.phase)  # type: ignore[assignment]
     if cmd.action == "step" and cmd.stage != state.stage:
@@ -116,32 +130,44 @@ def build_cells(state: RolloutState, summaries: Iterable[CohortSummary],
         intended=intended_fractions(state, windows))
 
 
+class Progress(NamedTuple):
+    """What one call to :func:`progress` produced, to send in this order."""
+
+    diagnoses: list[Diagnosis]
+    commands: list[Command]
+    reports: list[RollbackReport]
+
+
 def progress(
     state: RolloutState, summaries: list[CohortSummary], watermark_ms: int, *, now_ms: int,
     key: bytes,
-) -> tuple[list[Diagnosis], list[Command]]:
-    """Assess every newly closed window; return diagnoses and (signed) commands to send."""
-    diagnoses: list[Diagnosis] = []
-    commands: list[Command] = []
+) -> Progress:
+    """Assess every newly closed window; return diagnoses, signed commands, post-mortems."""
+    out = Progress([], [], [])
     target = closed_windows(state, watermark_ms)
+    policy = policy_from_spec(state.spec)
     while state.phase == "running" and state.windows_closed < target:
         state.windows_closed += 1
         t = state.windows_closed
         grid = build_cells(state, summaries, t)
-        result = decide.assess_rollout(
-            policy_from_spec(state.spec), grid.cells, grid.assignment,
-            stage=state.stage, windows_in_stage=t - state.stage_start_window)
+        result = decide.assess_rollout(policy, grid.cells, grid.assignment, stage=state.stage,
+                                       windows_in_stage=t - state.stage_start_window)
         drift_p = _drift_p_value(grid)
         if drift_p <= drift_alpha(state.spec) and result.action != "rollback":
             result = dataclasses.replace(
                 result, verdict=decide.Verdict.ROLLBACK, action="rollback",
                 message=f"prediction drift (p = {drift_p:.2g}): candidate scores differ")
-        diagnoses.append(_diagnosis(state, result, now_ms, drift_p))
+        out.diagnoses.append(_diagnosis(state, result, now_ms, drift_p))
         cmd = _command_for(state, result.action, result.message, now_ms, key)
-        if cmd is not None:
-            commands.append(cmd)
-            apply_command(state, cmd)
-    return diagnoses, commands
+        if cmd is None:
+            continue
+        out.commands.append(cmd)
+        apply_command(state, cmd)
+        if cmd.action == "rollback":
+            out.reports.append(postmortem.build_rollback_report(
+                state.spec, policy, grid, result, drift_p=drift_p, windows_closed=t,
+                commands=state.commands, now_ms=now_ms))
+    return out
 
 
 def _drift_p_value(grid: cellgrid.Grid) -> float:

@@ -27,6 +27,7 @@ SCHEMA_TYPES: dict[str, type[msgspec.Struct]] = {
     "cohort_summary": events.CohortSummary,
     "command": events.Command,
     "diagnosis": events.Diagnosis,
+    "rollback_report": events.RollbackReport,
 }
 
 

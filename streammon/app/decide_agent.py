@@ -37,6 +37,7 @@ class DecideAgent:
         self.control = app.topic(topics.control, key_serializer="raw", value_serializer="raw")
         self.diagnostics = app.topic(topics.diagnostics, key_serializer="raw",
                                      value_serializer="raw")
+        self.rollbacks = app.topic(topics.rollbacks, key_serializer="raw", value_serializer="raw")
         opts = {"partitions": 1, "key_type": bytes, "value_type": bytes}
         self.summaries_table = app.Table("decide-summaries", **opts)
         self.rollouts_table = app.Table("decide-rollouts", **opts)
@@ -100,7 +101,7 @@ class DecideAgent:
         state = _STATE.decode(raw)
         before = state.windows_closed
         try:
-            diagnoses, commands = rollout.progress(
+            diagnoses, commands, reports = rollout.progress(
                 state, list(self.summaries[rollout_id].values()),
                 self.watermarks.get(rollout_id, 0), now_ms=int(time.time() * 1000),
                 key=self.settings.hmac_key)
@@ -115,3 +116,5 @@ class DecideAgent:
         for cmd in commands:
             log.info("decider: %s %s seq=%d (%s)", cmd.action, rollout_id, cmd.seq, cmd.reason)
             await self.control.send(key=key, value=events.encode(cmd))
+        for report in reports:
+            await self.rollbacks.send(key=key, value=events.encode(report))

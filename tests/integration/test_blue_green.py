@@ -70,8 +70,8 @@ def run_blue_green(settings: Settings, client: Any, tmp_path: Path, rollout_id: 
     for w in range(windows):
         summaries += window_summaries(rng, rollout_id, w, n=600, latency_shift=latency_shift,
                                       score_shift=score_shift)
-        _, commands = rollout.progress(state, summaries, T0_MS + (w + 1) * WINDOW_MS,
-                                       now_ms=T0_MS, key=KEY)
+        commands = rollout.progress(state, summaries, T0_MS + (w + 1) * WINDOW_MS,
+                                    now_ms=T0_MS, key=KEY).commands
         for cmd in commands:
             assert actuator.apply(cmd) == "applied"
         if state.phase != "running":

@@ -111,12 +111,33 @@ def test_progress_rolls_back_a_clearly_worse_canary_with_a_signed_command() -> N
     rows = []
     for w in range(12):
         rows += [summary(w, "baseline", 0.30 * 900, 900), summary(w, "canary", 0.05 * 100, 100)]
-    diagnoses, commands = progress(st, rows, ORIGIN + 12_600, now_ms=5, key=KEY)
+    diagnoses, commands, reports = progress(st, rows, ORIGIN + 12_600, now_ms=5, key=KEY)
     assert [c.action for c in commands] == ["rollback"]
     control.verify(commands[0], KEY)
     assert commands[0].seq == 2 and commands[0].weights == {"v1": 1.0}
     assert st.phase == "rolled_back"
     assert diagnoses[-1].action == "rollback"
+    assert len(reports) == 1 and reports[0].metrics[0].failed
+
+
+def test_rollback_report_tells_the_story() -> None:
+    """The post-mortem names the failed metric, its bounds after every window (excluding 0
+    at the end), the restored pinned version and the commands in order."""
+    st = state(min_samples_per_stage=10**9)
+    rows = []
+    for w in range(40):
+        rows += [summary(w, "baseline", 0.30 * 900, 900, "web"),
+                 summary(w, "canary", 0.22 * 100, 100, "web"),
+                 summary(w, "baseline", 0.30 * 900, 900, "app"),
+                 summary(w, "canary", 0.22 * 100, 100, "app")]
+    report = progress(st, rows, ORIGIN + 40_600, now_ms=5, key=KEY).reports[0]
+    label = report.metrics[0]
+    assert label.name == "label" and label.failed
+    assert len(label.overall) == report.windows_closed
+    assert label.overall[-1].upper < 0 < label.overall[1].upper
+    assert set(label.by_segment) == {"app", "web"}
+    assert report.restored_version == "v1"
+    assert [c.action for c in report.commands] == ["rollback"]
 
 
 def test_progress_steps_after_enough_clean_windows() -> None:
@@ -125,7 +146,7 @@ def test_progress_steps_after_enough_clean_windows() -> None:
     rows = []
     for w in range(4):
         rows += [summary(w, "baseline", 90, 900), summary(w, "canary", 10, 100)]
-    _, commands = progress(st, rows, ORIGIN + 4_600, now_ms=5, key=KEY)
+    commands = progress(st, rows, ORIGIN + 4_600, now_ms=5, key=KEY).commands
     assert commands and commands[0].action == "step"
     assert commands[0].fraction == 0.2 and st.stage == 1
 
@@ -134,4 +155,5 @@ def test_progress_does_nothing_once_rolled_back() -> None:
     """A rolled-back rollout is never assessed again."""
     st = state()
     st.phase = "rolled_back"
-    assert progress(st, [summary(0, "canary", 1, 1)], ORIGIN + 9_000, now_ms=0, key=KEY) == ([], [])
+    assert progress(st, [summary(0, "canary", 1, 1)], ORIGIN + 9_000, now_ms=0,
+                    key=KEY) == ([], [], [])
