@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from streammon import events, rollout
+from streammon import cellgrid, events, rollout
 from streammon.config import Settings
 from streammon.errors import ConfigError
 from streammon.events import CohortSummary, Command, Diagnosis
@@ -127,19 +127,20 @@ def analyse(rollout_id: str, summaries: list[CohortSummary], commands: list[Comm
     spec, state = start.spec, rollout.start_state(start)
     windows = max([d.windows_closed for d in diagnoses] or [0])
     state.windows_closed, state.stage_starts = windows, _stage_starts(diagnoses)
-    cells, assignment = rollout.build_cells(state, summaries, windows)
+    grid = rollout.build_cells(state, summaries, windows)
     policy = rollout.policy_from_spec(spec)
     t0 = start.ts_ms
-    hist, drift = _drift(state, summaries, windows, spec.alpha)
+    hist, drift = _drift(grid, spec.alpha)
     return RolloutAnalysis(
         rollout_id=rollout_id, baseline=spec.baseline, candidate=spec.candidate,
         phase=_phase(commands), spec=spec, metric_alpha=policy.metric_alpha, t0_ms=t0,
         window_ms=spec.window_ms, commands=commands, diagnoses=diagnoses,
         metrics=[_series(m, diagnoses, t0, spec.window_ms) for m in spec.metrics],
-        segments=_segments(state, summaries, cells, windows, policy.metric_alpha),
+        segments=_segments(state.spec, grid, windows, policy.metric_alpha),
         window_t_s=[(state.origin_ms + (w + 1) * spec.window_ms - t0) / 1000
                     for w in range(windows)],
-        observed_fraction=_observed(cells, windows), srm=_srm(assignment, policy.srm_alpha),
+        observed_fraction=_observed(grid.cells, windows),
+        srm=_srm(grid.assignment, policy.srm_alpha),
         score_hist=hist, drift=drift)
 
 
@@ -167,16 +168,14 @@ def _series(m: events.MetricSpecWire, diagnoses: list[Diagnosis], t0_ms: int,
         upper=[e.upper for _, e in rows], verdicts=[e.verdict for _, e in rows])
 
 
-def _segments(state: rollout.RolloutState, summaries: list[CohortSummary],
-              cells: dict[str, dict[str, np.ndarray]], windows: int,
+def _segments(spec: events.RolloutSpec, grid: cellgrid.Grid, windows: int,
               alpha: float) -> list[SegmentEffect]:
     """Run each metric's sequential test within each segment (the decider's per-metric alpha)."""
-    names = sorted({s.segment for s in summaries if s.window_start_ms >= state.origin_ms})
     out = []
-    for m in state.spec.metrics:
+    for m in spec.metrics:
         judged = windows - m.label_delay_windows
-        for j, segment in enumerate(names if judged > 0 else []):
-            sub = {f: a[:judged, j:j + 1] for f, a in cells[m.name].items()}
+        for j, segment in enumerate(grid.segments if judged > 0 else ()):
+            sub = {f: a[:judged, j:j + 1] for f, a in grid.cells[m.name].items()}
             if sub["n_b"].sum() == 0 or sub["n_a"].sum() == 0:
                 continue
             r = compute_sequence(as_cells(sub, m.kind), kind=m.kind,
@@ -208,18 +207,13 @@ def _srm(assignment: dict[str, np.ndarray], alpha: float) -> SrmCheck:
                     float((frac * total).sum() / total.sum()), steady)
 
 
-def _drift(state: rollout.RolloutState, summaries: list[CohortSummary], windows: int,
-           alpha: float) -> tuple[dict[str, list[int]], DriftCheck]:
-    bins = max((len(s.score_hist) for s in summaries), default=0)
-    hist = {arm: np.zeros((max(windows, 1), bins)) for arm in events.ARMS}
-    for s in summaries:
-        w = (s.window_start_ms - state.origin_ms) // state.spec.window_ms
-        if 0 <= w < windows and len(s.score_hist) == bins:
-            hist[s.arm][w] += s.score_hist
-    totals = {arm: [int(x) for x in h.sum(axis=0)] for arm, h in hist.items()}
-    if bins == 0 or not all(sum(t) for t in totals.values()):
+def _drift(grid: cellgrid.Grid, alpha: float) -> tuple[dict[str, list[int]], DriftCheck]:
+    totals = {"baseline": [int(x) for x in grid.hist_a.sum(axis=0)],
+              "canary": [int(x) for x in grid.hist_b.sum(axis=0)]}
+    if not all(sum(t) for t in totals.values()):
         return totals, DriftCheck(1.0, alpha, False, 0)
-    result = compute_drift(hist["baseline"], hist["canary"], alpha=alpha)
+    result = compute_drift(grid.hist_a, grid.hist_b, alpha=alpha)
+    windows = int(grid.hist_a.shape[0])
     return totals, DriftCheck(float(result.p_value[-1]), alpha, bool(result.drift[-1]), windows)
 
 

@@ -80,9 +80,9 @@ def decided_rollout(*, regress_at_window: int | None = 10, windows: int = 30,
                                    int(n_total * (1 - f)), 0.0))
             summaries.append(_cell(rng, s, start_ms, segment, "canary", int(n_total * f), slow))
         now = state.origin_ms + (w + 1) * 1000 + s.grace_ms + 1
-        d, c = rollout.progress(state, summaries, now, now_ms=now, key=KEY)
-        diagnoses += d
-        commands += c
+        out = rollout.progress(state, summaries, now, now_ms=now, key=KEY)
+        diagnoses += out.diagnoses
+        commands += out.commands
     return summaries, commands, diagnoses
 
 
