@@ -215,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return args._commands[args.command](args, settings_from_env())
+        code: int = args._commands[args.command](args, settings_from_env())
+        return code
     except StreamMonError as exc:
         print(f"streammon: error: {exc}", file=sys.stderr)
         return 2

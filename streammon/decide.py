@@ -127,8 +127,11 @@ class RolloutPolicy:
         return self.stages[-1] if self.stages else self.f_max
 
     def fraction_at(self, stage: int) -> float:
-        """Return the canary fraction of ``stage``: ``min(f_max, f0 · growth**stage)``,
-        or the stage's entry when explicit ``stages`` are given (the last one repeats)."""
+        """Return the canary fraction of ``stage``.
+
+        That is ``min(f_max, f0 · growth**stage)``, or the stage's entry when explicit
+        ``stages`` are given (the last one repeats).
+        """
         if self.stages:
             return float(self.stages[min(max(stage, 0), len(self.stages) - 1)])
         return float(min(self.f_max, self.f0 * self.growth ** max(stage, 0)))

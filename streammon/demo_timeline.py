@@ -74,8 +74,9 @@ class Timeline:
         try:
             while not self._stop.is_set():
                 for msg in consumer.consume(100, 0.1):
-                    if msg.error() is None:
-                        self._show(msg.topic(), msg.value())
+                    topic, value = msg.topic(), msg.value()
+                    if msg.error() is None and topic is not None and value is not None:
+                        self._show(topic, value)
         finally:
             consumer.close()
 

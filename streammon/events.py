@@ -99,7 +99,8 @@ class CohortSummary(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def key(self) -> str:
         """The deterministic key under which this summary overwrites its predecessors."""
-        return summary_key(self.rollout_id, self.window_start_ms, self.segment, self.arm, self.source)
+        return summary_key(self.rollout_id, self.window_start_ms, self.segment, self.arm,
+                           self.source)
 
 
 def summary_key(rollout_id: str, window_start_ms: int, segment: str, arm: str, source: str) -> str:
@@ -287,7 +288,7 @@ def decode(kind: type[_T], data: bytes | str) -> _T:
 
 
 def check_semantics(event: object) -> None:
-    """Checks a JSON Schema cannot express: versions, at least one outcome field, finiteness."""
+    """Check what a JSON Schema cannot express: version, an outcome field, finiteness."""
     version = getattr(event, "v", SCHEMA_VERSION)
     if version != SCHEMA_VERSION:
         raise EventError(f"unsupported schema version v={version} - at `$.v`; this build reads v=1")

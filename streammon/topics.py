@@ -115,7 +115,7 @@ def apply_topics(
 ) -> dict[str, str]:
     """Create missing topics; return {topic: "created" | "ok" | "drift: ..."}."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import NewTopic
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
     specs = load_specs() if specs is None else specs
     have = existing_partitions(kafka)

@@ -43,10 +43,10 @@ def create_app(
         opts.update(broker_rebalance_timeout=3, broker_session_timeout=6,
                     broker_heartbeat_interval=1)
     app = faust.App(settings.app_id, **opts)
-    app.streammon_join = JoinAgent(app, settings=settings, config=join_config,
-                                   partitions=partitions)
+    app.streammon_join = JoinAgent(  # type: ignore[attr-defined]
+        app, settings=settings, config=join_config, partitions=partitions)
     if decide:
-        app.streammon_decide = DecideAgent(app, settings=settings)
+        app.streammon_decide = DecideAgent(app, settings=settings)  # type: ignore[attr-defined]
     return app
 
 

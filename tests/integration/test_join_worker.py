@@ -25,7 +25,8 @@ def latest_summaries(messages: list[Any]) -> dict[str, events.CohortSummary]:
     return latest
 
 
-def totals(latest: dict[str, events.CohortSummary], metric: str) -> dict[tuple[int, str], list[float]]:
+def totals(latest: dict[str, events.CohortSummary],
+           metric: str) -> dict[tuple[int, str], list[float]]:
     out: dict[tuple[int, str], list[float]] = defaultdict(lambda: [0, 0.0])
     for s in latest.values():
         if metric in s.metrics:
@@ -34,7 +35,8 @@ def totals(latest: dict[str, events.CohortSummary], metric: str) -> dict[tuple[i
     return dict(out)
 
 
-def publish_workload(settings: Settings, rollout_id: str, n: int) -> dict[tuple[int, str], list[float]]:
+def publish_workload(settings: Settings, rollout_id: str,
+                     n: int) -> dict[tuple[int, str], list[float]]:
     rng = random.Random(3)
     truth: dict[tuple[int, str], list[float]] = defaultdict(lambda: [0, 0.0])
     with Publisher(settings=settings, strict=True) as pub:

@@ -6,7 +6,6 @@ import numpy as np
 
 from streammon import control
 from streammon.events import CohortSummary, MetricSpecWire, MetricSums, RolloutSpec
-from streammon.strategies import fraction_at
 from streammon.rollout import (
     RolloutState,
     apply_command,
@@ -16,6 +15,7 @@ from streammon.rollout import (
     progress,
     start_state,
 )
+from streammon.strategies import fraction_at
 
 KEY = b"k"
 ORIGIN = 1_000_000
