@@ -134,6 +134,11 @@ def cmd_rollout(args: argparse.Namespace, settings: Settings) -> int:
     elif args.action == "status":
         route = operator.current_route(client, args.target)
         print(json.dumps({f: getattr(route, f) for f in route.__struct_fields__}, indent=2))
+    elif args.action == "history":
+        for r in operator.route_history(client, args.target):
+            weights = ", ".join(f"{v} {w:.0%}" for v, w in r.weights.items())
+            print(f"seq {r.seq:3d}  {r.action:8s}  {r.phase:11s}  {weights:28s}  "
+                  f"{r.issued_by}: {r.reason}")
     else:
         cmd = operator.send_manual(settings, args.target, args.action, client=client,
                                    reason=args.reason)
@@ -190,8 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("actuator", cmd_actuator).add_argument("--metrics-port", type=int,
                                                help="serve Prometheus metrics on 127.0.0.1")
     ro = add("rollout", cmd_rollout)
-    ro.add_argument("action", choices=["start", "status", "promote", "rollback", "hold",
-                                       "resume"])
+    ro.add_argument("action", choices=["start", "status", "history", "promote", "rollback",
+                                       "hold", "resume"])
     ro.add_argument("target", help="spec FILE for start, else the rollout id")
     ro.add_argument("--reason", default="")
     pin = add("pin", cmd_pin)

@@ -88,6 +88,14 @@ def current_route(client: Any, rollout_id: str) -> control.RouteState:
     return msgspec.json.decode(raw, type=control.RouteState)
 
 
+def route_history(client: Any, rollout_id: str) -> list[control.RouteState]:
+    """Return every route state the actuator applied for a rollout, oldest first."""
+    raw = client.lrange(control.route_key(rollout_id) + ":log", 0, -1)
+    if not raw:
+        raise ConfigError(f"no history for rollout {rollout_id!r} in Redis")
+    return [msgspec.json.decode(r, type=control.RouteState) for r in raw]
+
+
 def send_manual(settings: Settings, rollout_id: str, action: Action, *, client: Any,
                 reason: str = "") -> Command:
     """Send an operator's promote / rollback / hold / resume for a running rollout."""
