@@ -75,17 +75,19 @@ def _effect_figure(a: RolloutAnalysis, m: MetricSeries) -> Any:
     lo, hi = _clip_range(m)
     lower = [min(max(x, lo), hi) for x in m.lower]
     upper = [min(max(x, lo), hi) for x in m.upper]
-    ax.fill_between(m.t_s, lower, upper, step="post", alpha=0.25, color="tab:blue",
-                    label="confidence sequence")
+    ax.fill_between(m.t_s, lower, upper, step="pre", alpha=0.25, color="tab:blue",
+                    label="confidence sequence (each window: up to its end)")
     ax.plot(m.t_s, m.effect, marker="o", ms=3, color="tab:blue", label="effect (canary - base)")
     ax.axhline(0.0, color="black", lw=0.8)
     harm = -m.margin if m.bad_direction == "decrease" else m.margin
     if m.margin:
         ax.axhline(harm, color="grey", ls="--", lw=0.8, label=f"margin {harm:+g}")
-    rolled = [t for t, v in zip(m.t_s, m.verdicts, strict=True) if v == "Rollback"]
-    if rolled:
-        ax.scatter(rolled[:1], [m.effect[m.verdicts.index("Rollback")]], s=120, color="red",
-                   zorder=5, label="harm shown")
+    if "Rollback" in m.verdicts:
+        i = m.verdicts.index("Rollback")
+        start = m.t_s[i - 1] if i else m.t_s[i] - a.window_ms / 1000
+        ax.fill_between([start, m.t_s[i]], lower[i], upper[i], color="red", alpha=0.5,
+                        label="harm shown (whole band on the bad side)")
+        ax.scatter([m.t_s[i]], [m.effect[i]], s=80, color="red", zorder=5)
     _mark_commands(ax, a, label=True)
     ax.set_ylim(lo, hi)
     worse = "higher" if m.bad_direction == "increase" else "lower"
