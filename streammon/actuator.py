@@ -239,14 +239,12 @@ def _store_offset(consumer: Consumer, msg: Message) -> None:
         log.warning("cannot store offset %s (partition revoked?): %s", msg.offset(), exc)
 
 
-def run_actuator(
-    settings: Settings, stop: threading.Event, *, verify_weights: WeightsCheck = "unchanged"
-) -> None:
+def run_actuator(settings: Settings, stop: threading.Event, *,
+                 verify_weights: WeightsCheck = "unchanged") -> None:
     """Entry point for the CLI: run one actuator with settings' Redis and HMAC key."""
     client = redis.Redis.from_url(settings.redis.url, **settings.redis.to_redis())
     try:
-        Actuator(
-            settings=settings, client=client, key=settings.hmac_key, verify_weights=verify_weights
-        ).run(stop)
+        Actuator(settings=settings, client=client, key=settings.hmac_key,
+                 verify_weights=verify_weights).run(stop)
     finally:
         client.close()
