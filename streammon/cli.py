@@ -104,7 +104,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from streammon.join import JoinConfig
 
     run_worker(settings, join_config=JoinConfig(window_ms=args.window_ms, ttl_ms=args.ttl_ms),
-               loglevel=args.loglevel, metrics_port=args.metrics_port)
+               loglevel=args.loglevel, metrics_port=args.metrics_port,
+               metrics_addr=args.metrics_addr)
     return 0
 
 
@@ -118,8 +119,9 @@ def cmd_actuator(args: argparse.Namespace, settings: Settings) -> int:
     if args.metrics_port is not None:
         from streammon.metrics import actuator_registry, start_metrics_server
 
-        start_metrics_server(args.metrics_port, actuator_registry(_redis(settings)))
-    run_actuator(settings, stop)
+        start_metrics_server(args.metrics_port, actuator_registry(_redis(settings)),
+                             addr=args.metrics_addr)
+    run_actuator(settings, stop, verify_weights=args.verify_weights)
     return 0
 
 
@@ -131,9 +133,15 @@ def cmd_rollout(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "start":
         cmd = operator.start_rollout(settings, operator.load_spec(args.target), client=client)
         print(f"started {cmd.rollout_id}: {cmd.candidate} at {cmd.fraction:.0%}")
-    elif args.action == "status":
+    elif args.action == "status" and args.json:
         route = operator.current_route(client, args.target)
         print(json.dumps({f: getattr(route, f) for f in route.__struct_fields__}, indent=2))
+    elif args.action == "status":
+        from streammon.status import run_status
+
+        return run_status(settings, args.target, watch=args.watch)
+    elif args.action == "diagnose":
+        return _diagnose(settings, args.target, args.out)
     elif args.action == "history":
         for r in operator.route_history(client, args.target):
             weights = ", ".join(f"{v} {w:.0%}" for v, w in r.weights.items())
@@ -144,6 +152,55 @@ def cmd_rollout(args: argparse.Namespace, settings: Settings) -> int:
                                    reason=args.reason)
         print(f"sent {cmd.action} seq={cmd.seq} for {cmd.rollout_id}")
     return 0
+
+
+def _diagnose(settings: Settings, rollout_id: str, out: str | None) -> int:
+    """Print the latest rollback post-mortem of a rollout (and write it to ``out``)."""
+    from pathlib import Path
+
+    from streammon import events
+    from streammon.postmortem import render_text
+    from streammon.topicread import read_topic
+
+    raw = [v for _t, k, v in read_topic(settings, settings.topics.rollbacks)
+           if k == rollout_id.encode()]
+    if not raw:
+        print(f"no rollback recorded for {rollout_id!r}", file=sys.stderr)
+        return 1
+    report = events.decode(events.RollbackReport, raw[-1])
+    print(render_text(report))
+    if out:
+        Path(out).write_bytes(raw[-1])
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    """Write a self-contained HTML report (and PNG charts) of a rollout."""
+    from streammon.report import generate_report
+
+    print(generate_report(settings, args.rollout_id, args.out or f"report-{args.rollout_id}"))
+    return 0
+
+
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    """Explain what is wrong with a configuration file (exit 1), or say it is fine."""
+    from streammon.settings_file import check_config
+
+    problems = check_config(args.file)
+    for line in problems:
+        print(line)
+    if not problems:
+        print(f"{args.file}: ok")
+    return 1 if problems else 0
+
+
+def cmd_traffic(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve simulated traffic for a demo rollout into a running stack (compose)."""
+    from streammon.traffic import run_traffic
+
+    return run_traffic(settings, rollout_id=args.rollout_id, regression_at_s=args.regression_at_s,
+                       rate_per_s=args.rate_per_s, duration_s=args.duration_s,
+                       window_ms=args.window_ms)
 
 
 def cmd_pin(args: argparse.Namespace, settings: Settings) -> int:
@@ -178,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="streammon", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+    parser.add_argument("--config", help="TOML settings file (default $STREAMMON_CONFIG)")
     sub = parser.add_subparsers(dest="command", required=True)
     commands: dict[str, Callable[[argparse.Namespace, Settings], int]] = {}
 
@@ -191,14 +249,35 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--window-ms", type=int, default=10_000, help="join window width")
     worker.add_argument("--ttl-ms", type=int, default=3_600_000, help="event-time TTL")
     worker.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info"])
-    worker.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1")
-    add("actuator", cmd_actuator).add_argument("--metrics-port", type=int,
-                                               help="serve Prometheus metrics on 127.0.0.1")
+    actuator = add("actuator", cmd_actuator)
+    actuator.add_argument("--verify-weights", choices=["pinned", "unchanged", "full"],
+                          default="unchanged",
+                          help="how hard a local baseline's weights file is re-hashed")
+    for proc in (worker, actuator):
+        proc.add_argument("--metrics-port", type=int, help="serve Prometheus metrics")
+        proc.add_argument("--metrics-addr", default="127.0.0.1",
+                          help="address of the metrics server (0.0.0.0 in a container)")
     ro = add("rollout", cmd_rollout)
-    ro.add_argument("action", choices=["start", "status", "history", "promote", "rollback",
-                                       "hold", "resume"])
+    ro.add_argument("action", choices=["start", "status", "history", "diagnose", "promote",
+                                       "rollback", "hold", "resume"])
     ro.add_argument("target", help="spec FILE for start, else the rollout id")
-    ro.add_argument("--reason", default="")
+    ro.add_argument("--reason", default="", help="why (manual commands)")
+    ro.add_argument("--watch", action="store_true", help="status: redraw until Ctrl-C")
+    ro.add_argument("--json", action="store_true", help="status: the raw route state")
+    ro.add_argument("--out", help="diagnose: also write the post-mortem JSON here")
+    rep = add("report", cmd_report)
+    rep.add_argument("rollout_id")
+    rep.add_argument("--out", help="output folder (default report-<id>)")
+    cfg = add("config", cmd_config)
+    cfg.add_argument("action", choices=["check"])
+    cfg.add_argument("file")
+    tr = add("traffic", cmd_traffic)
+    tr.add_argument("--rollout-id", required=True)
+    tr.add_argument("--regression-at-s", type=float, default=None)
+    tr.add_argument("--rate-per-s", type=float, default=400.0)
+    tr.add_argument("--duration-s", type=float, default=900.0)
+    tr.add_argument("--window-ms", type=int, default=20_000,
+                    help="decision window; a multiple of the worker's --window-ms")
     pin = add("pin", cmd_pin)
     pin.add_argument("version")
     pin.add_argument("--weights-uri", required=True)
@@ -220,7 +299,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        code: int = args._commands[args.command](args, settings_from_env())
+        from streammon.settings_file import load_settings
+
+        settings = load_settings(args.config, base=settings_from_env())
+        code: int = args._commands[args.command](args, settings)
         return code
     except StreamMonError as exc:
         print(f"streammon: error: {exc}", file=sys.stderr)

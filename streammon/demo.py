@@ -18,44 +18,19 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
 from streammon import devstack, operator
 from streammon.config import KafkaSettings, RedisSettings, Settings, TopicNames
 from streammon.demo_timeline import Timeline
-from streammon.events import MetricSpecWire, RolloutSpec
+from streammon.follower import ControlFollower
 from streammon.publish import Publisher
-from streammon.registry import Checkpoint, Registry, hash_file
 from streammon.router import Router
 from streammon.sim import Scenario, TrafficSim
+from streammon.traffic import demo_spec, pin_baseline, serve
 
 JOIN_WINDOW_MS = 1000
-TICK_S = 0.01
-
-
-@dataclass
-class RunResult:
-    """What the traffic loop saw: when the decision came and when the router switched."""
-
-    phase: str | None = None
-    switched_at_s: float | None = None
-    crashed: str = ""
-
-
-def demo_spec(rollout_id: str) -> RolloutSpec:
-    """Return the demo's rollout: 2 s windows, stages 10/20/40/50 %, three guarded metrics."""
-    return RolloutSpec(
-        rollout_id=rollout_id, baseline="model-v1", candidate="model-v2",
-        metrics=[
-            MetricSpecWire(name="label", kind="binary", bad_direction="decrease", margin=0.03),
-            MetricSpecWire(name="latency_ms", kind="continuous", bad_direction="increase",
-                           margin=5.0),
-            MetricSpecWire(name="error", kind="binary", bad_direction="increase", margin=0.01),
-        ],
-        alpha=0.05, f0=0.10, growth=2.0, f_max=0.5, step_windows=3, min_samples_per_stage=200,
-        window_ms=2000, grace_ms=1200, ttl_ms=30_000)
 
 
 def spawn_streammon(args: list[str], settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
@@ -65,15 +40,6 @@ def spawn_streammon(args: list[str], settings: Settings, log_path: Path) -> subp
     env = {**os.environ, **settings_to_env(settings)}
     return devstack.spawn_logged([sys.executable, "-m", "streammon.cli", *args], log_path,
                                  env=env)
-
-
-def _pin_baseline(client: Any, data_dir: Path, version: str) -> Checkpoint:
-    weights = data_dir / f"{version}.weights"
-    weights.write_bytes(f"pretend weights of {version}\n".encode())
-    return Registry(client).pin(Checkpoint(
-        version=version, weights_uri=f"file://{weights.resolve()}", config={"threshold": 0.5},
-        features=["f1", "f2"], environment={"python": sys.version.split()[0]},
-        content_hash=hash_file(weights), pinned_at_ms=0))
 
 
 @dataclass(frozen=True)
@@ -106,12 +72,13 @@ def run_demo(*, regression: bool = True, seed: int = 7, max_traffic_s: float = 1
 
 
 def start_services(settings: Settings, stack: contextlib.ExitStack, work: Path,
-                   worker_args: tuple[str, ...] = ()) -> list[subprocess.Popen[bytes]]:
+                   worker_args: tuple[str, ...] = (),
+                   actuator_args: tuple[str, ...] = ()) -> list[subprocess.Popen[bytes]]:
     """Start a worker and an actuator as children; ``stack`` stops them."""
     procs = []
     for name, args in (("worker", ["worker", "--window-ms", str(JOIN_WINDOW_MS),
                                    "--ttl-ms", "30000", *worker_args]),
-                       ("actuator", ["actuator"])):
+                       ("actuator", ["actuator", *actuator_args])):
         proc = spawn_streammon(args, settings, work / f"{name}.log")
         stack.callback(devstack.stop_process, proc)
         procs.append(proc)
@@ -120,8 +87,8 @@ def start_services(settings: Settings, stack: contextlib.ExitStack, work: Path,
 
 def run_scenario(settings: Settings, stack: contextlib.ExitStack, *, console: Console,
                  regression: bool, seed: int = 7, max_traffic_s: float = 150.0,
-                 run_id: str | None = None,
-                 worker_args: tuple[str, ...] = ()) -> ScenarioResult:
+                 run_id: str | None = None, worker_args: tuple[str, ...] = (),
+                 actuator_args: tuple[str, ...] = ()) -> ScenarioResult:
     """Run one simulated rollout on a running stack; services live until ``stack`` closes."""
     import redis
 
@@ -131,15 +98,17 @@ def run_scenario(settings: Settings, stack: contextlib.ExitStack, *, console: Co
     work = Path(settings.data_dir) / f"demo-{run_id}"
     work.mkdir(parents=True, exist_ok=True)
     apply_topics(settings.kafka, settings.topics)
-    procs = start_services(settings, stack, work, worker_args)
+    procs = start_services(settings, stack, work, worker_args, actuator_args)
     client = redis.Redis.from_url(settings.redis.url, **settings.redis.to_redis())
     spec = demo_spec(f"demo-{run_id}")
-    _pin_baseline(client, work, spec.baseline)
+    pin_baseline(client, work, spec.baseline)
     scenario = Scenario(regression_at_s=20.0 if regression else None)
     console.rule(f"[bold]streammon demo[/bold] rollout {spec.rollout_id}: {spec.baseline} -> "
                  f"{spec.candidate} ({'regresses at +20 s' if regression else 'healthy'})")
     router = stack.enter_context(Router.from_settings(
         settings, rollout_id=spec.rollout_id, default_version=spec.baseline, refresh_s=0.5))
+    follower = stack.enter_context(ControlFollower(settings=settings))  # the fast path
+    follower.register(router)
     timeline = stack.enter_context(Timeline(settings, console, spec))
     timeline.print_legend()
     operator.start_rollout(settings, spec, client=client)
@@ -151,7 +120,7 @@ def run_scenario(settings: Settings, stack: contextlib.ExitStack, *, console: Co
     t0 = time.monotonic()
     timeline.set_origin(t0, scenario.regression_at_s)
     sim = TrafficSim(scenario, rollout_id=spec.rollout_id, seed=seed)
-    result = _serve(router, publisher, sim, spec, t0, max_traffic_s, procs)
+    result = serve(router, publisher, sim, spec, t0, max_traffic_s, procs)
     if result.crashed:
         console.print(f"[red]a streammon process died: {result.crashed}; logs in {work}[/red]")
         return ScenarioResult(spec.rollout_id, result.phase, 1, work)
@@ -159,39 +128,3 @@ def run_scenario(settings: Settings, stack: contextlib.ExitStack, *, console: Co
     code = timeline.summarise(result.phase, result.switched_at_s,
                               expected="rolled_back" if regression else "promoted")
     return ScenarioResult(spec.rollout_id, result.phase, code, work)
-
-
-def _serve(router: Router, publisher: Publisher, sim: TrafficSim, spec: RolloutSpec,
-           t0: float, max_traffic_s: float,
-           procs: list[subprocess.Popen[bytes]]) -> RunResult:
-    """Serve simulated traffic until the router applies a terminal decision."""
-    result = RunResult()
-    last = time.monotonic()
-    while (elapsed := time.monotonic() - t0) < max_traffic_s:
-        dead = [p.args[3] for p in procs if p.poll() is not None]  # type: ignore[index]
-        if dead:
-            result.crashed = ", ".join(map(str, dead))
-            break
-        now = time.monotonic()
-        wall_s = time.time()
-        for _ in range(sim.arrivals(now - last)):
-            # Practically one unit per request: the sample-ratio check counts requests, and a
-            # small population of sticky units would make the realised split drift from
-            # the intended one by O(1/sqrt(units)).
-            unit = f"user-{int(sim.rng.integers(1 << 40))}"
-            a = router.route(unit)
-            publisher.prediction(**sim.request(unit_id=unit, version=a.version, arm=a.arm,
-                                               candidate=spec.candidate,
-                                               weights_seq=a.weights_seq, now_s=wall_s,
-                                               elapsed_s=elapsed))
-        for outcome in sim.due_outcomes(wall_s):
-            publisher.outcome(**outcome)
-        last = now
-        snap = router.snapshot
-        if snap is not None and snap.phase in ("rolled_back", "promoted"):
-            if result.switched_at_s is None:
-                result.phase, result.switched_at_s = snap.phase, elapsed
-            elif elapsed - result.switched_at_s > 2.0:
-                break
-        time.sleep(TICK_S)
-    return result

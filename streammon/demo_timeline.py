@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 
 from rich.console import Console
 
@@ -18,6 +17,7 @@ from streammon import events
 from streammon.config import Settings
 from streammon.errors import EventError
 from streammon.events import Command, Diagnosis, RolloutSpec
+from streammon.topicread import TopicReader
 
 _UNITS = {"label": ("conversion", 100.0, "pp"), "latency_ms": ("latency", 1.0, "ms"),
           "error": ("errors", 100.0, "pp"), "value": ("value", 1.0, "")}
@@ -65,20 +65,11 @@ class Timeline:
         return ts_ms / 1000 - self.t0_wall
 
     def _run(self) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
         topics = self.settings.topics
-        consumer = Consumer(self.settings.kafka.consumer_config(f"timeline-{uuid.uuid4().hex}"))
-        consumer.assign([TopicPartition(t, 0, OFFSET_BEGINNING)
-                         for t in (topics.control, topics.diagnostics)])
-        try:
+        with TopicReader(self.settings, [topics.control, topics.diagnostics]) as reader:
             while not self._stop.is_set():
-                for msg in consumer.consume(100, 0.1):
-                    topic, value = msg.topic(), msg.value()
-                    if msg.error() is None and topic is not None and value is not None:
-                        self._show(topic, value)
-        finally:
-            consumer.close()
+                for topic, _key, value in reader.poll(0.1, 100):
+                    self._show(topic, value)
 
     def _show(self, topic: str, value: bytes) -> None:
         try:

@@ -4,7 +4,7 @@ Three layers, the outer ones thin:
 
 * :class:`RolloutEvents` holds what the topics say about one rollout: the latest cohort
   summary per cell key, commands by sequence, diagnoses by window.
-  :func:`streammon.status.read_rollout` fills it from the cohorts, control and
+  :func:`streammon.rollout_feed.read_rollout` fills it from the cohorts, control and
   diagnostics topics (any Kafka).
 * :func:`analyse` turns it into a :class:`RolloutAnalysis` with pure computations that
   reuse the decider's own cell layout (:func:`streammon.rollout.build_cells`):
@@ -30,7 +30,7 @@ from streammon.events import CohortSummary, Command, Diagnosis
 from streammon.stats import as_cells, compute_drift, compute_sequence, compute_srm
 
 if TYPE_CHECKING:
-    from streammon.status import RolloutEvents
+    from streammon.rollout_feed import RolloutEvents
 
 _PHASE = {"rollback": "rolled_back", "promote": "promoted", "hold": "held"}
 
@@ -251,7 +251,7 @@ def write_report(report: Report, out_dir: str | Path) -> Path:
 def generate_report(settings: Settings, rollout_id: str, out_dir: str | Path, *,
                     timeout_s: float = 30.0) -> Path:
     """Read a rollout from the topics, render it and write it; return the HTML path."""
-    from streammon.status import read_rollout
+    from streammon.rollout_feed import read_rollout
 
     data = read_rollout(settings, rollout_id, timeout_s=timeout_s)
     if not data.commands_by_seq:

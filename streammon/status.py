@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -21,134 +19,20 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from streammon import events
 from streammon.config import Settings
 from streammon.control import RouteState, route_key
-from streammon.errors import EventError, KafkaIOError, RedisIOError, StreamMonError
-from streammon.events import CohortSummary, Command, Diagnosis, RolloutSpec
+from streammon.errors import RedisIOError, StreamMonError
+from streammon.events import Diagnosis, RolloutSpec
 from streammon.report import SrmCheck
+from streammon.rollout_feed import RolloutEvents, RolloutFeed, read_rollout
+
+__all__ = ["RolloutEvents", "RolloutFeed", "read_rollout", "render_status", "run_status"]
 
 LOG_ENTRIES = 8
 _VERDICT_STYLE = {"Rollback": "bold red", "Promote": "green", "Halt": "yellow",
                   "Error": "red", "Running": "cyan", "Pending": "dim"}
 _PHASE_STYLE = {"rolled_back": "bold red", "promoted": "bold green", "held": "yellow",
                 "running": "cyan"}
-
-
-@dataclass
-class RolloutEvents:
-    """Everything the topics say about one rollout, deduplicated.
-
-    Cohort summaries are cumulative, so only the latest per :attr:`CohortSummary.key`
-    counts; a command is identified by its ``seq`` and a diagnosis by its window.
-    """
-
-    rollout_id: str
-    summaries: dict[str, CohortSummary] = field(default_factory=dict)
-    commands_by_seq: dict[int, Command] = field(default_factory=dict)
-    diagnoses_by_window: dict[int, Diagnosis] = field(default_factory=dict)
-
-    @classmethod
-    def from_lists(cls, rollout_id: str, summaries: list[CohortSummary],
-                   commands: list[Command], diagnoses: list[Diagnosis]) -> RolloutEvents:
-        """Build from decoded events in topic order; other rollouts' events are ignored."""
-        data = cls(rollout_id)
-        items: list[CohortSummary | Command | Diagnosis] = [*summaries, *commands, *diagnoses]
-        for item in items:
-            data.add(item)
-        return data
-
-    def add(self, item: CohortSummary | Command | Diagnosis) -> None:
-        """Fold one decoded event into the view (later events replace earlier ones)."""
-        if item.rollout_id != self.rollout_id:
-            return
-        if isinstance(item, CohortSummary):
-            self.summaries[item.key] = item
-        elif isinstance(item, Command):
-            self.commands_by_seq[item.seq] = item
-        else:
-            self.diagnoses_by_window[item.windows_closed] = item
-
-    @property
-    def commands(self) -> list[Command]:
-        """Commands in sequence order."""
-        return [self.commands_by_seq[s] for s in sorted(self.commands_by_seq)]
-
-    @property
-    def diagnoses(self) -> list[Diagnosis]:
-        """Diagnoses in window order."""
-        return [self.diagnoses_by_window[w] for w in sorted(self.diagnoses_by_window)]
-
-
-class RolloutFeed:
-    """A consumer of the cohorts, control and diagnostics topics that folds one rollout.
-
-    It assigns every partition from the beginning (no consumer group offsets are
-    committed), so it sees the whole history; :meth:`poll` adds what arrived since.
-    """
-
-    def __init__(self, settings: Settings, rollout_id: str) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-        self.data = RolloutEvents(rollout_id)
-        names = settings.topics
-        self._kinds: dict[str, type[Any]] = {names.cohorts: CohortSummary,
-                                             names.control: Command,
-                                             names.diagnostics: Diagnosis}
-        conf = settings.kafka.consumer_config(f"streammon-report-{uuid.uuid4().hex[:8]}",
-                                              **{"enable.auto.commit": False})
-        self._consumer = Consumer(conf)
-        try:
-            meta = self._consumer.list_topics(timeout=10)
-        except Exception as exc:  # confluent raises KafkaException
-            self._consumer.close()
-            raise KafkaIOError(f"cannot reach Kafka: {exc}") from exc
-        self._tps = [TopicPartition(t, p, OFFSET_BEGINNING) for t in self._kinds
-                     if t in meta.topics for p in meta.topics[t].partitions]
-        self._consumer.assign(self._tps)
-
-    def poll(self, timeout_s: float = 0.2, max_messages: int = 1000) -> int:
-        """Fold the messages that arrive within ``timeout_s``; return how many were read."""
-        messages = self._consumer.consume(max_messages, timeout_s)
-        for msg in messages:
-            if msg.error() is None:
-                self._fold(msg.topic() or "", msg.value())
-        return len(messages)
-
-    def _fold(self, topic: str, value: bytes | None) -> None:
-        with contextlib.suppress(EventError):  # the producer of a bad record reports it
-            self.data.add(events.decode(self._kinds[topic], value or b""))
-
-    def caught_up(self) -> bool:
-        """Return True when every assigned partition has been read to its high watermark."""
-        for tp in self._consumer.position(self._tps):
-            _low, high = self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)
-            if high > 0 and tp.offset < high:
-                return False
-        return True
-
-    def read_to_end(self, timeout_s: float = 30.0) -> RolloutEvents:
-        """Poll until every partition is read to its end (or ``timeout_s``); return the data."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.poll(0.2) == 0 and self.caught_up():
-                break
-        return self.data
-
-    def close(self) -> None:
-        """Close the consumer."""
-        self._consumer.close()
-
-
-def read_rollout(settings: Settings, rollout_id: str, *, timeout_s: float = 30.0) -> RolloutEvents:
-    """Read one rollout's history from its three topics, to their current end."""
-    feed = RolloutFeed(settings, rollout_id)
-    try:
-        return feed.read_to_end(timeout_s)
-    finally:
-        feed.close()
-
-
 
 
 def render_status(*, rollout_id: str, route: RouteState | None, log: list[RouteState],

@@ -90,7 +90,8 @@ class LoopRun:
     phase: str | None
     exit_code: int
     work_dir: Path
-    metrics_port: int
+    worker_metrics_port: int
+    actuator_metrics_port: int
 
 
 def _run_loop(stack: StackInfo, tmp: Path, *, regression: bool) -> Iterator[LoopRun]:
@@ -106,16 +107,17 @@ def _run_loop(stack: StackInfo, tmp: Path, *, regression: bool) -> Iterator[Loop
         kafka=KafkaSettings(bootstrap_servers=stack.kafka_bootstrap, fast_group_join=True),
         redis=RedisSettings(url=stack.redis_url), topics=TopicNames(prefix=f"loop{token}."),
         app_id=f"streammon-loop-{token}", data_dir=str(tmp))
-    port = free_port()
+    worker_port, actuator_port = free_port(), free_port()
     with contextlib.ExitStack() as services:
         timeline = services.enter_context((tmp / "timeline.txt").open("w"))
         console = Console(file=timeline, width=150, highlight=False)
         result = run_scenario(settings, services, console=console, regression=regression,
                               seed=11, max_traffic_s=150, run_id=token,
-                              worker_args=("--metrics-port", str(port)))
+                              worker_args=("--metrics-port", str(worker_port)),
+                              actuator_args=("--metrics-port", str(actuator_port)))
         timeline.flush()
         yield LoopRun(settings, result.rollout_id, result.phase, result.exit_code,
-                      result.work_dir, port)
+                      result.work_dir, worker_port, actuator_port)
 
 
 @pytest.fixture(scope="session")
@@ -123,6 +125,12 @@ def regression_run(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -
     """Run the regression scenario once per session (publish → join → decide → control →
     Redis → router); its worker keeps running (metrics on ``metrics_port``) until the end."""
     yield from _run_loop(stack, tmp_path_factory.mktemp("regression"), regression=True)
+
+
+@pytest.fixture(scope="session")
+def demo_run(regression_run: LoopRun) -> LoopRun:
+    """The regression scenario, for tests that inspect a real demo run (report, metrics)."""
+    return regression_run
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ def create_app(
     """Return a Faust app with the join (and, unless ``decide=False``, the decider)."""
     import faust
 
+    from streammon.app.credentials import faust_credentials
     from streammon.app.decide_agent import DecideAgent
     from streammon.app.join_agent import JoinAgent
 
@@ -39,6 +40,9 @@ def create_app(
         "producer_linger": 0.005,
         "stream_wait_empty": False,
     }
+    credentials = faust_credentials(settings.kafka.options)
+    if credentials is not None:
+        opts["broker_credentials"] = credentials
     if settings.kafka.fast_group_join:
         opts.update(broker_rebalance_timeout=3, broker_session_timeout=6,
                     broker_heartbeat_interval=1)
@@ -51,7 +55,7 @@ def create_app(
 
 
 def run_worker(settings: Settings, *, join_config: JoinConfig, loglevel: str = "warning",
-               metrics_port: int | None = None) -> None:
+               metrics_port: int | None = None, metrics_addr: str = "127.0.0.1") -> None:
     """Check the topic layout, then run the app in this process until stopped.
 
     With ``metrics_port`` the worker serves Prometheus metrics on 127.0.0.1:PORT/metrics.
@@ -65,6 +69,6 @@ def run_worker(settings: Settings, *, join_config: JoinConfig, loglevel: str = "
     if metrics_port is not None:
         from streammon.metrics import start_metrics_server, worker_registry
 
-        start_metrics_server(metrics_port, worker_registry(app))
+        start_metrics_server(metrics_port, worker_registry(app), addr=metrics_addr)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

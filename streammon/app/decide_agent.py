@@ -17,9 +17,9 @@ from typing import Any
 
 import msgspec
 
-from streammon import events, rollout
+from streammon import control, events, rollout
 from streammon.config import Settings
-from streammon.errors import EventError, StreamMonError
+from streammon.errors import CommandError, EventError, StreamMonError
 
 log = logging.getLogger(__name__)
 _STATE = msgspec.json.Decoder(rollout.RolloutState)
@@ -83,6 +83,12 @@ class DecideAgent:
         await self._assess(rollout_id)
 
     def _fold_command(self, cmd: events.Command) -> None:
+        try:
+            control.verify(cmd, self.settings.hmac_key)
+        except CommandError:
+            log.error("decider: ignored an unsigned or forged command for %s (seq %d)",
+                      cmd.rollout_id, cmd.seq)
+            return
         key = cmd.rollout_id.encode()
         raw = self.rollouts_table.get(key)
         if cmd.action == "start" and raw is None and cmd.spec is not None:
