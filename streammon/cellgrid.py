@@ -44,7 +44,7 @@ def build_grid(
     """Return the grid of the first ``windows`` decision windows after ``origin_ms``.
 
     ``intended`` is the canary's intended share per window; NaN marks a window in which the
-    split changed, whose assignment counts are left out (zero counts add no evidence).
+    split changed, which the sample-ratio check leaves out.
     """
     rows = [s for s in summaries
             if origin_ms <= s.window_start_ms < origin_ms + windows * window_ms]
@@ -63,13 +63,7 @@ def build_grid(
                 cells[metric][f"n_{arm}"][at] += sums.n
                 cells[metric][f"sum_{arm}"][at] += sums.sum
                 cells[metric][f"sumsq_{arm}"][at] += sums.sumsq
-    assignment = _assignment(cells[EXPOSURE_METRIC], intended)
+    exposures = cells[EXPOSURE_METRIC]
+    assignment = {"n_a": exposures["n_a"].sum(axis=1), "n_b": exposures["n_b"].sum(axis=1),
+                  "fraction": intended}
     return Grid({m: cells[m] for m in metrics}, hists["a"], hists["b"], assignment, segments)
-
-
-def _assignment(exposures: dict[str, FloatArray], intended: FloatArray) -> dict[str, FloatArray]:
-    mixed = np.isnan(intended)
-    n_a, n_b = exposures["n_a"].sum(axis=1), exposures["n_b"].sum(axis=1)
-    n_a[mixed] = 0.0
-    n_b[mixed] = 0.0
-    return {"n_a": n_a, "n_b": n_b, "fraction": np.where(mixed, 0.5, intended)}

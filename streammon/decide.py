@@ -166,6 +166,18 @@ class Assessment:
     message: str = ""
 
 
+def steady_windows(n_a: FloatArray, n_b: FloatArray,
+                   fraction: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Return assignment counts with the windows whose split changed (NaN fraction) emptied.
+
+    Zero counts add no evidence to the sample-ratio e-process, so those windows are left
+    out without breaking the per-window alignment.
+    """
+    mixed = ~np.isfinite(fraction)
+    return (np.where(mixed, 0.0, n_a), np.where(mixed, 0.0, n_b),
+            np.where(mixed, 0.5, fraction))
+
+
 def assess_rollout(
     policy: RolloutPolicy,
     cells_by_metric: Mapping[str, Mapping[str, object]],
@@ -187,7 +199,7 @@ def _assess(policy: RolloutPolicy, cells_by_metric: Mapping[str, Mapping[str, ob
     current = policy.fraction_at(stage)
     if n_b.size == 0:
         return Assessment(Verdict.PENDING, "continue", current, stage, (), 1.0, "no windows yet")
-    srm = compute_srm(n_a, n_b, fraction, alpha=policy.srm_alpha)
+    srm = compute_srm(*steady_windows(n_a, n_b, fraction), alpha=policy.srm_alpha)
     srm_p = float(srm.p_value[-1])
     if srm.mismatch[-1]:
         return Assessment(Verdict.HALT, "halt", current, stage, (), srm_p,

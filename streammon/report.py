@@ -16,7 +16,6 @@ Three layers, the outer ones thin:
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +24,7 @@ import numpy as np
 
 from streammon import cellgrid, events, rollout
 from streammon.config import Settings
+from streammon.decide import steady_windows
 from streammon.errors import ConfigError
 from streammon.events import CohortSummary, Command, Diagnosis
 from streammon.stats import as_cells, compute_drift, compute_sequence, compute_srm
@@ -126,7 +126,8 @@ def analyse(rollout_id: str, summaries: list[CohortSummary], commands: list[Comm
                           "control topic, so its metrics and windows are unknown")
     spec, state = start.spec, rollout.start_state(start)
     windows = max([d.windows_closed for d in diagnoses] or [0])
-    state.windows_closed, state.stage_starts = windows, _stage_starts(diagnoses)
+    state.windows_closed = windows
+    state.stage_changes = rollout.stage_changes_of(commands)
     grid = rollout.build_cells(state, summaries, windows)
     policy = rollout.policy_from_spec(spec)
     t0 = start.ts_ms
@@ -147,15 +148,6 @@ def analyse(rollout_id: str, summaries: list[CohortSummary], commands: list[Comm
 def _phase(commands: list[Command]) -> str:
     final = next((c for c in reversed(commands) if c.action in _PHASE), None)
     return "running" if final is None else _PHASE[final.action]
-
-
-def _stage_starts(diagnoses: list[Diagnosis]) -> list[int]:
-    """Rebuild the decider's stage starts: the window index where each stage began."""
-    starts = [0]
-    for before, after in itertools.pairwise(diagnoses):
-        if after.stage != before.stage:
-            starts.append(after.windows_closed - 1)
-    return starts
 
 
 def _series(m: events.MetricSpecWire, diagnoses: list[Diagnosis], t0_ms: int,
@@ -197,7 +189,8 @@ def _observed(cells: dict[str, dict[str, np.ndarray]], windows: int) -> list[flo
 
 
 def _srm(assignment: dict[str, np.ndarray], alpha: float) -> SrmCheck:
-    n_a, n_b, frac = assignment["n_a"], assignment["n_b"], assignment["fraction"]
+    n_a, n_b, frac = steady_windows(assignment["n_a"], assignment["n_b"],
+                                    assignment["fraction"])
     total = n_a + n_b
     steady = int((total > 0).sum())
     if steady == 0:

@@ -30,6 +30,7 @@ from streammon.events import (
 from streammon.stats import compute_drift
 
 Phase = Literal["running", "held", "promoted", "rolled_back"]
+SWITCH_MARGIN_MS = 1000
 _ACTION_COMMAND = {"step": "step", "rollback": "rollback", "promote": "promote", "halt": "hold"}
 
 
@@ -43,7 +44,7 @@ class RolloutState(msgspec.Struct, kw_only=True):
     stage_start_window: int = 0
     windows_closed: int = 0
     phase: Phase = "running"
-    stage_starts: list[int] = msgspec.field(default_factory=lambda: [0])
+    stage_changes: list[tuple[int, int]] = msgspec.field(default_factory=list)
     last_action: str = "start"
     commands: list[CommandNote] = msgspec.field(default_factory=list)
 
@@ -82,7 +83,8 @@ def start_state(cmd: Command) -> RolloutState:
     """Return the state of a rollout that a ``start`` command opens."""
     assert cmd.spec is not None
     origin = cmd.ts_ms - cmd.ts_ms % cmd.spec.window_ms
-    return RolloutState(spec=cmd.spec, origin_ms=origin, seq=cmd.seq, commands=[_note(cmd)])
+    return RolloutState(spec=cmd.spec, origin_ms=origin, seq=cmd.seq, commands=[_note(cmd)],
+                        stage_changes=[(cmd.ts_ms, 0)])
 
 
 def _note(cmd: Command) -> CommandNote:
@@ -101,7 +103,7 @@ def apply_command(state: RolloutState, cmd: Command) -> RolloutState:
     if cmd.action == "step" and cmd.stage != state.stage:
         state.stage = cmd.stage
         state.stage_start_window = state.windows_closed
-        state.stage_starts.append(state.windows_closed)
+        state.stage_changes.append((cmd.ts_ms, cmd.stage))
     return state
 
 
@@ -111,13 +113,28 @@ def closed_windows(state: RolloutState, watermark_ms: int) -> int:
     return max(0, (watermark_ms - spec.grace_ms - state.origin_ms) // spec.window_ms)
 
 
-def intended_fractions(state: RolloutState, windows: int) -> np.ndarray:
-    """Return the canary share each window was meant to get; NaN where it changed."""
+def stage_changes_of(commands: Iterable[Command]) -> list[tuple[int, int]]:
+    """Return (ts_ms, stage) of the start and of every step, from the control topic."""
+    return [(c.ts_ms, c.stage) for c in commands if c.action in ("start", "step")]
+
+
+def intended_fractions(state: RolloutState, windows: int,
+                       switch_margin_ms: int = SWITCH_MARGIN_MS) -> np.ndarray:
+    """Return the canary share each window was meant to get; NaN where the split changed.
+
+    A stage change at ``ts_ms`` reaches every router within ``switch_margin_ms`` (pub/sub
+    or the fast path, with polling as the fallback), so each window that overlaps
+    [ts_ms, ts_ms + margin] is a mix of two splits and is left out of the ratio check.
+    The decision comes a grace period after its window ends, so the switch can fall in
+    any later window: the timestamps, not the window counts, say which.
+    """
+    spec = state.spec
+    starts = state.origin_ms + spec.window_ms * np.arange(windows)
     out = np.full(windows, np.nan)
-    starts = state.stage_starts
-    for stage, first in enumerate(starts):
-        last = starts[stage + 1] if stage + 1 < len(starts) else windows
-        out[first + 1:last] = strategies.intended_canary_share(state.spec, stage)
+    for ts_ms, stage in sorted(state.stage_changes):
+        out[starts >= ts_ms + switch_margin_ms] = strategies.intended_canary_share(spec, stage)
+    for ts_ms, _stage in state.stage_changes:
+        out[(starts < ts_ms + switch_margin_ms) & (starts + spec.window_ms > ts_ms)] = np.nan
     return out
 
 

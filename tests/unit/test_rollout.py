@@ -67,7 +67,8 @@ def test_cells_add_sources_and_keep_segments_apart() -> None:
     assert label["n_b"].tolist() == [[0.0, 15.0]]  # segments sorted: app, web
     assert label["sum_b"].tolist() == [[0.0, 5.0]]
     assert label["n_a"].tolist() == [[20.0, 0.0]]
-    assert assignment["n_b"].tolist() == [0.0]  # window 0 is the start's transition window
+    assert assignment["n_b"].tolist() == [15.0]
+    assert np.isnan(assignment["fraction"]).all()  # no start recorded: no split to check
 
 
 def test_summaries_before_the_origin_are_ignored() -> None:
@@ -77,13 +78,14 @@ def test_summaries_before_the_origin_are_ignored() -> None:
     assert build_cells(st, [early], 1).cells["label"]["n_b"].sum() == 0
 
 
-def test_first_window_of_each_stage_is_left_out_of_the_ratio_check() -> None:
-    """Windows in which the split changed get NaN intended fraction; the others their stage's."""
+def test_windows_the_switch_touches_are_left_out_of_the_ratio_check() -> None:
+    """Windows overlapping a stage change (plus the routers' switch margin) get NaN, the
+    others their stage's fraction, wherever in time the decision fell."""
     st = state()
-    st.stage_starts = [0, 3]
-    fractions = intended_fractions(st, 5)
-    assert np.isnan(fractions[0]) and np.isnan(fractions[3])
-    assert fractions[[1, 2, 4]].tolist() == [0.1, 0.1, 0.2]
+    st.stage_changes = [(ORIGIN + 300, 0), (ORIGIN + 3_900, 1)]
+    fractions = intended_fractions(st, 7, switch_margin_ms=500)
+    assert np.isnan(fractions[[0, 3, 4]]).all()
+    assert fractions[[1, 2, 5, 6]].tolist() == [0.1, 0.1, 0.2, 0.2]
 
 
 def test_apply_command_ignores_old_sequence_numbers() -> None:
