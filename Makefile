@@ -8,7 +8,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-healthy test test-slow bench lint typecheck dev-up dev-down clean
+.PHONY: demo demo-healthy test test-slow bench stats-table lint dev-up dev-down \
+	compose-up compose-down clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "streammon needs Python >= 3.11 (set PYTHON=...)"; exit 1; }
@@ -32,8 +33,17 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
+stats-table: $(STAMP)
+	$(BIN)/python scripts/stats_table.py --write
+
+compose-up:
+	docker compose up --build -d
+
+compose-down:
+	docker compose down -v
+
 lint: $(STAMP)
-	$(BIN)/ruff check streammon tests
+	$(BIN)/ruff check streammon tests bench scripts
 	$(BIN)/mypy
 
 dev-up: $(STAMP)
