@@ -7,7 +7,9 @@ outcomes, two arms, two segments, some duplicates) through the publisher SDK, th
    and takes the median throughput; checks every run's final cohort statistics against
    the truth computed from the workload (``exact``); reports the worker's peak RSS;
 2. runs the ceiling join over the same topics ``--repeat`` times (median);
-3. repeats 1 once with half the workload, for peak RSS at a second size;
+3. publishes the workload live at 40,000 events/s to a running worker, at two sizes, and
+   reports the worker's peak RSS (memory under a steady stream with TTL expiry; the
+   preloaded runs' peak RSS is reported too, as ``peak_rss_mb_backlog``);
 4. publishes live at 10,000 events/s and measures outcome-to-summary latency.
 
 Prints one JSON line (see ``bench/run_all.py`` for the table).
@@ -42,6 +44,8 @@ from streammon.joinload import (
 from streammon.publish import Publisher
 from streammon.topics import apply_topics, check_copartitioned
 
+STEADY_EVENTS_PER_S = 40_000
+
 
 def preload(settings: Settings, workload: JoinWorkload) -> float:
     """Publish the workload through the SDK; return events/s of publishing."""
@@ -60,7 +64,7 @@ def run_join(settings: Settings, workload: JoinWorkload, partitions: int, log_di
     run, proc = joinrun.start_worker(settings, log_dir, window_ms=workload.window_ms,
                                      ttl_ms=workload.ttl_ms, tag=tag)
     try:
-        progress = joinrun.follow_changelog(settings, run.app_id, partitions, total, 300)
+        progress = joinrun.follow_changelog(settings, run.app_id, partitions, total, 300, proc)
         want_n = sum(int(c.sums.get("label", [0])[0]) for c in truth.values())
         cells, _ = joinrun.read_cells(settings, cohorts_start, want_n, timeout_s=30)
         rss_mb = joinrun.peak_rss_mb(proc.pid)
@@ -110,39 +114,63 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run_steady(kafka: KafkaSettings, log_dir: Path, n: int, events_per_s: int) -> float:
+    """Publish a workload live at ``events_per_s`` to a running worker; return its peak RSS."""
+    settings = Settings(kafka=kafka, topics=TopicNames(prefix=f"steady{n}."))
+    apply_topics(kafka, settings.topics)
+    partitions = check_copartitioned(kafka, settings.topics)
+    workload = JoinWorkload(n_predictions=n)
+    run, proc = joinrun.start_worker(settings, log_dir, window_ms=workload.window_ms,
+                                     ttl_ms=workload.ttl_ms, tag=f"steady{n}")
+    try:
+        time.sleep(5)  # let the worker join its group before the stream starts
+        start = time.monotonic()
+        with Publisher(settings=settings, strict=True) as pub:
+            for i, (kind, fields) in enumerate(generate(workload)):
+                (pub.prediction if kind == "prediction" else pub.outcome)(**fields)
+                if i % 1000 == 0:
+                    time.sleep(max(0.0, start + i / events_per_s - time.monotonic()))
+        joinrun.follow_changelog(settings, run.app_id, partitions, count_events(workload),
+                                 120, proc)
+        return joinrun.peak_rss_mb(proc.pid)
+    finally:
+        joinrun.stop_worker(proc)
+
+
 def bench(kafka: KafkaSettings, log_dir: Path, n: int, repeat: int) -> dict[str, Any]:
     """Run every phase against the stack at ``kafka``; return the result dict."""
-    sizes: dict[int, float] = {}
-    out: dict[str, Any] = {"bench": "join", "predictions": n}
-    for size, reps in ((n // 2, 1), (n, repeat)):
-        settings = Settings(kafka=kafka, topics=TopicNames(prefix=f"bench{size}."))
-        apply_topics(kafka, settings.topics)
-        partitions = check_copartitioned(kafka, settings.topics)
-        workload = JoinWorkload(n_predictions=size)
-        out["publish_events_per_s"] = round(preload(settings, workload))
-        truth = compute_truth(workload, partitions)
-        runs = [run_join(settings, workload, partitions, log_dir, f"{size}-{i}", truth)
-                for i in range(reps)]
-        sizes[size] = max(r["peak_rss_mb"] for r in runs)
+    settings = Settings(kafka=kafka, topics=TopicNames(prefix="bench."))
+    apply_topics(kafka, settings.topics)
+    partitions = check_copartitioned(kafka, settings.topics)
+    workload = JoinWorkload(n_predictions=n)
+    publish_rate = preload(settings, workload)
+    truth = compute_truth(workload, partitions)
+    runs = [run_join(settings, workload, partitions, log_dir, f"run{i}", truth)
+            for i in range(repeat)]
     ceiling = [run_ceiling(settings, partitions=partitions, total_events=count_events(workload),
                            window_ms=workload.window_ms) for _ in range(repeat)]
+    steady = {size: run_steady(kafka, log_dir, size, STEADY_EVENTS_PER_S)
+              for size in (n // 2, n)}
+    latency = run_latency(settings, log_dir, partitions)
     join_rate = statistics.median(r["events_per_s"] for r in runs)
     ceiling_rate = statistics.median(c["events_per_s"] for c in ceiling)
-    latency = run_latency(settings, log_dir, partitions)
-    out.update({
-        "events": count_events(workload), "partitions": partitions,
+    return {
+        "bench": "join", "predictions": n, "events": count_events(workload),
+        "partitions": partitions, "publish_events_per_s": round(publish_rate),
         "join_events_per_s": round(join_rate),
         "join_runs_events_per_s": [round(r["events_per_s"]) for r in runs],
         "ceiling_events_per_s": round(ceiling_rate),
+        "ceiling_runs_events_per_s": [round(c["events_per_s"]) for c in ceiling],
         "ratio": round(join_rate / ceiling_rate, 3),
         "exact": all(r["exact"] for r in runs),
-        "peak_rss_mb": round(sizes[n], 1),
-        "peak_rss_mb_by_predictions": {str(k): round(v, 1) for k, v in sizes.items()},
+        "peak_rss_mb": round(steady[n], 1),
+        "steady_events_per_s": STEADY_EVENTS_PER_S,
+        "peak_rss_mb_steady_by_predictions": {str(k): round(v, 1) for k, v in steady.items()},
+        "peak_rss_mb_backlog": round(max(r["peak_rss_mb"] for r in runs), 1),
         "p99_outcome_to_summary_ms": round(latency["p99_ms"], 1),
         "p50_outcome_to_summary_ms": round(latency["p50_ms"], 1),
         "latency_outcomes_measured": latency["measured"],
-    })
-    return out
+    }
 
 
 if __name__ == "__main__":

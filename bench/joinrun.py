@@ -85,7 +85,7 @@ class Progress:
 
 
 def follow_changelog(settings: Settings, app_id: str, partitions: int, total: int,
-                     timeout_s: float) -> Progress:
+                     timeout_s: float, proc: Any) -> Progress:
     """Read the join's changelog until it has applied ``total`` events (or time runs out)."""
     c = consumer(settings)
     topic = f"{app_id}-join-records-changelog"
@@ -94,6 +94,8 @@ def follow_changelog(settings: Settings, app_id: str, partitions: int, total: in
     deadline = time.monotonic() + timeout_s
     try:
         while progress.events() < total and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the worker exited with {proc.returncode}; see its log")
             for m in c.consume(1000, 0.2):
                 if m.error() is None and m.value():
                     progress.add(m.partition(), m.timestamp()[1], m.value())

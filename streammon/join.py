@@ -143,6 +143,11 @@ class JoinState:
         self.expired_through_ms = max(self.expired_through_ms, now)
         return expired
 
+    @property
+    def changed_entries(self) -> int:
+        """Return how many request ids changed since the last take_changes."""
+        return len(self._changes.entries)
+
     def take_changes(self) -> JoinChanges:
         """Return and reset what changed since the last call (for persistence and sending)."""
         changes, self._changes = self._changes, JoinChanges()

@@ -7,11 +7,12 @@ own :class:`~streammon.join.JoinState`, rebuilt from the ``join-records`` table 
 the partition is first seen after an assignment. After every batch the agent writes one
 :class:`~streammon.joinlog.JoinRecord` per touched partition (state changes and input
 offsets together) and skips input below the offsets it recovered, so replays after a
-crash or a rebalance count nothing twice. It sends the cumulative summary of every
-changed cell to the cohorts topic under its deterministic key at the end of the same
-batch, before its input offsets can be committed (Faust flushes the producer before it
-commits), so a committed input is never missing from the summaries. Rejected events go
-to the dead-letter topic with the reason in a header, and the join goes on.
+crash or a rebalance count nothing twice. A timer sends the cumulative summary of every
+changed cell to the cohorts topic under its deterministic key every ``flush_interval_s``;
+after every table recovery (start, restart, rebalance) it rebuilds its partitions and
+re-sends all their cells, so a summary lost in a crash is re-sent even if no new input
+arrives. Rejected events go to the dead-letter topic with the reason in a header, and
+the join goes on.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ from streammon.join import JoinConfig, JoinState
 from streammon.joinlog import JoinLog, restore
 
 log = logging.getLogger(__name__)
+RECORD_MAX_ENTRIES = 4_000
+"""A partition's record is written early, at a message boundary, once this many request ids
+changed, so a record stays far below Kafka's 1 MB message limit whatever the batch size."""
+SOURCE_BUFFER_MESSAGES = 256
+"""Messages Faust may buffer ahead of the join (its default, 4096, holds two million events
+of batch envelopes when there is a backlog, and the worker's memory grows with the backlog)."""
 PRODUCER_BUFFER_MAX_MESSAGES = 100_000
 """Faust's ProducerBuffer warns and stalls the stream above 100 queued messages; the
 join queues changelog records and summaries in bursts, so it raises the bound."""
@@ -51,13 +58,14 @@ class JoinAgent:
     """Wires the join's topics, table and agent into a Faust app."""
 
     def __init__(self, app: Any, *, settings: Settings, config: JoinConfig, partitions: int,
-                 batch_max: int = 200, batch_within_s: float = 0.05) -> None:
+                 batch_max: int = 200, batch_within_s: float = 0.05,
+                 flush_interval_s: float = 0.5) -> None:
         topics = settings.topics
         self.app, self.settings, self.config = app, settings, config
         self.partitions = partitions
         self.roles = {topics.predictions: "predictions", topics.outcomes: "outcomes"}
-        self.source = app.topic(topics.predictions, topics.outcomes,
-                                key_serializer="raw", value_serializer="raw")
+        self.source = app.topic(topics.predictions, topics.outcomes, key_serializer="raw",
+                                value_serializer="raw", maxsize=SOURCE_BUFFER_MESSAGES)
         self.cohorts = app.topic(topics.cohorts, key_serializer="raw", value_serializer="raw")
         self.deadletters = app.topic(topics.deadletters, key_serializer="raw",
                                      value_serializer="raw")
@@ -71,6 +79,8 @@ class JoinAgent:
                 await self.handle_batch(batch)
 
         app.agent(self.source, name="streammon-join")(join)
+        app.timer(flush_interval_s)(self.flush)
+        self.table.on_recover(self.on_recovered)
         app.on_partitions_revoked.connect(self.on_revoked)
         app.producer.buffer.max_messages = PRODUCER_BUFFER_MAX_MESSAGES
 
@@ -104,9 +114,11 @@ class JoinAgent:
             touched.add(message.partition)
             await self._apply(pj, message, role, event.value, now_ms)
             pj.offsets[role] = message.offset + 1
+            if pj.state.changed_entries >= RECORD_MAX_ENTRIES:
+                self._persist(pj)
+                touched.discard(message.partition)
         for partition in touched:
             self._persist(self.joins[partition])
-        await self.flush()
 
     async def _apply(self, pj: PartitionJoin, message: Any, role: str, value: bytes,
                      now_ms: int) -> None:
@@ -152,10 +164,24 @@ class JoinAgent:
         for partition, pj in list(self.joins.items()):
             keys, pj.dirty = pj.dirty, set()
             for key in keys:
+                if self.joins.get(partition) is not pj:
+                    break  # revoked while sending: the new owner re-sends everything
                 summary = pj.state.cells[key].to_summary(
                     key, window_ms=self.config.window_ms, source=f"p{partition}",
                     watermark_ms=pj.state.watermark_ms)
                 await self.cohorts.send(key=summary.key.encode(), value=events.encode(summary))
+
+    async def on_recovered(self) -> None:
+        """After table recovery, rebuild every assigned partition and re-send all its cells.
+
+        Summaries go out from a timer, so a crash can come after Faust committed a batch's
+        input offsets but before its summaries were sent; re-sending everything recovered
+        closes that gap even if no new input ever arrives.
+        """
+        for tp in self.app.assignor.assigned_actives():
+            if tp.topic in self.roles:
+                self.join_for(tp.partition)
+        await self.flush()
 
     async def on_revoked(self, app: Any, revoked: Any, **_: Any) -> None:
         """Forget the in-memory state of partitions this worker no longer owns."""

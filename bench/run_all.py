@@ -1,0 +1,67 @@
+"""``make bench``: run every benchmark, print a table, then one JSON line with all results.
+
+Each benchmark is a script under ``bench/`` that prints one JSON line last; this runs
+them one after the other (never concurrently: the machine has two cores), in child
+processes, and collects those lines. The join benchmark's headline numbers are lifted
+to the top level of the final JSON (``join_events_per_s``, ``ceiling_events_per_s``,
+``ratio``, ``peak_rss_mb``, ``p99_outcome_to_summary_ms``, ``exact``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).parent
+SCRIPTS = ("bench_join.py", "bench_decide.py", "bench_switch.py")
+HEADLINE = ("join_events_per_s", "ceiling_events_per_s", "ratio", "exact", "peak_rss_mb",
+            "p99_outcome_to_summary_ms")
+
+
+def run_script(name: str, timeout_s: float = 900.0) -> dict[str, Any]:
+    """Run one benchmark script; return its last JSON line (or an error record)."""
+    path = BENCH_DIR / name
+    if not path.exists():
+        return {"bench": name, "skipped": "not present"}
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
+                          timeout=timeout_s, check=False)
+    sys.stderr.write(proc.stderr[-2000:] if proc.returncode else "")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode or not lines:
+        return {"bench": name, "error": f"exit {proc.returncode}", "stdout": proc.stdout[-500:]}
+    result: dict[str, Any] = json.loads(lines[-1])
+    result["wall_s"] = round(time.monotonic() - start, 1)
+    return result
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    """Return a plain-text table: one row per (benchmark, scalar result)."""
+    rows = []
+    for name, result in results.items():
+        for key, value in result.items():
+            if isinstance(value, int | float | str | bool) and key != "bench":
+                rows.append((name, key, str(value)))
+            elif key != "bench":
+                rows.append((name, key, json.dumps(value)[:60]))
+    width = max((len(r[0]) + len(r[1]) for r in rows), default=10) + 3
+    return "\n".join(f"{n}  {k}".ljust(width) + v for n, k, v in rows)
+
+
+def main() -> int:
+    """Run all benchmarks; print the table and the final JSON line."""
+    results = {name.removesuffix(".py"): run_script(name) for name in SCRIPTS}
+    print(table(results))
+    join = results.get("bench_join", {})
+    final: dict[str, Any] = {key: join.get(key) for key in HEADLINE}
+    final["benchmarks"] = results
+    print(json.dumps(final))
+    return 0 if "error" not in join else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
