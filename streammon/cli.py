@@ -210,7 +210,7 @@ def cmd_pin(args: argparse.Namespace, settings: Settings) -> int:
     path = local_path(args.weights_uri)
     content_hash = args.content_hash or (hash_file(path) if path and path.exists() else "")
     checkpoint = Checkpoint(version=args.version, weights_uri=args.weights_uri,
-                            config=json.loads(args.config), features=args.features,
+                            config=json.loads(args.model_config), features=args.features,
                             environment={}, content_hash=content_hash, pinned_at_ms=0)
     pinned = Registry(_redis(settings)).pin(checkpoint)
     print(f"pinned {pinned.version} {pinned.content_hash}")
@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     pin.add_argument("version")
     pin.add_argument("--weights-uri", required=True)
     pin.add_argument("--content-hash", default="", help="sha256:<hex>; computed for local files")
-    pin.add_argument("--config", default="{}", help="JSON object of the model's config")
+    pin.add_argument("--model-config", default="{}", help="JSON object of the model's config")
     pin.add_argument("--features", nargs="*", default=[])
     bt = add("backtest", cmd_backtest)
     bt.add_argument("rest", nargs=argparse.REMAINDER, help="FILE [--kind ...]")

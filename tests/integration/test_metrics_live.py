@@ -59,7 +59,8 @@ def test_actuator_endpoint_counts_applied_rejected_and_the_rollback(
 ) -> None:
     """A real actuator's Redis state, served over HTTP, shows commands applied and rejected
     and the rollback applied to the rollout."""
-    Registry(redis_client).pin(Checkpoint(version="v1", weights_uri="s3://m/v1",
+    base = f"v1-{unique}"  # pins are global in Redis: one version name per test
+    Registry(redis_client).pin(Checkpoint(version=base, weights_uri="s3://m/v1",
                                           content_hash="sha256:" + "a" * 64))
     rid = f"r-{unique}"
     actuator = Actuator(settings=settings, client=redis_client, key=KEY)
@@ -69,9 +70,9 @@ def test_actuator_endpoint_counts_applied_rejected_and_the_rollback(
         before = scrape(port)
         for seq, action, f in ((1, "start", 0.1), (2, "step", 0.2), (3, "rollback", 0.0)):
             assert actuator.apply(make_command(rollout_id=rid, seq=seq, action=action,
-                                               baseline="v1", candidate="v2", fraction=f,
+                                               baseline=base, candidate="v2", fraction=f,
                                                now_ms=seq, key=KEY)) == "applied"
-        forged = make_command(rollout_id=rid, seq=4, action="promote", baseline="v1",
+        forged = make_command(rollout_id=rid, seq=4, action="promote", baseline=base,
                               candidate="v2", fraction=1.0, now_ms=4, key=b"wrong")
         assert actuator.apply(forged) == "rejected"
         after = scrape(port)

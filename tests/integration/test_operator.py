@@ -44,23 +44,24 @@ def test_operator_steers_a_rollout_from_the_cli(
     spawn("actuator")
     weights = tmp_path / "v1.bin"
     weights.write_bytes(b"v1")
-    assert main(["pin", "v1", "--weights-uri", str(weights)]) == 0
-    assert Registry(redis_client).get("v1").content_hash == hash_file(weights)
+    base = f"v1-{unique}"  # pins are global in Redis: one version name per test
+    assert main(["pin", base, "--weights-uri", str(weights)]) == 0
+    assert Registry(redis_client).get(base).content_hash == hash_file(weights)
     rid = f"op-{unique}"
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({
-        "rollout_id": rid, "baseline": "v1", "candidate": "v2", "f0": 0.1,
+        "rollout_id": rid, "baseline": base, "candidate": "v2", "f0": 0.1,
         "metrics": [{"name": "label", "kind": "binary", "bad_direction": "decrease"}]}))
     assert main(["rollout", "start", str(spec)]) == 0
-    assert wait_for_seq(redis_client, rid, 1)["weights"] == {"v1": 0.9, "v2": 0.1}
+    assert wait_for_seq(redis_client, rid, 1)["weights"] == {base: 0.9, "v2": 0.1}
     assert main(["rollout", "hold", rid]) == 0
     held = wait_for_seq(redis_client, rid, 2)
-    assert held["phase"] == "held" and held["weights"] == {"v1": 0.9, "v2": 0.1}
+    assert held["phase"] == "held" and held["weights"] == {base: 0.9, "v2": 0.1}
     assert main(["rollout", "resume", rid]) == 0
     assert wait_for_seq(redis_client, rid, 3)["phase"] == "running"
     assert main(["rollout", "rollback", rid, "--reason", "pager"]) == 0
     final = wait_for_seq(redis_client, rid, 4)
-    assert final["weights"] == {"v1": 1.0} and final["issued_by"] == "operator"
+    assert final["weights"] == {base: 1.0} and final["issued_by"] == "operator"
     capsys.readouterr()
     assert main(["rollout", "history", rid]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
