@@ -57,12 +57,21 @@ class CellState:
         acc[2] += x * x
 
     def add_prediction(self, pred: Prediction) -> None:
-        """Add what a prediction tells on its own: latency, error flag, score."""
-        if pred.latency_ms is not None:
-            self.add("latency_ms", pred.latency_ms)
-        self.add("error", 1.0 if pred.error else 0.0)
+        """Add what a prediction tells on its own: latency, error flag, score (hot path)."""
+        sums = self.sums
+        latency_ms = pred.latency_ms
+        if latency_ms is not None:
+            acc = sums.get("latency_ms") or sums.setdefault("latency_ms", [0, 0.0, 0.0])
+            acc[0] += 1
+            acc[1] += latency_ms
+            acc[2] += latency_ms * latency_ms
+        acc = sums.get("error") or sums.setdefault("error", [0, 0.0, 0.0])
+        acc[0] += 1
+        if pred.error:
+            acc[1] += 1.0
+            acc[2] += 1.0
         if pred.score is not None:
-            self.score_hist[score_bin(pred.score)] += 1
+            self.score_hist[min(int(pred.score * SCORE_BINS), SCORE_BINS - 1)] += 1
 
     def add_outcome(self, outcome: Outcome) -> None:
         """Add what an outcome tells once joined to its prediction: label, value."""

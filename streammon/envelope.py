@@ -69,9 +69,7 @@ def decode_message(kind: type[E], raw: bytes, *, partition: int, partitions: int
     else:
         out.batched = True
         out.events = list(batch.events)  # type: ignore[attr-defined]
-    if out.batched:
-        _check_partition(out, partition, partitions)
-    _check_values(out, now_ms)
+    _screen(out, partition if out.batched else -1, partitions, now_ms)
     return out
 
 
@@ -106,28 +104,36 @@ def check_event(event: events.Prediction | events.Outcome, now_ms: int) -> None:
         raise EventError("Prediction: `latency_ms` must be finite - at `$.latency_ms`")
 
 
-def _check_values(out: Decoded[E], now_ms: int) -> None:
-    if not out.batched and not out.events:
-        return
-    kept: list[E] = []
-    for index, event in enumerate(out.events):
-        try:
-            check_event(event, now_ms)
-        except EventError as exc:
-            out.rejects.append(Reject(events.encode(event), str(exc), index))
-        else:
-            kept.append(event)
-    out.events = kept
+def _plausible(event: events.Prediction | events.Outcome, latest_ms: int) -> bool:
+    """Return True when :func:`check_event` would pass (a fast path without exceptions)."""
+    if event.v != events.SCHEMA_VERSION or event.ts_ms > latest_ms:
+        return False
+    if isinstance(event, events.Prediction):
+        return event.latency_ms is None or event.latency_ms != math.inf
+    if event.value is None:
+        return event.label is not None
+    return math.isfinite(event.value)
 
 
-def _check_partition(out: Decoded[E], partition: int, partitions: int) -> None:
+def _screen(out: Decoded[E], partition: int, partitions: int, now_ms: int) -> None:
+    """Keep plausible events; reject the rest (and, for a batch, misrouted request ids)."""
     kept: list[E] = []
+    latest_ms = now_ms + MAX_FUTURE_SKEW_MS
     for index, event in enumerate(out.events):
-        if partition_for(event.request_id.encode(), partitions) == partition:
+        if partition >= 0 and partition_for(event.request_id.encode(), partitions) != partition:
+            reason = (f"request_id {event.request_id!r} hashes (murmur2) to another partition "
+                      f"than {partition} of {partitions}; batches must be grouped by partition")
+        elif _plausible(event, latest_ms):
             kept.append(event)
             continue
-        reason = (f"request_id {event.request_id!r} hashes (murmur2) to another partition "
-                  f"than {partition} of {partitions}; batches must be grouped by partition")
+        else:
+            try:
+                check_event(event, now_ms)
+            except EventError as exc:
+                reason = str(exc)
+            else:
+                kept.append(event)
+                continue
         out.rejects.append(Reject(events.encode(event), reason, index))
     out.events = kept
 

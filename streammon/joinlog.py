@@ -32,7 +32,6 @@ from streammon.join import (
     JoinState,
     PendingOutcome,
     PendingPrediction,
-    expiry_of,
 )
 
 CellWire = tuple[str, int, str, str, dict[str, tuple[int, float, float]], list[int], int]
@@ -95,7 +94,7 @@ class JoinLog:
                 self.seq_cells.get(old, set()).discard(key)
             self.cell_seq[key] = self.seq
         self.seq_cells[self.seq] = cells
-        self.track(self.seq, max((expiry_of(e) for e in changes.entries.values()), default=-1))
+        self.track(self.seq, changes.max_expiry_ms)
         return self.seq, _ENCODER.encode(record), dead
 
     def track(self, seq: int, max_expiry_ms: int) -> None:

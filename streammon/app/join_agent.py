@@ -126,16 +126,12 @@ class JoinAgent:
         if role == "predictions":
             preds = decode_message(events.Prediction, value, partition=message.partition,
                                    partitions=self.partitions, now_ms=now_ms)
-            add_prediction = pj.state.add_prediction
-            for pred in preds.events:
-                add_prediction(pred)
+            pj.state.add_predictions(preds.events)
             rejects = preds.rejects
         else:
             outs = decode_message(events.Outcome, value, partition=message.partition,
                                   partitions=self.partitions, now_ms=now_ms)
-            add_outcome = pj.state.add_outcome
-            for out in outs.events:
-                add_outcome(out)
+            pj.state.add_outcomes(outs.events)
             rejects = outs.rejects
         for reject in rejects:
             await self._dead_letter(message, reject)
