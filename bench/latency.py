@@ -36,7 +36,7 @@ def publish_live(settings: Settings, *, rollout_id: str, events_per_s: int, seco
         while time.monotonic() - start < seconds:
             now_ms = int(time.time() * 1000)
             for _ in range(per_tick):
-                pred = {"request_id": f"live-{i}", "rollout_id": rollout_id,
+                pred = {"request_id": f"{rollout_id}-{i}", "rollout_id": rollout_id,
                         "model_version": "m", "arm": "canary" if i % 2 else "baseline",
                         "ts_ms": now_ms, "segment": "all", "latency_ms": 10.0}
                 pub.prediction(**pred)

@@ -1,0 +1,46 @@
+"""Outcome-to-summary latency of a real worker at 10,000 events/s."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from kafka_helpers import read_topic
+
+from streammon import events
+from streammon.config import Settings
+from streammon.topics import apply_topics, check_copartitioned
+
+_SPEC = importlib.util.spec_from_file_location(
+    "streammon_bench_latency", Path(__file__).parents[2] / "bench" / "latency.py")
+assert _SPEC is not None and _SPEC.loader is not None
+latency = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(latency)
+
+
+def test_p99_outcome_to_summary_under_two_seconds(settings: Settings, spawn: Any) -> None:
+    """At 10,000 events/s, 99% of outcomes reach a cohort summary on the cohorts topic
+    within 2 s of being handed to the publisher."""
+    apply_topics(settings.kafka, settings.topics)
+    partitions = check_copartitioned(settings.kafka, settings.topics)
+    spawn("worker", "--window-ms", "1000", "--ttl-ms", "60000")
+    latency.publish_live(settings, rollout_id="warmup", events_per_s=200, seconds=0.5,
+                         window_ms=1000, partitions=partitions)
+    warm = read_topic(settings, settings.topics.cohorts, until=lambda m: len(m) > 0)
+    times = latency.publish_live(settings, rollout_id="live", events_per_s=10_000, seconds=6.0,
+                                 window_ms=1000, partitions=partitions)
+    n = sum(len(v) for v in times.values())
+
+    def summaries(msgs: list[Any]) -> list[tuple[int, events.CohortSummary]]:
+        return [(m.timestamp()[1], events.decode(events.CohortSummary, m.value()))
+                for m in msgs[len(warm):]]
+
+    def labelled(msgs: list[Any]) -> int:
+        latest = {s.key: s for _, s in summaries(msgs) if s.rollout_id == "live"}
+        return sum(s.metrics["label"].n for s in latest.values() if "label" in s.metrics)
+
+    msgs = read_topic(settings, settings.topics.cohorts, until=lambda m: labelled(m) >= n)
+    lat = latency.latencies_ms(times, summaries(msgs))
+    assert n > 20_000 and len(lat) == n
+    assert latency.percentile(lat, 0.99) < 2_000
