@@ -97,11 +97,11 @@ def run_ceiling(settings: Settings, *, partitions: int, total_events: int,
                 if not start:
                     start = time.perf_counter()
                 if msg.topic() == topics.predictions:
-                    preds = _PRED.decode(msg.value()).events
+                    preds = _PRED.decode(msg.value() or b"{}").events
                     _join_predictions(preds, pending, cells, window_ms)
                     seen += len(preds)
                 else:
-                    outs = _OUT.decode(msg.value()).events
+                    outs = _OUT.decode(msg.value() or b"{}").events
                     _join_outcomes(outs, pending, cells)
                     seen += len(outs)
         elapsed_s = time.perf_counter() - start

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -37,7 +37,8 @@ class _Probe(msgspec.Struct):
 
 
 _PROBE = msgspec.json.Decoder(_Probe)
-_DECODERS = {kind: msgspec.json.Decoder(batch) for kind, batch in _BATCH_OF.items()}
+_DECODERS: dict[type[msgspec.Struct], msgspec.json.Decoder[Any]] = {
+    kind: msgspec.json.Decoder(batch) for kind, batch in _BATCH_OF.items()}
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,11 @@ def decode_message(kind: type[E], raw: bytes, *, partition: int, partitions: int
         _decode_slow(kind, raw, out)
     else:
         out.batched = True
-        out.events = list(batch.events)  # type: ignore[attr-defined]
+        if batch.v != events.SCHEMA_VERSION:
+            out.rejects.append(Reject(raw, f"unsupported batch envelope version v={batch.v} "
+                                           "- at `$.v`; this build reads v=1"))
+            return out
+        out.events = list(batch.events)
     _screen(out, partition if out.batched else -1, partitions, now_ms)
     return out
 

@@ -113,3 +113,11 @@ def test_partitioner_matches_kafka_murmur2() -> None:
         n = 1 + i % 11
         want = (murmur2(key) & 0x7FFFFFFF) % n
         assert partition_for(key, n) == partition_for_py(key, n) == want
+
+
+def test_batch_of_an_unknown_version_is_rejected_whole() -> None:
+    """A batch envelope with another schema version is rejected as one message, unread."""
+    raw = encode_batch([events.encode(pred(ids_on(0, 1)[0], ts_ms=NOW_MS))])
+    raw = raw.replace(b'{"v":1,', b'{"v":2,', 1)
+    out = decode_message(events.Prediction, raw, partition=0, partitions=PARTS, now_ms=NOW_MS)
+    assert not out.events and "v=2" in out.rejects[0].reason and out.rejects[0].raw == raw
