@@ -19,6 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rich.console import Console  # noqa: E402
+from rich.progress import track  # noqa: E402
+
 from streammon.stats.scenarios import OperatingPoint, catalog, evaluate  # noqa: E402
 
 START, END = "<!-- stats-table:start -->", "<!-- stats-table:end -->"
@@ -34,7 +37,10 @@ def table(replicates: int, seed: int) -> str:
         "| naive pooled 95% CI | naive cell-wise 95% CI |",
         "|---|---|---|---|---|---|---|",
     ]
-    for index, scenario in enumerate(catalog()):
+    scenarios = catalog()
+    progress = track(scenarios, description=f"simulating {replicates} rollouts per scenario",
+                     console=Console(stderr=True), transient=True)
+    for index, scenario in enumerate(progress):
         p: OperatingPoint = evaluate(scenario, replicates, seed + 10_000 * index)
         effect = "harm" if scenario.harmful else "none"
         median = f"{p.median_detection:g}" if p.median_detection != float("inf") else "—"
