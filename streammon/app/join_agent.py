@@ -58,7 +58,7 @@ class JoinAgent:
     """Wires the join's topics, table and agent into a Faust app."""
 
     def __init__(self, app: Any, *, settings: Settings, config: JoinConfig, partitions: int,
-                 batch_max: int = 200, batch_within_s: float = 0.05,
+                 batch_max: int = 32, batch_within_s: float = 0.05,
                  flush_interval_s: float = 0.5) -> None:
         topics = settings.topics
         self.app, self.settings, self.config = app, settings, config
