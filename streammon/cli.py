@@ -103,7 +103,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from streammon.app import run_worker
     from streammon.join import JoinConfig
 
-    run_worker(settings, join_config=JoinConfig(window_ms=args.window_ms, ttl_ms=args.ttl_ms),
+    join_config = JoinConfig(window_ms=args.window_ms, ttl_ms=args.ttl_ms,
+                             grace_ms=args.grace_ms)
+    run_worker(settings, join_config=join_config,
                loglevel=args.loglevel, metrics_port=args.metrics_port,
                metrics_addr=args.metrics_addr)
     return 0
@@ -248,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker = add("worker", cmd_worker)
     worker.add_argument("--window-ms", type=int, default=10_000, help="join window width")
     worker.add_argument("--ttl-ms", type=int, default=3_600_000, help="event-time TTL")
+    worker.add_argument("--grace-ms", type=int, default=60_000,
+                        help="how late a prediction may arrive for its window")
     worker.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info"])
     actuator = add("actuator", cmd_actuator)
     actuator.add_argument("--verify-weights", choices=["pinned", "unchanged", "full"],

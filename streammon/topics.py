@@ -28,6 +28,8 @@ SCHEMA_TYPES: dict[str, type[msgspec.Struct]] = {
     "command": events.Command,
     "diagnosis": events.Diagnosis,
     "rollback_report": events.RollbackReport,
+    "prediction_batch": events.PredictionBatch,
+    "outcome_batch": events.OutcomeBatch,
 }
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 PURE = ["streammon.stats", "streammon.decide", "streammon.join", "streammon.cohorts",
-        "streammon.events", "streammon.rollout", "streammon.control"]
+        "streammon.events", "streammon.rollout", "streammon.control", "streammon.joinlog",
+        "streammon.cellgrid", "streammon.strategies", "streammon.postmortem"]
 IO_MODULES = ["confluent_kafka", "faust", "aiokafka", "redis", "mode"]
 ROOT = Path(__file__).resolve().parents[2] / "streammon"
 
