@@ -15,7 +15,9 @@ working for bad input::
     ├── RegistryError                       pinning problems
     │   ├── NotPinnedError(LookupError)    a rollout whose baseline is not pinned
     │   └── IntegrityError                  a pinned checkpoint whose hash does not verify
-    └── CommandError(ValueError)           a control command that is unsigned, forged or stale
+    ├── CommandError(ValueError)           a control command that is unsigned, forged or stale
+    └── StatsInputError(ValueError)        bad arrays or parameters for streammon.stats
+                                            (defined in streammon/stats/cells.py)
 """
 
 from __future__ import annotations
