@@ -128,6 +128,9 @@ class JoinState:
             cell.add_prediction(pred)
             if isinstance(entry, PendingOutcome):
                 self._join(pred.request_id, cell, entry.label, entry.value, entry.expires_at_ms)
+            elif pred.shadow:  # mirrored, never served: no outcome will come; keep a tombstone
+                counters["shadow_predictions"] += 1
+                self._put(pred.request_id, ts_ms + ttl_ms, ts_ms + ttl_ms, new=True)
             else:
                 self._put(pred.request_id, PendingPrediction(ts_ms + ttl_ms, key), ts_ms + ttl_ms,
                           new=True)

@@ -157,3 +157,17 @@ def test_restore_drops_entries_already_expired() -> None:
     assert set(second.pending) == {"b"}
     assert second.expire(now_ms=15_000) == 1
     assert second.counters["expired_predictions"] == 1
+
+
+def test_shadow_prediction_counts_at_once_and_waits_for_nothing() -> None:
+    """A mirrored (shadow) prediction adds its latency and error at once, expires nothing
+    as unlabelled, and a repeat of it is a duplicate."""
+    state = JoinState(config=CONFIG)
+    shadow = pred("a~shadow", ts_ms=1_000, shadow=True)
+    state.add_predictions([shadow, shadow])
+    state.expire(now_ms=50_000)
+    cell = state.cells[("r1", 1_000, "all", "canary")]
+    assert cell.sums["latency_ms"][0] == 1 and cell.expired == 0
+    assert state.counters["shadow_predictions"] == 1
+    assert state.counters["duplicate_predictions"] == 1
+    assert state.counters["expired_predictions"] == 0
