@@ -19,8 +19,22 @@ import msgspec
 from streammon.config import Settings
 from streammon.events import Outcome, OutcomeBatch, Prediction, PredictionBatch
 
-_PRED = msgspec.json.Decoder(PredictionBatch)
-_OUT = msgspec.json.Decoder(OutcomeBatch)
+_PRED = (msgspec.json.Decoder(PredictionBatch), msgspec.json.Decoder(Prediction))
+_OUT = (msgspec.json.Decoder(OutcomeBatch), msgspec.json.Decoder(Outcome))
+
+
+def _events(decoders: tuple[msgspec.json.Decoder[Any], msgspec.json.Decoder[Any]],
+            raw: bytes | None) -> list[Any]:
+    """Decode a batch envelope or a single event; an unreadable message yields nothing."""
+    batch, single = decoders
+    try:
+        return list(batch.decode(raw or b"").events)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        pass
+    try:
+        return [single.decode(raw or b"")]
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return []
 
 
 def _cell(cells: dict[Any, list[Any]], key: Any) -> list[Any]:
@@ -97,11 +111,11 @@ def run_ceiling(settings: Settings, *, partitions: int, total_events: int,
                 if not start:
                     start = time.perf_counter()
                 if msg.topic() == topics.predictions:
-                    preds = _PRED.decode(msg.value() or b"{}").events
+                    preds = _events(_PRED, msg.value())
                     _join_predictions(preds, pending, cells, window_ms)
                     seen += len(preds)
                 else:
-                    outs = _OUT.decode(msg.value() or b"{}").events
+                    outs = _events(_OUT, msg.value())
                     _join_outcomes(outs, pending, cells)
                     seen += len(outs)
         elapsed_s = time.perf_counter() - start
