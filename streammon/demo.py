@@ -88,7 +88,7 @@ def start_services(settings: Settings, stack: contextlib.ExitStack, work: Path,
 def run_scenario(settings: Settings, stack: contextlib.ExitStack, *, console: Console,
                  regression: bool, seed: int = 7, max_traffic_s: float = 150.0,
                  run_id: str | None = None, worker_args: tuple[str, ...] = (),
-                 actuator_args: tuple[str, ...] = ()) -> ScenarioResult:
+                 actuator_args: tuple[str, ...] = (), alpha: float = 0.05) -> ScenarioResult:
     """Run one simulated rollout on a running stack; services live until ``stack`` closes."""
     import redis
 
@@ -100,7 +100,7 @@ def run_scenario(settings: Settings, stack: contextlib.ExitStack, *, console: Co
     apply_topics(settings.kafka, settings.topics)
     procs = start_services(settings, stack, work, worker_args, actuator_args)
     client = redis.Redis.from_url(settings.redis.url, **settings.redis.to_redis())
-    spec = demo_spec(f"demo-{run_id}")
+    spec = demo_spec(f"demo-{run_id}", alpha=alpha)
     pin_baseline(client, work, spec.baseline)
     scenario = Scenario(regression_at_s=20.0 if regression else None)
     console.rule(f"[bold]streammon demo[/bold] rollout {spec.rollout_id}: {spec.baseline} -> "

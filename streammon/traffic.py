@@ -33,7 +33,8 @@ class RunResult:
     crashed: str = ""
 
 
-def demo_spec(rollout_id: str, *, window_ms: int = 2000, grace_ms: int = 1200) -> RolloutSpec:
+def demo_spec(rollout_id: str, *, window_ms: int = 2000, grace_ms: int = 1200,
+              alpha: float = 0.05) -> RolloutSpec:
     """Return the demo's rollout: stages 10/20/40/50 %, three guarded metrics.
 
     ``window_ms`` must be a multiple of the worker's join window (``--window-ms``).
@@ -46,7 +47,7 @@ def demo_spec(rollout_id: str, *, window_ms: int = 2000, grace_ms: int = 1200) -
                            margin=5.0),
             MetricSpecWire(name="error", kind="binary", bad_direction="increase", margin=0.01),
         ],
-        alpha=0.05, f0=0.10, growth=2.0, f_max=0.5, step_windows=3, min_samples_per_stage=200,
+        alpha=alpha, f0=0.10, growth=2.0, f_max=0.5, step_windows=3, min_samples_per_stage=200,
         window_ms=window_ms, grace_ms=grace_ms, ttl_ms=30_000)
 
 
