@@ -15,7 +15,7 @@ import msgspec
 
 from streammon import control, events, strategies
 from streammon.config import Settings
-from streammon.errors import ConfigError, KafkaIOError
+from streammon.errors import CommandError, ConfigError, KafkaIOError
 from streammon.events import Action, Command, RolloutSpec
 
 
@@ -97,13 +97,36 @@ def route_history(client: Any, rollout_id: str) -> list[control.RouteState]:
 
 
 def send_manual(settings: Settings, rollout_id: str, action: Action, *, client: Any,
-                reason: str = "") -> Command:
-    """Send an operator's promote / rollback / hold / resume for a running rollout."""
-    route = current_route(client, rollout_id)
-    cmd = control.make_command(
-        rollout_id=rollout_id, seq=route.seq + 1, action=action, baseline=route.baseline,
-        candidate=route.candidate, fraction=route.fraction, stage=route.stage,
-        now_ms=now_ms(), key=settings.hmac_key, issued_by="operator",
-        reason=reason or f"manual {action}")
-    produce_command(settings, cmd)
-    return cmd
+                reason: str = "", confirm_timeout_s: float | None = 10.0,
+                attempts: int = 3) -> Command:
+    """Send an operator's promote / rollback / hold / resume for a running rollout.
+
+    The command takes the next sequence number after the applied route state. If the
+    decider took that number first (a conflict), the command is re-signed with the next
+    free number and sent again, up to ``attempts`` times; with ``confirm_timeout_s`` the
+    call returns only once the actuator applied it (CommandError otherwise).
+    """
+    for _ in range(attempts):
+        route = current_route(client, rollout_id)
+        cmd = control.make_command(
+            rollout_id=rollout_id, seq=route.seq + 1, action=action, baseline=route.baseline,
+            candidate=route.candidate, fraction=route.fraction, stage=route.stage,
+            now_ms=now_ms(), key=settings.hmac_key, issued_by="operator",
+            reason=reason or f"manual {action}")
+        produce_command(settings, cmd)
+        if confirm_timeout_s is None or _applied(client, cmd, confirm_timeout_s):
+            return cmd
+    raise CommandError(f"{action} for {rollout_id!r} was not applied after {attempts} tries: "
+                       "is the actuator running? (see `streammon rollout history`)")
+
+
+def _applied(client: Any, cmd: Command, timeout_s: float) -> bool:
+    """Wait until the actuator holds ``cmd.seq`` or later; True if ours is in the log."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        route = current_route(client, cmd.rollout_id)
+        if route.seq >= cmd.seq:
+            return any(r.sig == cmd.sig for r in route_history(client, cmd.rollout_id))
+        time.sleep(0.05)
+    raise CommandError(f"the actuator did not apply seq {cmd.seq} of {cmd.rollout_id!r} "
+                       f"within {timeout_s:.0f} s: is it running?")

@@ -12,7 +12,7 @@ import pytest
 from streammon import operator
 from streammon.cli import main, settings_to_env
 from streammon.config import Settings
-from streammon.registry import Registry, hash_file
+from streammon.registry import Checkpoint, Registry, hash_file
 from streammon.topics import apply_topics
 
 
@@ -84,3 +84,35 @@ def test_manual_command_for_unknown_rollout_is_refused(cli_env: Settings, redis_
     """A manual command for a rollout that never started fails with a clear error."""
     with pytest.raises(Exception, match="start it first"):
         operator.send_manual(cli_env, f"nope-{unique}", "rollback", client=redis_client)
+
+
+def test_manual_command_that_loses_a_seq_race_is_resent(
+    cli_env: Settings, spawn: Any, redis_client: Any, tmp_path: Path, unique: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the decider takes the sequence number an operator picked, the operator's
+    rollback is re-signed with the next number and still lands."""
+    from streammon import control
+
+    apply_topics(cli_env.kafka, cli_env.topics)
+    spawn("actuator")
+    base, rid = f"v1-{unique}", f"race-{unique}"
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"w")
+    Registry(redis_client).pin(Checkpoint(version=base, weights_uri=str(weights),
+                                          content_hash=hash_file(weights)))
+    for seq, action, fraction in ((1, "start", 0.1), (2, "step", 0.2)):
+        operator.produce_command(cli_env, control.make_command(
+            rollout_id=rid, seq=seq, action=action, baseline=base, candidate="v2",
+            fraction=fraction, now_ms=seq, key=cli_env.hmac_key))
+        wait_for_seq(redis_client, rid, seq)
+    stale = operator.current_route(redis_client, rid)
+    stale = type(stale)(**{**{f: getattr(stale, f) for f in stale.__struct_fields__}, "seq": 1})
+    reads = iter([stale])
+    real = operator.current_route
+    monkeypatch.setattr(operator, "current_route",
+                        lambda client, r: next(reads, None) or real(client, r))
+    cmd = operator.send_manual(cli_env, rid, "rollback", client=redis_client, reason="race")
+    assert cmd.seq == 3
+    final = wait_for_seq(redis_client, rid, 3)
+    assert final["action"] == "rollback" and final["weights"] == {base: 1.0}
