@@ -16,7 +16,7 @@ from rich.console import Console
 from streammon import events
 from streammon.config import Settings
 from streammon.errors import EventError
-from streammon.events import Command, Diagnosis, RolloutSpec
+from streammon.events import Command, Diagnosis, RollbackReport, RolloutSpec
 from streammon.topicread import TopicReader
 
 _UNITS = {"label": ("conversion", 100.0, "pp"), "latency_ms": ("latency", 1.0, "ms"),
@@ -66,7 +66,8 @@ class Timeline:
 
     def _run(self) -> None:
         topics = self.settings.topics
-        with TopicReader(self.settings, [topics.control, topics.diagnostics]) as reader:
+        with TopicReader(self.settings, [topics.control, topics.diagnostics,
+                                         topics.rollbacks]) as reader:
             while not self._stop.is_set():
                 for topic, _key, value in reader.poll(0.1, 100):
                     self._show(topic, value)
@@ -75,6 +76,8 @@ class Timeline:
         try:
             if topic == self.settings.topics.control:
                 self._show_command(events.decode(Command, value))
+            elif topic == self.settings.topics.rollbacks:
+                self._show_postmortem(events.decode(RollbackReport, value))
             else:
                 self._show_diagnosis(events.decode(Diagnosis, value))
         except EventError as exc:
@@ -95,12 +98,23 @@ class Timeline:
                            f"canary {d.fraction:4.0%}[/dim]  " + "  ".join(parts) +
                            f"  [dim]-> {d.action}[/dim]")
 
+    def _show_postmortem(self, report: RollbackReport) -> None:
+        from streammon.postmortem import render_text
+
+        text = render_text(report).split("\n")
+        self.console.print("[red]  post-mortem (streammon rollout diagnose " +
+                           f"{report.rollout_id}):[/red]")
+        for line in text[:-len(report.commands) - 1]:  # the commands are printed above
+            self.console.print(f"    {line}", style="red", highlight=False, markup=False)
+
     def print_legend(self) -> None:
         """Explain the columns once, before the first line."""
         self.console.print(
             "[dim]Each window line: seconds since traffic began, the closed decision window, "
             "the canary's share,\nand per metric the canary-minus-baseline effect with its "
-            "anytime-valid 95% confidence bounds.[/dim]")
+            "anytime-valid confidence bounds (the rollout's alpha split\nacross its metrics), "
+            "intersected over all windows so far: when the effect changes mid-rollout they can "
+            "\ncross (lower above upper), which is itself evidence of the change.[/dim]")
 
     def summarise(self, phase: str | None, switched_at_s: float | None, *, expected: str) -> int:
         """Print the closing lines; return 0 if the rollout ended as ``expected``."""
