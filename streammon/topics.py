@@ -20,7 +20,14 @@ from streammon import events
 from streammon.config import KafkaSettings, TopicNames
 from streammon.errors import ConfigError, CoPartitionError, KafkaIOError, TopicError
 
-SPEC_DIR = Path(__file__).resolve().parent.parent / "topics"
+def _spec_dir() -> Path:
+    """Return topics/ of a source checkout, else the copy installed with the package."""
+    here = Path(__file__).resolve().parent
+    checkout = here.parent / "topics"
+    return checkout if checkout.is_dir() else here / "topic_specs"
+
+
+SPEC_DIR = _spec_dir()
 SCHEMA_TYPES: dict[str, type[msgspec.Struct]] = {
     "prediction": events.Prediction,
     "outcome": events.Outcome,
