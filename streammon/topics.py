@@ -20,6 +20,7 @@ from streammon import events
 from streammon.config import KafkaSettings, TopicNames
 from streammon.errors import ConfigError, CoPartitionError, KafkaIOError, TopicError
 
+
 def _spec_dir() -> Path:
     """Return topics/ of a source checkout, else the copy installed with the package."""
     here = Path(__file__).resolve().parent

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 import redis
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from helpers import PrivateRedis, wait_until
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -21,7 +21,7 @@ from streammon import events
 from streammon.actuator import STATS_KEY, Actuator
 from streammon.config import Settings
 from streammon.control import make_command, route_key
-from streammon.devstack import free_port, redis_binary
+from streammon.devstack import free_port
 from streammon.events import Action
 from streammon.registry import Checkpoint, Registry, hash_file
 
@@ -68,15 +68,6 @@ def _produce(settings: Settings, values: list[bytes], key: str) -> None:
     for value in values:
         producer.produce(settings.topics.control, key=key, value=value)
     assert producer.flush(10) == 0
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float = 8.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @contextmanager
@@ -176,59 +167,34 @@ def test_replaying_the_control_topic_changes_nothing(
     _produce(settings, [events.encode(c) for c in commands] + [b"not json"], rid)
     first = Actuator(settings=settings, client=redis_client, key=KEY)
     with _running(first, f"g1-{unique}"):
-        assert _wait(lambda: first.stats["bad_message"] == 1)
+        assert wait_until(lambda: first.stats["bad_message"] == 1)
     assert first.stats["applied"] == 3
     state, log_len = _state(redis_client, rid), redis_client.llen(f"{route_key(rid)}:log")
     replay = Actuator(settings=settings, client=redis_client, key=KEY)
     with _running(replay, f"g2-{unique}"):
-        assert _wait(lambda: replay.stats["bad_message"] == 1)
+        assert wait_until(lambda: replay.stats["bad_message"] == 1)
     assert replay.stats["applied"] == 0 and replay.stats["duplicate"] == 1
     assert replay.stats["rejected_stale"] == 2
     assert _state(redis_client, rid) == state
     assert redis_client.llen(f"{route_key(rid)}:log") == log_len
 
 
-@contextmanager
-def _private_redis(tmp_path: Path, port: int) -> Iterator[str]:
-    binary, _ = redis_binary()
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen(
-        argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    probe = redis.Redis.from_url(url, socket_connect_timeout=0.2)
-    try:
-        assert _wait(lambda: _pings(probe), 5.0)
-        yield url
-    finally:
-        probe.close()
-        proc.terminate()
-        proc.wait(5)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
-
-
 def test_redis_outage_loses_no_command(settings: Settings, unique: str, tmp_path: Path) -> None:
     """A command produced while Redis is down is applied once Redis is back."""
     _create_control_topic(settings)
-    port, rid = free_port(), f"r-{unique}"
+    server, rid = PrivateRedis(tmp_path), f"r-{unique}"
     client = redis.Redis(
-        host="127.0.0.1", port=port, socket_timeout=0.5, socket_connect_timeout=0.5
+        host="127.0.0.1", port=server.port, socket_timeout=0.5, socket_connect_timeout=0.5
     )
     actuator = Actuator(settings=settings, client=client, key=KEY)
     with _running(actuator, f"g-{unique}"):
-        with _private_redis(tmp_path, port):
+        with server:
             _produce(settings, [events.encode(_cmd(rid, 1))], rid)
-            assert _wait(lambda: actuator.stats["applied"] == 1)
+            assert wait_until(lambda: actuator.stats["applied"] == 1)
         _produce(settings, [events.encode(_cmd(rid, 2, fraction=0.3))], rid)
-        assert _wait(lambda: actuator.stats["redis_errors"] > 0)
-        with _private_redis(tmp_path, port):
-            assert _wait(lambda: b'"seq":2' in (_state(client, rid) or b""))
+        assert wait_until(lambda: actuator.stats["redis_errors"] > 0)
+        with server:
+            assert wait_until(lambda: b'"seq":2' in (_state(client, rid) or b""))
     assert actuator.stats["applied"] == 2
     client.close()
 
@@ -243,10 +209,10 @@ def test_command_received_but_not_written_is_applied_once_after_restart(
     dead = redis.Redis(host="127.0.0.1", port=free_port(), retry=Retry(NoBackoff(), 0))
     stuck = Actuator(settings=settings, client=dead, key=KEY)
     with _running(stuck, group):
-        assert _wait(lambda: stuck.stats["redis_errors"] >= 1)
+        assert wait_until(lambda: stuck.stats["redis_errors"] >= 1)
     successor = Actuator(settings=settings, client=redis_client, key=KEY)
     with _running(successor, group):
-        assert _wait(lambda: successor.stats["applied"] == 1)
+        assert wait_until(lambda: successor.stats["applied"] == 1)
         time.sleep(0.3)
     assert successor.stats["applied"] == 1 and stuck.stats["applied"] == 0
     assert redis_client.llen(f"{route_key(rid)}:log") == 1

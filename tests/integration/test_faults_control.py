@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import signal
-import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +18,13 @@ import pytest
 import redis
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from helpers import PrivateRedis, wait_until
 
 from streammon import events
 from streammon.config import RedisSettings, Settings
 from streammon.control import RouteState, make_command, route_key
 from streammon.demo import spawn_streammon
-from streammon.devstack import free_port, redis_binary, stop_process
+from streammon.devstack import stop_process
 from streammon.events import Action
 from streammon.follower import ControlFollower
 from streammon.registry import Checkpoint, Registry
@@ -34,49 +33,9 @@ from streammon.router import Router
 UNITS = [f"user-{i}" for i in range(1000)]
 
 
-class PrivateRedis:
-    """A Redis server on a fixed port and directory that a test may stop and restart."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port, self.directory = free_port(), directory
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        argv = [redis_binary()[0], "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
-        try:
-            assert _wait(lambda: _pings(client), 10.0), "private Redis did not start"
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-            self.proc = None
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
+    server = PrivateRedis(tmp_path, "--appendonly", "yes", "--appendfsync", "always")
     server.start()
     yield server
     server.stop()
@@ -141,18 +100,18 @@ def test_actuator_sigkilled_between_receive_and_write_applies_once_after_restart
     rid, producer = f"r-{unique}", _setup_topic(settings)
     first = spawn("actuator")
     _send(producer, settings, rid, 1, "start", 0.05)
-    assert _wait(lambda: (s := _state(client, rid)) is not None and s.seq == 1, 20.0)
+    assert wait_until(lambda: (s := _state(client, rid)) is not None and s.seq == 1, 20.0)
     client.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")
     try:
         _send(producer, settings, rid, 2, "step", 0.3)
-        assert _wait(lambda: _evalsha_blocked(client)), "actuator never reached its write"
+        assert wait_until(lambda: _evalsha_blocked(client)), "actuator never reached its write"
         first.send_signal(signal.SIGKILL)
         first.wait(10)
     finally:
         client.execute_command("CLIENT", "UNPAUSE")
     spawn("actuator")
     _send(producer, settings, f"{rid}-sentinel", 1, "step", 0.5)  # handled after seq 2
-    assert _wait(lambda: _state(client, f"{rid}-sentinel") is not None, 20.0)
+    assert wait_until(lambda: _state(client, f"{rid}-sentinel") is not None, 20.0)
     state = _state(client, rid)
     assert state is not None and state.seq == 2 and state.weights == {"v1": 0.7, "v2": 0.3}
     assert _logged_seqs(client, rid) == [1, 2]
@@ -175,7 +134,7 @@ def test_redis_stopped_mid_rollout_routers_keep_weights_and_actuator_converges(
         private_redis.stop()
         _send(producer, settings, rid, 3, "step", 0.4)
         _send(producer, settings, rid, 4, "rollback", 0.0)
-        assert _wait(lambda: all(r.stats["refresh_errors"] >= 3 for r in routers))
+        assert wait_until(lambda: all(r.stats["refresh_errors"] >= 3 for r in routers))
         assert [[r.route(u) for u in UNITS] for r in routers] == before
         private_redis.start()
         assert all(r.wait_for_seq(4, 15.0) for r in routers)
@@ -195,13 +154,13 @@ def test_control_topic_replayed_from_offset_zero_changes_nothing(
     spawn("actuator")
     for seq, action, fraction in [(1, "start", 0.05), (2, "step", 0.1), (3, "step", 0.25)]:
         _send(producer, settings, rid, seq, action, fraction)  # type: ignore[arg-type]
-    assert _wait(lambda: (s := _state(client, rid)) is not None and s.seq == 3, 20.0)
+    assert wait_until(lambda: (s := _state(client, rid)) is not None and s.seq == 3, 20.0)
     state, log_before = client.get(route_key(rid)), _logged_seqs(client, rid)
     replay_settings = dataclasses.replace(settings, app_id=f"replay-{unique}")
     replayer = spawn_streammon(["actuator"], replay_settings, tmp_path / "replay.log")
     try:
-        assert _wait(lambda: _stats(client).get("rejected_stale", 0) >= 2, 20.0)
-        assert _wait(lambda: _stats(client).get("duplicate", 0) >= 1, 5.0)
+        assert wait_until(lambda: _stats(client).get("rejected_stale", 0) >= 2, 20.0)
+        assert wait_until(lambda: _stats(client).get("duplicate", 0) >= 1, 5.0)
     finally:
         stop_process(replayer)
     router = Router(client=client, rollout_id=rid, default_version="v1")

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+from helpers import PrivateRedis, wait_until
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from streammon.actuator import Actuator
 from streammon.config import Settings
 from streammon.control import make_command
-from streammon.devstack import free_port, redis_binary
+from streammon.devstack import free_port
 from streammon.events import Action, Command
 from streammon.registry import Checkpoint, Registry
 from streammon.router import Router
@@ -46,15 +44,6 @@ def _fail_fast_client(port: int) -> redis.Redis:
         socket_connect_timeout=0.5,
         retry=Retry(NoBackoff(), 0),
     )
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def _canary_share(router: Router) -> float:
@@ -103,53 +92,29 @@ def test_router_with_no_weights_ever_routes_to_default_baseline() -> None:
     """A router whose Redis is unreachable from the start sends everyone to the default."""
     dead = _fail_fast_client(free_port())
     with Router(client=dead, rollout_id="r", default_version="v-pinned", refresh_s=0.05) as router:
-        assert _wait(lambda: router.stats["refresh_errors"] >= 2)
+        assert wait_until(lambda: router.stats["refresh_errors"] >= 2)
         got = {router.route(u) for u in UNITS[:50]}
     assert {(a.version, a.arm, a.weights_seq) for a in got} == {("v-pinned", "baseline", None)}
-
-
-@contextmanager
-def _private_redis(tmp_path: Path, port: int) -> Iterator[redis.Redis]:
-    binary, _ = redis_binary()
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen(
-        argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    client = _fail_fast_client(port)
-    try:
-        assert _wait(lambda: _pings(client))
-        yield client
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(5)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
 
 
 def test_router_keeps_last_weights_while_redis_is_down_and_converges_after(
     settings: Settings, unique: str, tmp_path: Path
 ) -> None:
     """Routers serve their last weights through an outage, then take the next change."""
-    port, rid = free_port(), f"r-{unique}"
-    client = _fail_fast_client(port)
+    server, rid = PrivateRedis(tmp_path), f"r-{unique}"
+    client = _fail_fast_client(server.port)
     router = Router(client=client, rollout_id=rid, default_version="v1", refresh_s=0.1)
-    with _private_redis(tmp_path, port) as server:
-        Actuator(settings=settings, client=server, key=KEY).apply(_cmd(rid, 1, 0.3))
+    with server, _fail_fast_client(server.port) as writer:
+        Actuator(settings=settings, client=writer, key=KEY).apply(_cmd(rid, 1, 0.3))
         router.start()
         assert router.wait_for_seq(1, timeout_s=2.0)
         before = [router.route(u) for u in UNITS]
     try:
-        assert _wait(lambda: router.stats["refresh_errors"] >= 3)
+        assert wait_until(lambda: router.stats["refresh_errors"] >= 3)
         assert [router.route(u) for u in UNITS] == before
         assert 0.25 < _canary_share(router) < 0.35
-        with _private_redis(tmp_path, port) as server:
-            Actuator(settings=settings, client=server, key=KEY).apply(_cmd(rid, 2, 0.6))
+        with server, _fail_fast_client(server.port) as writer:
+            Actuator(settings=settings, client=writer, key=KEY).apply(_cmd(rid, 2, 0.6))
             assert router.wait_for_seq(2, timeout_s=3.0)
         assert 0.55 < _canary_share(router) < 0.65
     finally:

@@ -4,14 +4,14 @@ counted, by the actuator (Redis path) and by the follower (router fast path)."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import msgspec
 import pytest
 import redis
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from helpers import wait_until
 
 from streammon import events
 from streammon.actuator import Actuator
@@ -62,15 +62,6 @@ class Scenario:
         assert self.producer.flush(10) == 0
 
 
-def _wait(predicate: Callable[[], bool], timeout_s: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 @pytest.fixture
 def scenario(settings: Settings, unique: str, redis_client: redis.Redis) -> Scenario:
     made = Scenario(settings, unique)
@@ -97,7 +88,7 @@ def test_actuator_rejects_and_counts_attack(
 ) -> None:
     """The actuator leaves the route at seq 2 and counts the attack under its own counter."""
     scenario.play(attack)
-    assert _wait(lambda: redis_client.exists(route_key(scenario.sentinel)) == 1)
+    assert wait_until(lambda: redis_client.exists(route_key(scenario.sentinel)) == 1)
     raw = redis_client.get(route_key(scenario.rid))
     state = msgspec.json.decode(raw or b"", type=RouteState)
     assert state.seq == 2 and state.candidate_weight == pytest.approx(0.2)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from helpers import pings
 
 from streammon.actuator import Actuator
 from streammon.config import RedisSettings, Settings
@@ -41,7 +42,7 @@ def acl_redis(tmp_path: Path) -> Iterator[int]:
     admin = redis.Redis(port=port, password=ADMIN_PASSWORD, socket_connect_timeout=0.2)
     try:
         deadline = time.monotonic() + 10
-        while not _pings(admin) and time.monotonic() < deadline:
+        while not pings(admin) and time.monotonic() < deadline:
             time.sleep(0.05)
         Registry(admin).pin(Checkpoint(version="v1", weights_uri="s3://m/v1",
                                        content_hash="sha256:" + "a" * 64))
@@ -49,13 +50,6 @@ def acl_redis(tmp_path: Path) -> Iterator[int]:
     finally:
         admin.close()
         stop_process(proc)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
 
 
 def _with_redis(settings: Settings, url: str, **options: object) -> Settings:
