@@ -48,12 +48,20 @@ STEADY_EVENTS_PER_S = 40_000
 
 
 def preload(settings: Settings, workload: JoinWorkload) -> float:
-    """Publish the workload through the SDK; return events/s of publishing."""
+    """Publish the workload through the SDK (a progress bar on stderr); return events/s."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    total = count_events(workload)
     start = time.perf_counter()
-    with Publisher(settings=settings, strict=True, max_queue_messages=1_000_000) as pub:
-        for kind, fields in generate(workload):
+    with Progress(console=Console(stderr=True), transient=True) as bar, \
+            Publisher(settings=settings, strict=True, max_queue_messages=1_000_000) as pub:
+        task = bar.add_task("preloading the workload", total=total)
+        for i, (kind, fields) in enumerate(generate(workload), 1):
             (pub.prediction if kind == "prediction" else pub.outcome)(**fields)
-    return count_events(workload) / (time.perf_counter() - start)
+            if i % 20_000 == 0:
+                bar.update(task, completed=i)
+    return total / (time.perf_counter() - start)
 
 
 def run_join(settings: Settings, workload: JoinWorkload, partitions: int, log_dir: Path,
