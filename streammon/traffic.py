@@ -51,12 +51,19 @@ def demo_spec(rollout_id: str, *, window_ms: int = 2000, grace_ms: int = 1200,
         window_ms=window_ms, grace_ms=grace_ms, ttl_ms=30_000)
 
 
-def pin_baseline(client: Any, data_dir: Path, version: str) -> Checkpoint:
-    """Pin a stand-in checkpoint of ``version`` (a small local weights file) in Redis."""
+def pin_baseline(client: Any, data_dir: Path, version: str, *, local: bool = True) -> Checkpoint:
+    """Pin a stand-in checkpoint of ``version`` in Redis.
+
+    ``local`` writes a small weights file and pins its ``file://`` URI, which an actuator
+    on the same machine re-hashes; otherwise (compose: the actuator runs in another
+    container) the URI is remote-style and only the pin's hash format is checked.
+    """
+    content = f"pretend weights of {version}\n".encode()
     weights = data_dir / f"{version}.weights"
-    weights.write_bytes(f"pretend weights of {version}\n".encode())
+    weights.write_bytes(content)
+    uri = f"file://{weights.resolve()}" if local else f"s3://streammon-demo/{version}.weights"
     return Registry(client).pin(Checkpoint(
-        version=version, weights_uri=f"file://{weights.resolve()}", config={"threshold": 0.5},
+        version=version, weights_uri=uri, config={"threshold": 0.5},
         features=["f1", "f2"], environment={"python": sys.version.split()[0]},
         content_hash=hash_file(weights), pinned_at_ms=0))
 
@@ -113,7 +120,7 @@ def run_traffic(settings: Any, *, rollout_id: str, regression_at_s: float | None
     spec = demo_spec(rollout_id, window_ms=window_ms, grace_ms=window_ms // 2)
     work = Path(settings.data_dir)
     work.mkdir(parents=True, exist_ok=True)
-    pin_baseline(client, work, spec.baseline)
+    pin_baseline(client, work, spec.baseline, local=False)
     with Router.from_settings(settings, rollout_id=rollout_id, default_version=spec.baseline,
                               refresh_s=0.5) as router, Publisher(settings=settings) as publisher:
         operator.start_rollout(settings, spec, client=client)
