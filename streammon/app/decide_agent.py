@@ -25,6 +25,14 @@ log = logging.getLogger(__name__)
 _STATE = msgspec.json.Decoder(rollout.RolloutState)
 
 
+def _next_close_ms(state: rollout.RolloutState) -> float:
+    """Return the event time at which the rollout's next window closes (inf when done)."""
+    if state.phase != "running":
+        return float("inf")
+    spec = state.spec
+    return state.origin_ms + (state.windows_closed + 1) * spec.window_ms + spec.grace_ms
+
+
 class DecideAgent:
     """Wires the decider's topics, tables and agent into a Faust app."""
 
@@ -43,6 +51,7 @@ class DecideAgent:
         self.rollouts_table = app.Table("decide-rollouts", **opts)
         self.summaries: dict[str, dict[str, events.CohortSummary]] = defaultdict(dict)
         self.watermarks: dict[str, int] = {}
+        self._next_close_ms: dict[str, float] = {}
         self._loaded = False
 
         async def decide(stream: Any) -> None:
@@ -73,6 +82,8 @@ class DecideAgent:
                 self.summaries_table[summary.key.encode()] = value
                 self._index(summary)
                 rollout_id = summary.rollout_id
+                if self.watermarks[rollout_id] < self._next_close_ms.get(rollout_id, 0):
+                    return  # no window can have closed: nothing to assess
             else:
                 cmd = events.decode(events.Command, value)
                 self._fold_command(cmd)
@@ -114,6 +125,7 @@ class DecideAgent:
         except StreamMonError:
             log.exception("decider: cannot assess rollout %s; it stays as it is", rollout_id)
             return
+        self._next_close_ms[rollout_id] = _next_close_ms(state)
         if state.windows_closed == before and not commands:
             return
         self.rollouts_table[key] = msgspec.json.encode(state)
