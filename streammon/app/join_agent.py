@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streammon import events
+from streammon.app.producer_flush import drain_fully
 from streammon.app.tablestore import RecordStore
 from streammon.cohorts import CellKey
 from streammon.config import Settings
@@ -83,6 +84,7 @@ class JoinAgent:
         self.table.on_recover(self.on_recovered)
         app.on_partitions_revoked.connect(self.on_revoked)
         app.producer.buffer.max_messages = PRODUCER_BUFFER_MAX_MESSAGES
+        drain_fully(app.producer.buffer)  # no offset commit ahead of its changelog record
 
     def join_for(self, partition: int) -> PartitionJoin:
         """Return (rebuilding it from the recovered table if new) the join of a partition."""

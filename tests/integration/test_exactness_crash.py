@@ -127,7 +127,7 @@ def test_sigkill_mid_stream_then_restart_is_exact(settings: Settings, spawn: Any
     assert total // 5 <= at_kill < total
     spawn(*WORKER_ARGS)
     publisher.join(30)
-    assert wait_applied(settings, partitions, total, timeout_s=40) == total
+    assert wait_applied(settings, partitions, total, timeout_s=120) == total
     assert diff_cells(final_cells(settings, truth), truth) == []
 
 
@@ -145,5 +145,5 @@ def test_rebalance_between_two_workers_and_a_kill_is_exact(settings: Settings, s
     kill9(first)
     assert at_kill < total
     publisher.join(30)
-    assert wait_applied(settings, partitions, total, timeout_s=40) == total
+    assert wait_applied(settings, partitions, total, timeout_s=120) == total
     assert diff_cells(final_cells(settings, truth), truth) == []
