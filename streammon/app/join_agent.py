@@ -17,6 +17,7 @@ the join goes on.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -101,6 +102,7 @@ class JoinAgent:
     async def handle_batch(self, batch: list[Any]) -> None:
         """Process one batch of messages from any partitions, then persist what changed."""
         touched: set[int] = set()
+        sent: list[Any] = []
         now_ms = int(time.time() * 1000)
         owned = self.app.consumer.assignment()
         for event in batch:
@@ -117,10 +119,15 @@ class JoinAgent:
             await self._apply(pj, message, role, event.value, now_ms)
             pj.offsets[role] = message.offset + 1
             if pj.state.changed_entries >= RECORD_MAX_ENTRIES:
-                self._persist(pj)
+                sent.append(self._persist(pj))
                 touched.discard(message.partition)
         for partition in touched:
-            self._persist(self.joins[partition])
+            sent.append(self._persist(self.joins[partition]))
+        # The batch's messages are acked (and so may be committed) when this returns: not
+        # before the records holding their effects are on the broker, or a crash in
+        # between would lose them (offsets committed, state not).
+        if sent:
+            await asyncio.gather(*sent)
 
     async def _apply(self, pj: PartitionJoin, message: Any, role: str, value: bytes,
                      now_ms: int) -> None:
@@ -138,15 +145,17 @@ class JoinAgent:
         for reject in rejects:
             await self._dead_letter(message, reject)
 
-    def _persist(self, pj: PartitionJoin) -> None:
+    def _persist(self, pj: PartitionJoin) -> Any:
+        """Write the partition's record for what changed; return the send's future."""
         pj.state.expire()
         changes = pj.state.take_changes()
         seq, record, dead = pj.log.write(pj.state, changes, pj.offsets)
-        pj.store.put(seq, record)
+        sent = pj.store.put(seq, record)
         pj.store.delete(dead)
         pj.dirty |= changes.cells
         self.counters["records_written"] += 1
         self.counters["records_deleted"] += len(dead)
+        return sent
 
     async def _dead_letter(self, message: Any, reject: Reject) -> None:
         self.counters["dead_lettered"] += 1

@@ -33,11 +33,11 @@ class RecordStore:
         return [bytes(v) for k, v in list(self._data.items())
                 if isinstance(k, bytes) and k.startswith(prefix) and v]
 
-    def put(self, seq: int, record: bytes) -> None:
-        """Store record ``seq`` locally and send it to the changelog."""
+    def put(self, seq: int, record: bytes) -> Any:
+        """Store record ``seq`` locally and send it to the changelog; return the send's future."""
         key = self.key(seq)
         self._data[key] = record
-        self._send(key, record)
+        return self._send(key, record)
 
     def delete(self, seqs: Iterable[int]) -> int:
         """Delete records locally and send a tombstone for each; return how many."""
@@ -49,6 +49,6 @@ class RecordStore:
             count += 1
         return count
 
-    def _send(self, key: bytes, value: bytes | None) -> None:
-        self._table.send_changelog(self._partition, key, value,
-                                   key_serializer="raw", value_serializer="raw")
+    def _send(self, key: bytes, value: bytes | None) -> Any:
+        return self._table.send_changelog(self._partition, key, value,
+                                          key_serializer="raw", value_serializer="raw")
