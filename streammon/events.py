@@ -267,6 +267,13 @@ class RollbackReport(msgspec.Struct, frozen=True, kw_only=True):
     commands: list[CommandNote]
 
 
+def json_number(x: float, nan: float = 0.0) -> float:
+    """Return ``x`` as JSON can carry it: infinities clamped to ±1e300, NaN replaced."""
+    if math.isnan(x):
+        return nan
+    return max(min(float(x), 1e300), -1e300)
+
+
 _T = TypeVar("_T")
 _DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
 _ENCODER = msgspec.json.Encoder()

@@ -10,25 +10,20 @@ diagnose ID`` prints it or writes it to a file. Pure.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from streammon import cellgrid, decide
 from streammon.events import CommandNote as CommandNote
-from streammon.events import EffectPoint, MetricHistory, RollbackReport, RolloutSpec
+from streammon.events import EffectPoint, MetricHistory, RollbackReport, RolloutSpec, json_number
 from streammon.stats import as_cells, compute_sequence
-
-
-def _finite(x: float) -> float:
-    return 0.0 if math.isnan(x) else max(min(float(x), 1e300), -1e300)
 
 
 def _sequence(spec: decide.MetricSpec, cells: dict[str, np.ndarray],
               alpha: float) -> list[EffectPoint]:
     seq = compute_sequence(as_cells(cells, spec.kind), kind=spec.kind,
                            bad_direction=spec.bad_direction, alpha=alpha, margin=spec.margin)
-    return [EffectPoint(t, _finite(seq.effect[t]), _finite(seq.lower[t]), _finite(seq.upper[t]))
+    return [EffectPoint(t, json_number(seq.effect[t]), json_number(seq.lower[t]),
+                        json_number(seq.upper[t]))
             for t in range(seq.effect.shape[-1])]
 
 
@@ -57,7 +52,7 @@ def build_rollback_report(
         rollout_id=spec.rollout_id, reason=result.message, ts_ms=now_ms,
         restored_version=spec.baseline, candidate=spec.candidate, windows_closed=windows_closed,
         metrics=histories, drift_p_value=drift_p,
-        srm_p_value=_finite(result.srm_p_value) if not math.isnan(result.srm_p_value) else 1.0,
+        srm_p_value=json_number(result.srm_p_value, 1.0),
         commands=list(commands))
 
 

@@ -10,7 +10,6 @@ what to do, and returns the commands and diagnoses to send. No clock, no I/O.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterable
 from typing import Literal, NamedTuple
 
@@ -26,6 +25,7 @@ from streammon.events import (
     MetricEstimate,
     RollbackReport,
     RolloutSpec,
+    json_number,
 )
 from streammon.stats import compute_drift
 
@@ -217,17 +217,11 @@ def _diagnosis(state: RolloutState, result: decide.Assessment, now_ms: int,
         windows_closed=state.windows_closed, stage=state.stage, fraction=state.fraction,
         action=result.action, verdict=str(result.verdict), message=result.message,
         metrics=[_estimate(e) for e in result.estimates], ts_ms=now_ms,
-        srm_p_value=_finite(result.srm_p_value, 1.0), drift_p_value=drift_p)
-
-
-def _finite(x: float, nan: float = 0.0) -> float:
-    """JSON has no inf or NaN: clamp infinities, replace NaN (n = 0 says it was empty)."""
-    if math.isnan(x):
-        return nan
-    return max(min(x, 1e300), -1e300)
+        srm_p_value=json_number(result.srm_p_value, 1.0), drift_p_value=drift_p)
 
 
 def _estimate(e: decide.MetricEstimate) -> MetricEstimate:
-    return MetricEstimate(name=e.name, effect=_finite(e.effect), rel_effect=_finite(e.relative),
-                          lower=_finite(e.lower), upper=_finite(e.upper),
+    return MetricEstimate(name=e.name, effect=json_number(e.effect),
+                          rel_effect=json_number(e.relative),
+                          lower=json_number(e.lower), upper=json_number(e.upper),
                           n_baseline=int(e.n_a), n_canary=int(e.n_b), verdict=str(e.verdict))
