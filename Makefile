@@ -6,17 +6,31 @@ PYTHON ?= $(shell for p in python3 python3.11 python3.12 python3.13; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && echo $$p && break; done)
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+PYVER  := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+STAMP  := $(VENV)/.installed-py$(PYVER)
+LOCK   := requirements/dev.txt
 
 .PHONY: demo demo-healthy test test-slow bench stats-table lint dev-up dev-down \
-	compose-up compose-down clean
+	compose-up compose-down upgrade clean
 
-$(STAMP): pyproject.toml
+# Installs from the lock only (hashes checked), then streammon itself without touching
+# the resolver. A .venv made by another Python is rebuilt (`make test PYTHON=python3.13`).
+$(STAMP): pyproject.toml $(LOCK)
 	@test -n "$(PYTHON)" || { echo "streammon needs Python >= 3.11 (set PYTHON=...)"; exit 1; }
+	@if [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(PYVER)" ]; then \
+		echo "rebuilding $(VENV) for Python $(PYVER)"; rm -rf $(VENV); fi
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+# Re-resolve the lock to the newest releases, reinstall, and run the tests on them.
+upgrade:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet uv
+	scripts/lock.sh
+	rm -f $(STAMP)
+	$(MAKE) test
 
 demo: $(STAMP)
 	$(BIN)/streammon demo

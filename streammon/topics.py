@@ -85,10 +85,25 @@ def schema_documents() -> dict[str, dict[str, Any]]:
     """Return the JSON Schema of every event type, generated from the msgspec types."""
     docs = {}
     for name, kind in SCHEMA_TYPES.items():
-        schema = msgspec.json.schema(kind)
+        schema = _normalise_descriptions(msgspec.json.schema(kind))
         schema["$id"] = f"streammon/{name}/v{events.SCHEMA_VERSION}"
         docs[name] = schema
     return docs
+
+
+def _normalise_descriptions(node: Any) -> Any:
+    """Collapse whitespace in docstring-derived ``description`` fields.
+
+    msgspec copies class docstrings into the schema, and how it dedents them has changed
+    between releases; collapsing runs of whitespace keeps the committed schemas identical
+    whichever msgspec version generated them.
+    """
+    if isinstance(node, dict):
+        return {key: (" ".join(value.split()) if key == "description" and isinstance(value, str)
+                      else _normalise_descriptions(value)) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_normalise_descriptions(item) for item in node]
+    return node
 
 
 def write_schemas(out_dir: Path = SPEC_DIR / "schemas") -> list[Path]:

@@ -68,3 +68,15 @@ def test_summary_key_is_deterministic() -> None:
                              arm="canary", source="p1", metrics={}, score_hist=[1],
                              watermark_ms=99)
     assert a.key == b.key == "r|0|s|canary|p1"
+
+
+def test_schema_descriptions_do_not_depend_on_docstring_layout() -> None:
+    """Two docstrings that differ only in indentation give the same committed schema text."""
+    from streammon.topics import _normalise_descriptions
+
+    dedented = {"description": "One line.\n\nAnother line.", "properties": {
+        "x": {"description": "field\n  help"}}}
+    indented = {"description": "One line.\n\n    Another line.", "properties": {
+        "x": {"description": "field\n        help"}}}
+    assert _normalise_descriptions(dedented) == _normalise_descriptions(indented)
+    assert _normalise_descriptions(indented)["description"] == "One line. Another line."
