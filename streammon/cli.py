@@ -230,7 +230,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Run the simulated canary rollout and print its timeline."""
     from streammon.demo import run_demo
 
-    return run_demo(regression=not args.no_regression, seed=args.seed)
+    return run_demo(regression=not args.no_regression, seed=args.seed, data_dir=settings.data_dir,
+                    reports_dir=args.reports_dir, false_alarm_at_s=args.false_alarm_at_s)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -293,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = add("demo", cmd_demo)
     demo.add_argument("--no-regression", action="store_true", help="a healthy candidate")
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--reports-dir", default="reports",
+                      help="where the rollout's HTML report goes (default reports/)")
+    demo.add_argument("--false-alarm-at-s", type=float, default=None, help=argparse.SUPPRESS)
     parser.set_defaults(_commands=commands)
     return parser
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 from rich.console import Console
 
@@ -35,6 +36,41 @@ def _format_estimate(name: str, effect: float, lower: float, upper: float) -> st
     return f"{label} {effect * scale:+.1f}{unit} [{bound(lower)}, {bound(upper)}]"
 
 
+@dataclass(frozen=True)
+class OutcomeCheck:
+    """Whether a demo run ended right, and the sentence that says why."""
+
+    ok: bool
+    message: str
+
+
+def judge_outcome(*, regression_at_s: float | None, phase: str | None,
+                  decision_at_s: float | None, evidence_end_s: float | None) -> OutcomeCheck:
+    """Judge a demo run: a regressing candidate must be rolled back *because* it regressed.
+
+    ``decision_at_s`` is when the terminal command was sent and ``evidence_end_s`` when
+    the last window it judged ended (seconds since traffic began). A rollback sent
+    before the regression, or decided on windows that all ended before it, is a false
+    alarm that only happened to match the scenario: it is wrong.
+    """
+    if phase is None:
+        return OutcomeCheck(False, "no decision in the demo's time")
+    if regression_at_s is None:
+        if phase == "promoted":
+            return OutcomeCheck(True, "the healthy candidate was promoted")
+        return OutcomeCheck(False, f"WRONG: the healthy candidate ended {phase}")
+    if phase == "promoted":
+        return OutcomeCheck(False, "WRONG: the regressing candidate was promoted")
+    if phase != "rolled_back":
+        return OutcomeCheck(False, f"WRONG: the regressing candidate ended {phase}")
+    early = [t for t in (decision_at_s, evidence_end_s) if t is not None and t <= regression_at_s]
+    if early or decision_at_s is None:
+        return OutcomeCheck(False, f"WRONG: rolled back at +{decision_at_s or 0:.1f}s on "
+                                   f"evidence from before the regression began at "
+                                   f"+{regression_at_s:.1f}s (a false alarm)")
+    return OutcomeCheck(True, "the regression was rolled back")
+
+
 class Timeline:
     """Print the rollout's commands and assessments as they happen."""
 
@@ -44,6 +80,8 @@ class Timeline:
         self.t0_wall: float = time.time()
         self.regression_at_s: float | None = None
         self.decision: tuple[str, float] | None = None
+        self.evidence_end_s: float | None = None
+        self.traffic_seen = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="timeline", daemon=True)
 
@@ -93,6 +131,13 @@ class Timeline:
             self.decision = (cmd.action, at)
 
     def _show_diagnosis(self, d: Diagnosis) -> None:
+        if d.action in ("rollback", "promote") and self.evidence_end_s is None:
+            self.evidence_end_s = self._at(d.window_start_ms + self.spec.window_ms)
+        if not self.traffic_seen and not any(m.n_baseline + m.n_canary for m in d.metrics):
+            self.console.print(f"[dim]{self._at(d.ts_ms):+7.1f}s  window {d.windows_closed:3d}"
+                               "  closed before any traffic: nothing to judge[/dim]")
+            return
+        self.traffic_seen = True
         parts = [_format_estimate(m.name, m.effect, m.lower, m.upper) for m in d.metrics]
         self.console.print(f"[dim]{self._at(d.ts_ms):+7.1f}s  window {d.windows_closed:3d}  "
                            f"canary {d.fraction:4.0%}[/dim]  " + "  ".join(parts) +
@@ -118,11 +163,16 @@ class Timeline:
 
     def summarise(self, phase: str | None, switched_at_s: float | None, *, expected: str) -> int:
         """Print the closing lines; return 0 if the rollout ended as ``expected``."""
+        deadline = time.monotonic() + 10.0
+        while phase is not None and self.decision is None and time.monotonic() < deadline:
+            time.sleep(0.1)  # the timeline thread has yet to read the terminal command
         self.console.rule()
+        check = judge_outcome(regression_at_s=self.regression_at_s, phase=phase,
+                              decision_at_s=self.decision[1] if self.decision else None,
+                              evidence_end_s=self.evidence_end_s)
         if phase is None:
-            self.console.print(f"[red]no decision in the demo's time: expected {expected}[/red]")
+            self.console.print(f"[bold red]{check.message}: expected {expected}[/bold red]")
             return 1
-        ok = phase == expected
         reg = self.regression_at_s
         decision_at = self.decision[1] if self.decision else float("nan")
         if phase == "rolled_back" and reg is not None and switched_at_s is not None:
@@ -134,8 +184,8 @@ class Timeline:
             self.console.print(
                 f"[bold]{phase} command at +{decision_at:.1f}s; router switched at "
                 f"+{(switched_at_s or 0):.1f}s[/bold]")
-        self.console.print("[green]outcome as expected[/green]" if ok else
-                           f"[red]expected {expected}, got {phase}[/red]")
-        return 0 if ok else 1
+        self.console.print(f"[bold green]right outcome: {check.message}[/bold green]" if check.ok
+                           else f"[bold red]wrong outcome: {check.message}[/bold red]")
+        return 0 if check.ok else 1
 
 

@@ -75,7 +75,7 @@ def serve(router: Router, publisher: Publisher, sim: TrafficSim, spec: RolloutSp
     result = RunResult()
     last = time.monotonic()
     while (elapsed := time.monotonic() - t0) < max_traffic_s:
-        dead = [p.args[3] for p in procs or [] if p.poll() is not None]  # type: ignore[index]
+        dead = [_process_name(p) for p in procs or [] if p.poll() is not None]
         if dead:
             result.crashed = ", ".join(map(str, dead))
             break
@@ -102,6 +102,12 @@ def serve(router: Router, publisher: Publisher, sim: TrafficSim, spec: RolloutSp
                 break
         time.sleep(TICK_S)
     return result
+
+
+def _process_name(proc: subprocess.Popen[bytes]) -> str:
+    """Return the streammon subcommand a child runs (``worker``, ``actuator``)."""
+    argv = [str(a) for a in proc.args]  # type: ignore[union-attr]
+    return argv[argv.index("streammon.cli") + 1] if "streammon.cli" in argv else argv[0]
 
 
 def run_traffic(settings: Any, *, rollout_id: str, regression_at_s: float | None,

@@ -50,7 +50,8 @@ def create_app(
     app.streammon_join = JoinAgent(  # type: ignore[attr-defined]
         app, settings=settings, config=join_config, partitions=partitions)
     if decide:
-        app.streammon_decide = DecideAgent(app, settings=settings)  # type: ignore[attr-defined]
+        decider = DecideAgent(app, settings=settings, partitions=partitions)
+        app.streammon_decide = decider  # type: ignore[attr-defined]
     return app
 
 

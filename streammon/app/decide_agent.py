@@ -20,6 +20,7 @@ import msgspec
 from streammon import control, events, rollout
 from streammon.config import Settings
 from streammon.errors import CommandError, EventError, StreamMonError
+from streammon.source_watermarks import SourceWatermarks
 
 log = logging.getLogger(__name__)
 _STATE = msgspec.json.Decoder(rollout.RolloutState)
@@ -36,7 +37,7 @@ def _next_close_ms(state: rollout.RolloutState) -> float:
 class DecideAgent:
     """Wires the decider's topics, tables and agent into a Faust app."""
 
-    def __init__(self, app: Any, *, settings: Settings) -> None:
+    def __init__(self, app: Any, *, settings: Settings, partitions: int) -> None:
         topics = settings.topics
         self.settings = settings
         self.cohorts_topic, self.control_topic = topics.cohorts, topics.control
@@ -50,7 +51,7 @@ class DecideAgent:
         self.summaries_table = app.Table("decide-summaries", **opts)
         self.rollouts_table = app.Table("decide-rollouts", **opts)
         self.summaries: dict[str, dict[str, events.CohortSummary]] = defaultdict(dict)
-        self.watermarks: dict[str, int] = {}
+        self.clock = SourceWatermarks(partitions=partitions)
         self._next_close_ms: dict[str, float] = {}
         self._loaded = False
 
@@ -70,20 +71,25 @@ class DecideAgent:
 
     def _index(self, summary: events.CohortSummary) -> None:
         self.summaries[summary.rollout_id][summary.key] = summary
-        rid = summary.rollout_id
-        self.watermarks[rid] = max(self.watermarks.get(rid, 0), summary.watermark_ms)
+        self.clock.observe(summary.source, summary.watermark_ms)
 
     async def handle(self, topic: str, value: bytes) -> None:
-        """Fold one summary or command, then assess the rollout it concerns."""
+        """Fold one summary or command, then assess the rollouts whose windows closed.
+
+        Time is what every join partition has reached (:class:`SourceWatermarks`), so a
+        window is judged once all of its data is in, never on the fastest partition's.
+        """
         self._load()
         try:
             if topic == self.cohorts_topic:
                 summary = events.decode(events.CohortSummary, value)
                 self.summaries_table[summary.key.encode()] = value
                 self._index(summary)
-                rollout_id = summary.rollout_id
-                if self.watermarks[rollout_id] < self._next_close_ms.get(rollout_id, 0):
-                    return  # no window can have closed: nothing to assess
+                clock_ms = self.clock.closed_through_ms()
+                for rollout_id in list(self.summaries):
+                    if clock_ms >= self._next_close_ms.get(rollout_id, 0):
+                        await self._assess(rollout_id)
+                return
             else:
                 cmd = events.decode(events.Command, value)
                 self._fold_command(cmd)
@@ -120,7 +126,7 @@ class DecideAgent:
         try:
             diagnoses, commands, reports = rollout.progress(
                 state, list(self.summaries[rollout_id].values()),
-                self.watermarks.get(rollout_id, 0), now_ms=int(time.time() * 1000),
+                self.clock.closed_through_ms(), now_ms=int(time.time() * 1000),
                 key=self.settings.hmac_key)
         except StreamMonError:
             log.exception("decider: cannot assess rollout %s; it stays as it is", rollout_id)

@@ -54,6 +54,8 @@ class PartitionJoin:
     store: RecordStore
     offsets: dict[str, int]
     dirty: set[CellKey] = field(default_factory=set)
+    announced_wm_ms: int = 0
+    """The watermark the cohorts topic has been told: every cell below it was sent before."""
 
 
 class JoinAgent:
@@ -167,16 +169,27 @@ class JoinAgent:
         await self.deadletters.send(key=message.key, value=reject.raw, headers=headers)
 
     async def flush(self) -> None:
-        """Send the cumulative summary of every cell that changed since the last flush."""
+        """Send the cumulative summary of every cell that changed since the last flush.
+
+        A summary's watermark promises the decider that this partition's cells below it
+        have all been sent. So every summary of a flush carries the watermark announced by
+        the previous flush, and only the flush's last one the new watermark: a decider
+        reading the first summary of a flush cannot judge a window whose other cells are
+        still on their way.
+        """
         for partition, pj in list(self.joins.items()):
-            keys, pj.dirty = pj.dirty, set()
-            for key in keys:
+            keys, pj.dirty = list(pj.dirty), set()
+            new_wm_ms = pj.state.watermark_ms
+            for i, key in enumerate(keys):
                 if self.joins.get(partition) is not pj:
                     break  # revoked while sending: the new owner re-sends everything
+                last = i == len(keys) - 1
                 summary = pj.state.cells[key].to_summary(
                     key, window_ms=self.config.window_ms, source=f"p{partition}",
-                    watermark_ms=pj.state.watermark_ms)
+                    watermark_ms=new_wm_ms if last else pj.announced_wm_ms)
                 await self.cohorts.send(key=summary.key.encode(), value=events.encode(summary))
+                if last:
+                    pj.announced_wm_ms = new_wm_ms
 
     async def on_recovered(self) -> None:
         """After table recovery, rebuild every assigned partition and re-send all its cells.
