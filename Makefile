@@ -6,7 +6,12 @@ PYTHON ?= $(shell for p in python3 python3.11 python3.12 python3.13; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && echo $$p && break; done)
 VENV   := .venv
 BIN    := $(VENV)/bin
-PYVER  := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+# pyenv's shims run only the selected versions; `make test PYTHON=python3.13` also finds an
+# interpreter installed in pyenv but not selected.
+PYENV_ALL := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | paste -sd: -)
+PYEXE  := $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/null || \
+	PYENV_VERSION="$(PYENV_ALL)" $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/null)
+PYVER  := $(shell $(PYEXE) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 STAMP  := $(VENV)/.installed-py$(PYVER)
 LOCK   := requirements/dev.txt
 
@@ -16,17 +21,17 @@ LOCK   := requirements/dev.txt
 # Installs from the lock only (hashes checked), then streammon itself without touching
 # the resolver. A .venv made by another Python is rebuilt (`make test PYTHON=python3.13`).
 $(STAMP): pyproject.toml $(LOCK)
-	@test -n "$(PYTHON)" || { echo "streammon needs Python >= 3.11 (set PYTHON=...)"; exit 1; }
+	@test -n "$(PYEXE)" || { echo "streammon needs Python >= 3.11: none found as '$(PYTHON)' (set PYTHON=...)"; exit 1; }
 	@if [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(PYVER)" ]; then \
 		echo "rebuilding $(VENV) for Python $(PYVER)"; rm -rf $(VENV); fi
-	$(PYTHON) -m venv $(VENV)
+	$(PYEXE) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 # Re-resolve the lock to the newest releases, reinstall, and run the tests on them.
 upgrade:
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/python || $(PYEXE) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet uv
 	scripts/lock.sh
 	rm -f $(STAMP)

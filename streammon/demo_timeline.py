@@ -16,24 +16,13 @@ from rich.console import Console
 
 from streammon import events
 from streammon.config import Settings
+from streammon.effect_text import format_estimate
 from streammon.errors import EventError
 from streammon.events import Command, Diagnosis, RollbackReport, RolloutSpec
 from streammon.topicread import TopicReader
 
-_UNITS = {"label": ("conversion", 100.0, "pp"), "latency_ms": ("latency", 1.0, "ms"),
-          "error": ("errors", 100.0, "pp"), "value": ("value", 1.0, "")}
 _STYLE = {"rollback": "bold red", "promote": "bold green", "step": "cyan", "start": "cyan",
           "hold": "yellow", "resume": "cyan"}
-
-
-def _format_estimate(name: str, effect: float, lower: float, upper: float) -> str:
-    """Return e.g. ``conversion -1.3pp [-5.6, +3.1]``; unbounded sides print as ``inf``."""
-    label, scale, unit = _UNITS.get(name, (name, 1.0, ""))
-
-    def bound(x: float) -> str:
-        return f"{x * scale:+.1f}" if abs(x) < 1e12 else ("+inf" if x > 0 else "-inf")
-
-    return f"{label} {effect * scale:+.1f}{unit} [{bound(lower)}, {bound(upper)}]"
 
 
 @dataclass(frozen=True)
@@ -138,7 +127,7 @@ class Timeline:
                                "  closed before any traffic: nothing to judge[/dim]")
             return
         self.traffic_seen = True
-        parts = [_format_estimate(m.name, m.effect, m.lower, m.upper) for m in d.metrics]
+        parts = [format_estimate(m.name, m.effect, m.lower, m.upper) for m in d.metrics]
         self.console.print(f"[dim]{self._at(d.ts_ms):+7.1f}s  window {d.windows_closed:3d}  "
                            f"canary {d.fraction:4.0%}[/dim]  " + "  ".join(parts) +
                            f"  [dim]-> {d.action}[/dim]")

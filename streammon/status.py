@@ -15,12 +15,14 @@ import time
 from typing import Any
 
 import msgspec
+from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from streammon.config import Settings
 from streammon.control import RouteState, route_key
+from streammon.effect_text import format_bounds, format_count, format_effect, metric_label
 from streammon.errors import RedisIOError, StreamMonError
 from streammon.events import Diagnosis, RolloutSpec
 from streammon.report import SrmCheck
@@ -50,9 +52,9 @@ def _header(rollout_id: str, route: RouteState | None, spec: RolloutSpec | None,
                     "applied the start command?)", style="yellow")
     text = Text(f"rollout {rollout_id}  {route.baseline} -> {route.candidate}\n", style="bold")
     text.append(f"{route.phase.upper()}", style=_PHASE_STYLE.get(route.phase, "white"))
-    text.append(f"  stage {route.stage}  canary {route.candidate_weight:.1%} of traffic  "
-                f"(seq {route.seq}, {route.action} by {route.issued_by or '?'}, "
-                f"{_ago(route.ts_ms, now_ms)})\n")
+    text.append(f"  stage {route.stage}  canary {route.candidate_weight:.1%} of traffic\n")
+    text.append(f"last change: seq {route.seq}, {route.action} by {route.issued_by or '?'}, "
+                f"{_ago(route.ts_ms, now_ms)}\n")
     text.append(f"next step: {next_step_text(route, spec, now_ms)}")
     return text
 
@@ -76,22 +78,20 @@ def next_step_text(route: RouteState, spec: RolloutSpec | None, now_ms: int) -> 
 
 
 def _metrics_table(d: Diagnosis | None) -> RenderableType:
+    """Each metric's effect, bounds and sample sizes; fits 80 columns without cutting."""
     if d is None:
         return Text("no window assessed yet", style="dim")
     table = Table(title=f"window {d.windows_closed}: {d.verdict} -> {d.action}"
-                        + (f" ({d.message})" if d.message else ""), title_justify="left")
-    for col in ("metric", "effect", "relative", "confidence bounds", "n base", "n canary",
-                "verdict"):
-        table.add_column(col)
+                        + (f" ({d.message})" if d.message else ""), title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("metric", "effect", "rel.", "bounds", "n base", "n canary", "verdict"):
+        table.add_column(col, no_wrap=True, justify="left" if col == "metric" else "right")
     for m in d.metrics:
-        table.add_row(m.name, f"{m.effect:+.4g}", f"{m.rel_effect:+.1%}",
-                      f"[{_bound(m.lower)}, {_bound(m.upper)}]", str(m.n_baseline),
-                      str(m.n_canary), Text(m.verdict, style=_VERDICT_STYLE.get(m.verdict, "")))
+        table.add_row(metric_label(m.name), format_effect(m.name, m.effect),
+                      f"{m.rel_effect:+.1%}", format_bounds(m.name, m.lower, m.upper),
+                      format_count(m.n_baseline), format_count(m.n_canary),
+                      Text(m.verdict, style=_VERDICT_STYLE.get(m.verdict, "")))
     return table
-
-
-def _bound(x: float) -> str:
-    return "-inf" if x <= -1e299 else ("inf" if x >= 1e299 else f"{x:+.4g}")
 
 
 def _srm_line(srm: SrmCheck | None) -> str:
@@ -103,9 +103,10 @@ def _srm_line(srm: SrmCheck | None) -> str:
 
 
 def _log_table(log: list[RouteState], now_ms: int) -> RenderableType:
-    table = Table(title="last commands", title_justify="left")
+    table = Table(title="last commands", title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
     for col in ("seq", "when", "action", "canary", "by", "reason"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col != "reason", overflow="fold")
     for s in log[-LOG_ENTRIES:]:
         style = "bold red" if s.action == "rollback" else ""
         table.add_row(str(s.seq), _ago(s.ts_ms, now_ms), Text(s.action.upper(), style=style),

@@ -51,8 +51,37 @@ def test_rolled_back_status_shows_phase_metric_bounds_and_log() -> None:
     assert "latency_ms" in out and "+3.2" in out and "[+1.9, +4.4]" in out
     assert "Rollback" in out and "harm: latency_ms" in out
     assert "canary 49.0% vs intended 50.0%" in out and ": ok" in out
-    assert "ROLLBACK" in out.rstrip().splitlines()[-2]
+    assert "ROLLBACK" in [line for line in out.splitlines() if line.strip()][-1]
     assert "next step: none - the rollout is rolled back" in out
+
+
+def test_status_fits_80_columns_without_cutting_numbers() -> None:
+    """Millions of requests, long ids and unbounded bounds still fit an 80-column terminal,
+    every number whole (no ellipsis), and crossed bounds read as words."""
+    ests = [MetricEstimate(name="label", effect=-0.01473, rel_effect=-0.0712, lower=-0.05682,
+                           upper=0.02741, n_baseline=1_234_567, n_canary=987_654,
+                           verdict="Running"),
+            MetricEstimate(name="latency_ms", effect=2.2812, rel_effect=0.0531, lower=0.9212,
+                           upper=0.7634, n_baseline=1_234_567, n_canary=987_654,
+                           verdict="Rollback"),
+            MetricEstimate(name="error", effect=0.0013, rel_effect=0.26, lower=-float("inf"),
+                           upper=0.0485, n_baseline=12_345_678, n_canary=9_876_543,
+                           verdict="Running")]
+    d = Diagnosis(rollout_id="ranker-2026-11-26-canary", window_start_ms=NOW_MS - 4000,
+                  windows_closed=114, stage=3, fraction=0.5, action="rollback",
+                  verdict="Rollback", metrics=ests, message="harm: latency_ms")
+    log = [route("start", fraction=0.1, seq=1), route(), route("rollback", "rolled_back", 0.0, 3)]
+    console = Console(record=True, width=80, color_system=None)
+    console.print(render_status(rollout_id="ranker-2026-11-26-canary", route=log[-1], log=log,
+                                diagnosis=d, spec=SPEC, srm=SrmCheck(0.7, 0.001, 0.49, 0.5, 9),
+                                now_ms=NOW_MS))
+    out = console.export_text()
+    assert max(len(line.rstrip()) for line in out.splitlines()) <= 80
+    assert "…" not in out
+    for text in ("-1.5pp", "[-5.7, +2.7]", "1.23M", "987k", "12.3M", "[-inf, +4.9]",
+                 "effect changed", "-7.1%"):
+        assert text in out, text
+    assert "[+0.92" not in out
 
 
 def test_srm_mismatch_and_missing_route_are_explained() -> None:

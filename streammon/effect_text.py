@@ -1,0 +1,69 @@
+"""How an effect and its confidence bounds read to people: one formatter for every view.
+
+The status view, the demo's timeline and the report all show a metric's
+canary-minus-baseline effect in the metric's own units (percentage points for rates,
+milliseconds for latency) with its anytime-valid bounds. Bounds that cross (lower above
+upper: the running intersection emptied because the effect changed mid-rollout) are
+never printed as an interval; they are said in words. Pure.
+"""
+
+from __future__ import annotations
+
+import math
+
+UNITS: dict[str, tuple[str, float, str]] = {
+    "label": ("conversion", 100.0, "pp"),
+    "latency_ms": ("latency", 1.0, "ms"),
+    "error": ("errors", 100.0, "pp"),
+    "value": ("value", 1.0, ""),
+}
+"""metric name -> (what people call it, scale to display units, unit suffix)."""
+
+CHANGED = "effect changed"
+"""What crossed bounds say: no single effect fits every window so far."""
+
+
+def metric_label(name: str) -> str:
+    """Return what people call metric ``name`` (``label`` reads as ``conversion``)."""
+    return UNITS.get(name, (name, 1.0, ""))[0]
+
+
+def _number(x: float, scale: float) -> str:
+    if math.isinf(x) or abs(x) >= 1e299:
+        return "+inf" if x > 0 else "-inf"
+    return f"{x * scale:+.{_decimals(x * scale)}f}"
+
+
+def _decimals(x: float) -> int:
+    size = abs(x)
+    return 1 if size >= 1 or size == 0 else (2 if size >= 0.1 else 3)
+
+
+def format_effect(name: str, effect: float) -> str:
+    """Return e.g. ``-1.3pp`` or ``+2.3ms``: the effect in the metric's display units."""
+    _label, scale, unit = UNITS.get(name, (name, 1.0, ""))
+    if math.isnan(effect):
+        return "n/a"
+    return f"{_number(effect, scale)}{unit}"
+
+
+def format_bounds(name: str, lower: float, upper: float) -> str:
+    """Return ``[-5.7, +2.7]`` in display units, or :data:`CHANGED` when the bounds cross."""
+    _label, scale, _unit = UNITS.get(name, (name, 1.0, ""))
+    if lower > upper:
+        return CHANGED
+    return f"[{_number(lower, scale)}, {_number(upper, scale)}]"
+
+
+def format_estimate(name: str, effect: float, lower: float, upper: float) -> str:
+    """Return e.g. ``conversion -1.3pp [-5.6, +3.1]`` (or ``... effect changed``)."""
+    return f"{metric_label(name)} {format_effect(name, effect)} {format_bounds(name, lower, upper)}"
+
+
+def format_count(n: int) -> str:
+    """Return a count in at most five characters: ``987``, ``98.8k``, ``1.23M``."""
+    if n < 10_000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n / 1000:.1f}k" if n < 100_000 else f"{n // 1000}k"
+    return f"{n / 1e6:.2f}M" if n < 10_000_000 else f"{n / 1e6:.1f}M"
