@@ -1,12 +1,4 @@
-"""The ``streammon`` command line; the one place that reads the environment.
-
-Settings come from ``STREAMMON_*`` environment variables, else from the dev stack that
-``streammon dev up`` recorded, else from localhost defaults:
-
-``STREAMMON_KAFKA_BOOTSTRAP``  ``STREAMMON_REDIS_URL``  ``STREAMMON_TOPIC_PREFIX``
-``STREAMMON_APP_ID``  ``STREAMMON_HMAC_KEY``  ``STREAMMON_DATA_DIR``
-``STREAMMON_FAST_GROUP_JOIN`` (1 for the embedded broker)
-"""
+"""The ``streammon`` command line (the only module that reads the environment)."""
 
 from __future__ import annotations
 
@@ -66,7 +58,7 @@ def _redis(settings: Settings) -> Any:
 
 
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
-    """Start, stop or show the embedded broker and Redis."""
+    """Start, stop or show a local broker and Redis for trying streammon (no Docker)."""
     from streammon import devstack
 
     if args.action == "up":
@@ -85,7 +77,7 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
-    """Apply the topic specs, or regenerate the JSON Schemas."""
+    """Create the Kafka topics streammon needs, or check that they match (idempotent)."""
     from streammon import topics
 
     if args.action == "schemas":
@@ -99,7 +91,7 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the Faust worker (join + decider) until SIGTERM."""
+    """Join predictions with outcomes and judge rollouts; start more to share the load."""
     from streammon.app import run_worker
     from streammon.join import JoinConfig
 
@@ -112,7 +104,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_actuator(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the actuator (control topic -> Redis) until SIGTERM."""
+    """Apply rollout commands to the route state in Redis that routers read."""
     from streammon.actuator import run_actuator
 
     stop = threading.Event()
@@ -127,32 +119,53 @@ def cmd_actuator(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_rollout(args: argparse.Namespace, settings: Settings) -> int:
-    """Start a rollout from a spec file, or steer / inspect a running one."""
+def cmd_rollout_start(args: argparse.Namespace, settings: Settings) -> int:
+    """Start a rollout from a spec file (JSON or TOML); the baseline must be pinned."""
     from streammon import operator
 
-    client = _redis(settings)
-    if args.action == "start":
-        cmd = operator.start_rollout(settings, operator.load_spec(args.target), client=client)
-        print(f"started {cmd.rollout_id}: {cmd.candidate} at {cmd.fraction:.0%}")
-    elif args.action == "status" and args.json:
-        route = operator.current_route(client, args.target)
-        print(json.dumps({f: getattr(route, f) for f in route.__struct_fields__}, indent=2))
-    elif args.action == "status":
-        from streammon.status import run_status
+    cmd = operator.start_rollout(settings, operator.load_spec(args.spec),
+                                 client=_redis(settings))
+    print(f"started {cmd.rollout_id}: {cmd.candidate} at {cmd.fraction:.0%} of traffic\n"
+          f"watch it with: streammon rollout status {cmd.rollout_id} --watch")
+    return 0
 
-        return run_status(settings, args.target, watch=args.watch)
-    elif args.action == "diagnose":
-        return _diagnose(settings, args.target, args.out)
-    elif args.action == "history":
-        for r in operator.route_history(client, args.target):
-            weights = ", ".join(f"{v} {w:.0%}" for v, w in r.weights.items())
-            print(f"seq {r.seq:3d}  {r.action:8s}  {r.phase:11s}  {weights:28s}  "
-                  f"{r.issued_by}: {r.reason}")
-    else:
-        cmd = operator.send_manual(settings, args.target, args.action, client=client,
-                                   reason=args.reason)
-        print(f"sent {cmd.action} seq={cmd.seq} for {cmd.rollout_id}")
+
+def cmd_rollout_status(args: argparse.Namespace, settings: Settings) -> int:
+    """Show where a rollout stands: stage, effects with bounds, ratio check, commands."""
+    if args.json:
+        from streammon import operator
+
+        route = operator.current_route(_redis(settings), args.rollout_id)
+        print(json.dumps({f: getattr(route, f) for f in route.__struct_fields__}, indent=2))
+        return 0
+    from streammon.status import run_status
+
+    return run_status(settings, args.rollout_id, watch=args.watch)
+
+
+def cmd_rollout_history(args: argparse.Namespace, settings: Settings) -> int:
+    """List every route change the actuator applied, oldest first."""
+    from streammon import operator
+
+    for r in operator.route_history(_redis(settings), args.rollout_id):
+        weights = ", ".join(f"{v} {w:.0%}" for v, w in r.weights.items())
+        print(f"seq {r.seq:3d}  {r.action:8s}  {r.phase:11s}  {weights:28s}  "
+              f"{r.issued_by}: {r.reason}")
+    return 0
+
+
+def cmd_rollout_diagnose(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the post-mortem of a rolled-back rollout (each metric overall and per segment)."""
+    return _diagnose(settings, args.rollout_id, args.out)
+
+
+def cmd_rollout_manual(args: argparse.Namespace, settings: Settings) -> int:
+    """Send a signed operator command and wait until the actuator applied it."""
+    from streammon import operator
+
+    cmd = operator.send_manual(settings, args.rollout_id, args.action, client=_redis(settings),
+                               reason=args.reason)
+    print(f"{cmd.action} applied to {cmd.rollout_id} (seq {cmd.seq})")
     return 0
 
 
@@ -177,7 +190,7 @@ def _diagnose(settings: Settings, rollout_id: str, out: str | None) -> int:
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
-    """Write a self-contained HTML report (and PNG charts) of a rollout."""
+    """Write a rollout's HTML report: effects over time, commands, segments, checks."""
     from streammon.report import generate_report
 
     print(generate_report(settings, args.rollout_id, args.out or f"report-{args.rollout_id}"))
@@ -185,7 +198,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
-    """Explain what is wrong with a configuration file (exit 1), or say it is fine."""
+    """Check a settings file and explain what is wrong with it (exit 1), or say it is fine."""
     from streammon.settings_file import check_config
 
     problems = check_config(args.file)
@@ -197,7 +210,7 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_traffic(args: argparse.Namespace, settings: Settings) -> int:
-    """Serve simulated traffic for a demo rollout into a running stack (compose)."""
+    """Send simulated traffic for a demo rollout into a running stack (compose's demo)."""
     from streammon.traffic import run_traffic
 
     return run_traffic(settings, rollout_id=args.rollout_id, regression_at_s=args.regression_at_s,
@@ -206,7 +219,7 @@ def cmd_traffic(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_pin(args: argparse.Namespace, settings: Settings) -> int:
-    """Pin a checkpoint (version, weights URI, content hash) so rollouts can start."""
+    """Pin a model version (weights URI, content hash) as the last-known-good to roll back to."""
     from streammon.registry import Checkpoint, Registry, hash_file, local_path
 
     path = local_path(args.weights_uri)
@@ -220,84 +233,175 @@ def cmd_pin(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
-    """Replay the sequential test over a CSV of cohort statistics."""
+    """Replay the decision rule over recorded cohort statistics, offline."""
     from streammon.stats.backtest import main as backtest_main
 
     return backtest_main(args.rest)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the simulated canary rollout and print its timeline."""
+    """Watch a simulated canary rollout regress and get rolled back (about a minute)."""
     from streammon.demo import run_demo
 
     return run_demo(regression=not args.no_regression, seed=args.seed, data_dir=settings.data_dir,
                     reports_dir=args.reports_dir, false_alarm_at_s=args.false_alarm_at_s)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="streammon", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
-    parser.add_argument("--config", help="TOML settings file (default $STREAMMON_CONFIG)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    commands: dict[str, Callable[[argparse.Namespace, Settings], int]] = {}
+_DESCRIPTION = """\
+streammon watches a model rollout while it serves and rolls it back by itself.
 
-    def add(name: str, fn: Callable[[argparse.Namespace, Settings], int]) -> Any:
-        commands[name] = fn
-        return sub.add_parser(name, help=fn.__doc__)
+Serving nodes publish predictions and (later) outcomes; the worker joins them and
+judges the canary against the baseline after every window; the actuator applies the
+resulting step / promote / rollback commands to Redis, where routers read them.
 
-    add("dev", cmd_dev).add_argument("action", choices=["up", "down", "status"])
-    add("topics", cmd_topics).add_argument("action", choices=["apply", "schemas"])
-    worker = add("worker", cmd_worker)
-    worker.add_argument("--window-ms", type=int, default=10_000, help="join window width")
-    worker.add_argument("--ttl-ms", type=int, default=3_600_000, help="event-time TTL")
+Try it:     streammon demo
+Run it:     streammon dev up; streammon topics apply; streammon worker & streammon actuator &
+            streammon pin model-v1 --weights-uri file:///models/v1.bin
+            streammon rollout start rollout.json; streammon rollout status ID --watch
+Settings:   STREAMMON_KAFKA_BOOTSTRAP, STREAMMON_REDIS_URL, STREAMMON_TOPIC_PREFIX, ... or
+            --config streammon.toml (check it with: streammon config check FILE)
+"""
+
+_EXAMPLES: dict[str, str] = {
+    "demo": "streammon demo                   # regression at +20 s, rolled back\n"
+            "streammon demo --no-regression   # a healthy candidate, promoted",
+    "dev": "streammon dev up      # prints the broker and Redis addresses\n"
+           "streammon dev down",
+    "topics": "streammon topics apply     # create or check the topics (idempotent)\n"
+              "streammon topics schemas   # regenerate topics/schemas/*.json",
+    "worker": "streammon worker --window-ms 10000 --metrics-port 9100",
+    "actuator": "streammon actuator --metrics-port 9101",
+    "pin": "streammon pin ranker-v7 --weights-uri s3://models/ranker-v7.bin "
+           "--content-hash sha256:...",
+    "report": "streammon report ranker-2026-11-26   # writes report-ranker-2026-11-26/report.html",
+    "backtest": "streammon backtest cells.csv --kind binary --bad-direction decrease",
+    "config": "streammon config check streammon.toml",
+    "traffic": "streammon traffic --rollout-id demo-1 --regression-at-s 60",
+    "rollout start": "streammon rollout start rollout.json",
+    "rollout status": "streammon rollout status ranker-2026-11-26 --watch",
+    "rollout history": "streammon rollout history ranker-2026-11-26",
+    "rollout diagnose": "streammon rollout diagnose ranker-2026-11-26 --out postmortem.json",
+    "rollout promote": 'streammon rollout promote ranker-2026-11-26 --reason "looks good"',
+    "rollout rollback": 'streammon rollout rollback ranker-2026-11-26 --reason "pager #123"',
+    "rollout hold": 'streammon rollout hold ranker-2026-11-26 --reason "freeze"',
+    "rollout resume": "streammon rollout resume ranker-2026-11-26",
+}
+
+_MANUAL_HELP = {
+    "promote": "Send all traffic to the candidate now, skipping the remaining stages.",
+    "rollback": "Send all traffic back to the pinned baseline now.",
+    "hold": "Freeze the traffic split; the decider stops judging until you resume.",
+    "resume": "Let the decider judge and step again after a hold.",
+}
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _first_line(fn: Handler) -> str:
+    return (fn.__doc__ or "").strip().splitlines()[0]
+
+
+def _add(sub: Any, name: str, fn: Handler, *, example_key: str | None = None,
+         help_text: str | None = None) -> argparse.ArgumentParser:
+    """Add subcommand ``name`` running ``fn``, with its help and an example."""
+    text = help_text or _first_line(fn)
+    example = _EXAMPLES.get(example_key or name)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=text, description=text,
+        epilog=f"example:\n  {example.replace(chr(10), chr(10) + '  ')}" if example else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(_handler=fn)
+    return parser
+
+
+def _add_rollout(sub: Any) -> None:
+    ro = sub.add_parser("rollout", help="Start, watch and steer rollouts.",
+                        description="Start, watch and steer rollouts. Manual commands are "
+                                    "signed, sequenced, and confirmed once applied.",
+                        epilog="examples:\n  " + "\n  ".join(
+                            v for k, v in _EXAMPLES.items() if k.startswith("rollout ")),
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = ro.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _add(actions, "start", cmd_rollout_start, example_key="rollout start").add_argument(
+        "spec", help="rollout spec file (JSON or TOML; see docs/rollouts.md)")
+    status = _add(actions, "status", cmd_rollout_status, example_key="rollout status")
+    status.add_argument("rollout_id")
+    status.add_argument("--watch", action="store_true", help="redraw every second until Ctrl-C")
+    status.add_argument("--json", action="store_true",
+                        help="print the raw route state from Redis instead")
+    _add(actions, "history", cmd_rollout_history,
+         example_key="rollout history").add_argument("rollout_id")
+    diagnose = _add(actions, "diagnose", cmd_rollout_diagnose, example_key="rollout diagnose")
+    diagnose.add_argument("rollout_id")
+    diagnose.add_argument("--out", help="also write the post-mortem JSON to this file")
+    for action, text in _MANUAL_HELP.items():
+        manual = _add(actions, action, cmd_rollout_manual, example_key=f"rollout {action}",
+                      help_text=text)
+        manual.add_argument("rollout_id")
+        manual.add_argument("--reason", default="", help="why (kept in the route log)")
+
+
+def _add_services(sub: Any) -> None:
+    worker = _add(sub, "worker", cmd_worker)
+    worker.add_argument("--window-ms", type=int, default=10_000,
+                        help="join window width in ms (rollout windows are multiples of it)")
+    worker.add_argument("--ttl-ms", type=int, default=3_600_000,
+                        help="how long (event time) a prediction waits for its outcome")
     worker.add_argument("--grace-ms", type=int, default=60_000,
                         help="how late a prediction may arrive for its window")
     worker.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info"])
-    actuator = add("actuator", cmd_actuator)
+    actuator = _add(sub, "actuator", cmd_actuator)
     actuator.add_argument("--verify-weights", choices=["pinned", "unchanged", "full"],
                           default="unchanged",
                           help="how hard a local baseline's weights file is re-hashed")
     for proc in (worker, actuator):
-        proc.add_argument("--metrics-port", type=int, help="serve Prometheus metrics")
+        proc.add_argument("--metrics-port", type=int, help="serve Prometheus metrics here")
         proc.add_argument("--metrics-addr", default="127.0.0.1",
                           help="address of the metrics server (0.0.0.0 in a container)")
-    ro = add("rollout", cmd_rollout)
-    ro.add_argument("action", choices=["start", "status", "history", "diagnose", "promote",
-                                       "rollback", "hold", "resume"])
-    ro.add_argument("target", help="spec FILE for start, else the rollout id")
-    ro.add_argument("--reason", default="", help="why (manual commands)")
-    ro.add_argument("--watch", action="store_true", help="status: redraw until Ctrl-C")
-    ro.add_argument("--json", action="store_true", help="status: the raw route state")
-    ro.add_argument("--out", help="diagnose: also write the post-mortem JSON here")
-    rep = add("report", cmd_report)
+
+
+def _add_tools(sub: Any) -> None:
+    _add(sub, "dev", cmd_dev).add_argument("action", choices=["up", "down", "status"])
+    _add(sub, "topics", cmd_topics).add_argument("action", choices=["apply", "schemas"])
+    pin = _add(sub, "pin", cmd_pin)
+    pin.add_argument("version")
+    pin.add_argument("--weights-uri", required=True)
+    pin.add_argument("--content-hash", default="", help="sha256:<hex>; computed for local files")
+    pin.add_argument("--model-config", default="{}", help="JSON object of the model's config")
+    pin.add_argument("--features", nargs="*", default=[])
+    rep = _add(sub, "report", cmd_report)
     rep.add_argument("rollout_id")
     rep.add_argument("--out", help="output folder (default report-<id>)")
-    cfg = add("config", cmd_config)
+    _add(sub, "backtest", cmd_backtest).add_argument(
+        "rest", nargs=argparse.REMAINDER, help="FILE [--kind ...]")
+    cfg = _add(sub, "config", cmd_config)
     cfg.add_argument("action", choices=["check"])
     cfg.add_argument("file")
-    tr = add("traffic", cmd_traffic)
+    tr = _add(sub, "traffic", cmd_traffic)
     tr.add_argument("--rollout-id", required=True)
     tr.add_argument("--regression-at-s", type=float, default=None)
     tr.add_argument("--rate-per-s", type=float, default=400.0)
     tr.add_argument("--duration-s", type=float, default=900.0)
     tr.add_argument("--window-ms", type=int, default=20_000,
                     help="decision window; a multiple of the worker's --window-ms")
-    pin = add("pin", cmd_pin)
-    pin.add_argument("version")
-    pin.add_argument("--weights-uri", required=True)
-    pin.add_argument("--content-hash", default="", help="sha256:<hex>; computed for local files")
-    pin.add_argument("--model-config", default="{}", help="JSON object of the model's config")
-    pin.add_argument("--features", nargs="*", default=[])
-    bt = add("backtest", cmd_backtest)
-    bt.add_argument("rest", nargs=argparse.REMAINDER, help="FILE [--kind ...]")
-    demo = add("demo", cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="streammon", description=_DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+    parser.add_argument("--config", help="TOML settings file (default $STREAMMON_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = _add(sub, "demo", cmd_demo)
     demo.add_argument("--no-regression", action="store_true", help="a healthy candidate")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--reports-dir", default="reports",
                       help="where the rollout's HTML report goes (default reports/)")
     demo.add_argument("--false-alarm-at-s", type=float, default=None, help=argparse.SUPPRESS)
-    parser.set_defaults(_commands=commands)
+    _add_rollout(sub)
+    _add_services(sub)
+    _add_tools(sub)
     return parser
 
 
@@ -310,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streammon.settings_file import load_settings
 
         settings = load_settings(args.config, base=settings_from_env())
-        code: int = args._commands[args.command](args, settings)
+        code: int = args._handler(args, settings)
         return code
     except StreamMonError as exc:
         print(f"streammon: error: {exc}", file=sys.stderr)

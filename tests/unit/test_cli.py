@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import pytest
 
-from streammon.cli import main, settings_from_env, settings_to_env
+from streammon.cli import build_parser, main, settings_from_env, settings_to_env
 
 
 def test_environment_overrides_defaults(tmp_path: Path) -> None:
@@ -51,3 +52,39 @@ def test_bad_rollout_spec_is_reported_with_the_field(
     monkeypatch.setenv("STREAMMON_REDIS_URL", "redis://127.0.0.1:1/0")
     assert main(["rollout", "start", str(spec)]) == 2
     assert "$.f0" in capsys.readouterr().err
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Return every (nested) subcommand parser by its full name."""
+    out: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                full = f"{parser.prog.removeprefix('streammon').strip()} {name}".strip()
+                out[full] = sub
+                out.update(_subcommands(sub))
+    return out
+
+
+def test_every_subcommand_explains_itself_with_an_example() -> None:
+    """Each command's help says what it does for an operator and shows an example."""
+    subs = _subcommands(build_parser())
+    for name in ("demo", "worker", "actuator", "dev", "topics", "pin", "report",
+                 "rollout start", "rollout status", "rollout history", "rollout diagnose",
+                 "rollout promote", "rollout rollback", "rollout hold", "rollout resume"):
+        text = subs[name].format_help()
+        assert subs[name].description, name
+        assert "example" in text and f"streammon {name}" in text, name
+
+
+def test_rollout_actions_are_subcommands_with_their_own_flags() -> None:
+    """`--watch` belongs to status only, `--reason` to manual commands only."""
+    parser = build_parser()
+    args = parser.parse_args(["rollout", "status", "r1", "--watch"])
+    assert args.watch and args.rollout_id == "r1"
+    args = parser.parse_args(["rollout", "rollback", "r1", "--reason", "pager"])
+    assert args.action == "rollback" and args.reason == "pager"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["rollout", "hold", "r1", "--watch"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["rollout", "status", "r1", "--reason", "x"])
