@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,13 +34,34 @@ def tansu_produce(settings: Settings, topic: str, partition: int,
                     topic], input=lines.encode(), check=True, capture_output=True, timeout=60)
 
 
+def kcat_env(tmp_dir: Path) -> dict[str, str]:
+    """Return an environment in which kcat loads the librdkafka of the confluent-kafka wheel.
+
+    Debian's kcat links librdkafka 2.0.2, which cannot parse the embedded broker's
+    ApiVersion v3 response ("Read underflow"); the same kcat on the newer librdkafka that
+    the wheel ships talks to it fine (against Apache Kafka either works).
+    """
+    import confluent_kafka
+
+    libs = Path(confluent_kafka.__file__).parent.parent / "confluent_kafka.libs"
+    found = sorted(libs.glob("librdkafka*.so*"))
+    if not found:
+        return dict(os.environ)
+    link = tmp_dir / "librdkafka.so.1"
+    if not link.exists():
+        link.symlink_to(found[0])
+    return {**os.environ, "LD_LIBRARY_PATH": str(tmp_dir)}
+
+
 def kcat_produce(settings: Settings, topic: str, partition: int,
                  records: list[dict[str, Any]]) -> None:
     """Produce key|value lines with kcat, letting its murmur2 partitioner choose."""
     lines = "".join(f"{r['request_id']}|{json.dumps(r)}\n" for r in records)
-    subprocess.run(["kcat", "-P", "-b", settings.kafka.bootstrap_servers, "-t", topic,
-                    "-K", "|", "-X", "topic.partitioner=murmur2_random"],
-                   input=lines.encode(), check=True, capture_output=True, timeout=60)
+    proc = subprocess.run(["kcat", "-P", "-b", settings.kafka.bootstrap_servers, "-t", topic,
+                           "-K", "|", "-X", "topic.partitioner=murmur2_random"],
+                          input=lines.encode(), capture_output=True, timeout=60,
+                          env=kcat_env(Path(settings.data_dir)))
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
 
 
 def by_partition(records: list[dict[str, Any]], partitions: int) -> dict[int, list[dict[str, Any]]]:
