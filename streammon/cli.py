@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from streammon.config import DEV_HMAC_KEY, KafkaSettings, RedisSettings, Settings, TopicNames
-from streammon.errors import StreamMonError
+from streammon.errors import ConfigError, StreamMonError
 
 
 def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -233,7 +233,15 @@ def cmd_pin(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
-    """Replay the decision rule over recorded cohort statistics, offline."""
+    """Replay recorded events (``--spec``) or a CSV of cohort statistics (``FILE``)."""
+    if args.spec is not None:
+        from streammon.backtest import main as events_main
+
+        if not (args.predictions and args.outcomes):
+            raise ConfigError("backtest --spec needs --predictions P.jsonl and --outcomes O.jsonl")
+        argv = ["--spec", args.spec, "--predictions", args.predictions,
+                "--outcomes", args.outcomes]
+        return events_main(argv + (["--commands", args.commands] if args.commands else []))
     from streammon.stats.backtest import main as backtest_main
 
     return backtest_main(args.rest)
@@ -274,7 +282,8 @@ _EXAMPLES: dict[str, str] = {
     "pin": "streammon pin ranker-v7 --weights-uri s3://models/ranker-v7.bin "
            "--content-hash sha256:...",
     "report": "streammon report ranker-2026-11-26   # writes report-ranker-2026-11-26/report.html",
-    "backtest": "streammon backtest cells.csv --kind binary --bad-direction decrease",
+    "backtest": "streammon backtest --spec rollout.json --predictions P.jsonl --outcomes O.jsonl\n"
+                "streammon backtest cells.csv --kind binary --bad-direction decrease",
     "config": "streammon config check streammon.toml",
     "traffic": "streammon traffic --rollout-id demo-1 --regression-at-s 60",
     "rollout start": "streammon rollout start rollout.json",
@@ -372,8 +381,13 @@ def _add_tools(sub: Any) -> None:
     rep = _add(sub, "report", cmd_report)
     rep.add_argument("rollout_id")
     rep.add_argument("--out", help="output folder (default report-<id>)")
-    _add(sub, "backtest", cmd_backtest).add_argument(
-        "rest", nargs=argparse.REMAINDER, help="FILE [--kind ...]")
+    bt = _add(sub, "backtest", cmd_backtest)
+    bt.add_argument("--spec", help="rollout spec JSON: replay recorded events (needs "
+                    "--predictions and --outcomes, JSON lines as on the topics)")
+    bt.add_argument("--predictions", help="prediction events, JSON lines (a kcat dump)")
+    bt.add_argument("--outcomes", help="outcome events, JSON lines")
+    bt.add_argument("--commands", help="operator hold/resume commands, JSON lines")
+    bt.add_argument("rest", nargs=argparse.REMAINDER, help="FILE [--kind ...] (cells CSV)")
     cfg = _add(sub, "config", cmd_config)
     cfg.add_argument("action", choices=["check"])
     cfg.add_argument("file")

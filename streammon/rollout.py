@@ -157,9 +157,12 @@ class Progress(NamedTuple):
 
 def progress(
     state: RolloutState, summaries: list[CohortSummary], watermark_ms: int, *, now_ms: int,
-    key: bytes,
+    key: bytes | None,
 ) -> Progress:
-    """Assess every newly closed window; return diagnoses, signed commands, post-mortems."""
+    """Assess every newly closed window; return diagnoses, commands and post-mortems.
+
+    Commands are signed with ``key``; None leaves them unsigned (the event-level backtest).
+    """
     out = Progress([], [], [])
     target = closed_windows(state, watermark_ms)
     policy = policy_from_spec(state.spec)
@@ -195,7 +198,7 @@ def _drift_p_value(grid: cellgrid.Grid) -> float:
 
 
 def _command_for(state: RolloutState, action: str, reason: str, now_ms: int,
-                 key: bytes) -> Command | None:
+                 key: bytes | None) -> Command | None:
     command = _ACTION_COMMAND.get(action)
     if command is None:
         return None
