@@ -5,20 +5,24 @@ After every closed window the decider passes the whole history of per-window cel
 ``(windows, segments)`` array set per metric, as :func:`streammon.stats.replay` takes
 them) plus the assignment counts, and gets back what to do. Rules, in order:
 
-1. A sample-ratio mismatch (:mod:`streammon.stats.srm`) **halts**: the metrics of a
-   broken router are not judged.
-2. Any metric whose confidence sequence shows harm **rolls back**.
-3. At ``f_max``, when every metric has excluded harm beyond its margin, **promote**.
-4. Below ``f_max``, after ``step_windows`` windows and ``min_samples_per_stage`` canary
-   requests in the stage, **step** to ``f_{s+1} = min(f_max, f0 · growth^(s+1))``.
-5. Otherwise **continue**. A failure inside becomes an ``ERROR`` verdict (action
+1. A sample-ratio mismatch (:mod:`streammon.stats.srm`) **halts** (holds): the metrics
+   of a broken router are not judged. The caller restarts the check at every stage and
+   after a resume (windows before that have a NaN intended fraction).
+2. When the metrics' harm e-values, *averaged*, reach ``1/α_r`` the rollout **rolls
+   back** (:mod:`streammon.stats.evidence`; ``α_r = alpha/2 − srm_alpha``).
+3. When a metric's whole-rollout confidence sequence has an empty intersection, the
+   effect changed during the rollout: **halt** (hold) with that reason.
+4. At the top fraction, after ``min_final_windows`` windows in the final stage, when
+   every metric shows non-inferiority at α/2 on the final stage's own windows (an
+   intersection–union test), **promote**.
+5. Below the top, after ``step_windows`` windows and ``min_samples_per_stage`` canary
+   requests in the stage, **step** to the next stage.
+6. Otherwise **continue**. A failure inside becomes an ``ERROR`` verdict (action
    ``halt``) with a message, never an exception (Argo ``reconcileAnalysisRun``).
 
-α budget: the SRM test gets ``srm_alpha`` and each of the M metrics gets
-``(alpha − srm_alpha) / M`` (Bonferroni). Every test is anytime-valid, so looking after
-every window of every stage costs nothing more, and the probability of any false stop
-(rollback or halt) over the whole rollout is at most ``alpha``. A metric with
-``label_delay_windows = d`` is judged on windows ``0..t−d`` only.
+α: false rollback ≤ α/2 and false promotion ≤ α/2 over the whole rollout, whatever the
+number of looks; the bounds shown are a two-sided 1 − α confidence sequence. A metric
+with ``label_delay_windows = d`` is judged on windows ``0..t−d`` only.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ from streammon.stats.cells import (
     check_alpha,
     check_choice,
 )
-from streammon.stats.decision import canary_samples, check_assignment, summarize_metric
+from streammon.stats.decision import canary_samples, check_assignment
+from streammon.stats.evidence import MetricEvidence, assess_metric_evidence, averaged_harm
 from streammon.stats.srm import compute_srm
 
 Action = Literal["continue", "step", "rollback", "promote", "halt"]
@@ -99,6 +104,7 @@ class RolloutPolicy:
     srm_alpha: float = 0.001
     max_windows: int | None = None
     stages: tuple[float, ...] = ()
+    min_final_windows: int = 1
 
     def __post_init__(self) -> None:
         """Validate the policy; raise :class:`StatsInputError` naming the bad field."""
@@ -106,20 +112,27 @@ class RolloutPolicy:
         check_alpha("srm_alpha", self.srm_alpha)
         if not self.metrics or len({m.name for m in self.metrics}) != len(self.metrics):
             raise StatsInputError("metrics must be a non-empty tuple with unique names")
-        if self.srm_alpha >= self.alpha:
-            raise StatsInputError("srm_alpha must be smaller than alpha (it is part of it)")
+        if self.srm_alpha >= self.alpha / 2:
+            raise StatsInputError("srm_alpha must be smaller than alpha/2 (it is part of the "
+                                  "rollback half)")
         if not (0.0 < self.f0 <= self.f_max <= 1.0) or self.growth <= 1.0:
             raise StatsInputError("need 0 < f0 <= f_max <= 1 and growth > 1")
-        if self.step_windows < 1 or self.min_samples_per_stage < 0:
-            raise StatsInputError("step_windows must be >= 1, min_samples_per_stage >= 0")
+        if self.step_windows < 1 or self.min_samples_per_stage < 0 or self.min_final_windows < 1:
+            raise StatsInputError("step_windows and min_final_windows must be >= 1, "
+                                  "min_samples_per_stage >= 0")
         if self.stages and (list(self.stages) != sorted(set(self.stages))
                             or not 0.0 < self.stages[0] <= self.stages[-1] <= 1.0):
             raise StatsInputError("stages must be strictly increasing fractions in (0, 1]")
 
     @property
     def metric_alpha(self) -> float:
-        """Return each metric's share of α: ``(alpha − srm_alpha) / len(metrics)``."""
-        return (self.alpha - self.srm_alpha) / len(self.metrics)
+        """Return the level of each side of the bounds shown: ``alpha/2`` (two-sided 1 − α)."""
+        return self.alpha / 2
+
+    @property
+    def rollback_alpha(self) -> float:
+        """Return the level of the averaged harm e-process: ``alpha/2 − srm_alpha``."""
+        return self.alpha / 2 - self.srm_alpha
 
     @property
     def top_fraction(self) -> float:
@@ -207,34 +220,57 @@ def _assess(policy: RolloutPolicy, cells_by_metric: Mapping[str, Mapping[str, ob
     missing = [m.name for m in policy.metrics if m.name not in cells_by_metric]
     if missing:
         raise StatsInputError(f"cells_by_metric lacks metrics {missing}")
-    estimates = tuple(_estimate(m, cells_by_metric[m.name], policy.metric_alpha)
-                      for m in policy.metrics)
-    verdict = worst([e.verdict for e in estimates])
-    if verdict == Verdict.ROLLBACK:
+    stage_start = n_b.size - windows_in_stage
+    evidence = [assess_metric_evidence(
+        cells_by_metric[m.name], kind=m.kind, bad_direction=m.bad_direction, margin=m.margin,
+        label_delay_windows=m.label_delay_windows, alpha=policy.alpha, stage_start=stage_start)
+        for m in policy.metrics]
+    harm, p_harm = averaged_harm([e.log_e_harm for e in evidence], policy.rollback_alpha)
+    if harm:
+        estimates = _estimates(policy, evidence, harm=True)
         harmed = ", ".join(e.name for e in estimates if e.verdict == Verdict.ROLLBACK)
-        return Assessment(verdict, "rollback", 0.0, stage, estimates, srm_p, f"harm: {harmed}")
+        return Assessment(Verdict.ROLLBACK, "rollback", 0.0, stage, estimates, srm_p,
+                          f"harm: {harmed} (p = {p_harm:.2g})")
+    estimates = _estimates(policy, evidence, harm=False)
+    changed = [m.name for m, e in zip(policy.metrics, evidence, strict=True) if e.crossed]
+    if changed:
+        return Assessment(Verdict.HALT, "halt", current, stage, estimates, srm_p,
+                          f"effect changed during the rollout: {', '.join(changed)} (the "
+                          "confidence bounds of the stages no longer overlap); review it")
+    verdict = worst([e.verdict for e in estimates])
     return _advance(policy, estimates, verdict, n_b, stage, windows_in_stage, srm_p)
 
 
-_STATE_VERDICT = {"pending": Verdict.PENDING, "running": Verdict.RUNNING,
-                  "rollback": Verdict.ROLLBACK, "promote": Verdict.PROMOTE}
 
 
-def _estimate(spec: MetricSpec, cells: Mapping[str, object], alpha: float) -> MetricEstimate:
-    s = summarize_metric(cells, kind=spec.kind, bad_direction=spec.bad_direction,
-                         margin=spec.margin, label_delay_windows=spec.label_delay_windows,
-                         alpha=alpha)
-    return MetricEstimate(spec.name, _STATE_VERDICT[s.state], s.effect, s.relative, s.lower,
-                          s.upper, s.p_harm, s.n_a, s.n_b, s.windows_judged)
+def _estimates(policy: RolloutPolicy, evidence: list[MetricEvidence],
+               *, harm: bool) -> tuple[MetricEstimate, ...]:
+    """Return the per-metric estimates; on harm, the metrics carrying it are ROLLBACK."""
+    last = [float(e.log_e_harm[-1]) if e.log_e_harm.size else 0.0 for e in evidence]
+    top = max(last, default=0.0)
+    out = []
+    for spec, e, log_e in zip(policy.metrics, evidence, last, strict=True):
+        if harm and (log_e >= top or log_e >= np.log(1.0 / policy.rollback_alpha)):
+            verdict = Verdict.ROLLBACK
+        elif e.stage_noninferior:
+            verdict = Verdict.PROMOTE
+        elif e.windows_judged == 0 or e.n_b == 0:
+            verdict = Verdict.PENDING
+        else:
+            verdict = Verdict.RUNNING
+        out.append(MetricEstimate(spec.name, verdict, e.effect, e.relative, e.lower, e.upper,
+                                  e.p_harm, e.n_a, e.n_b, e.windows_judged))
+    return tuple(out)
 
 
 def _advance(policy: RolloutPolicy, estimates: tuple[MetricEstimate, ...], verdict: Verdict,
              n_b: FloatArray, stage: int, windows_in_stage: int, srm_p: float) -> Assessment:
     current = policy.fraction_at(stage)
     if current >= policy.top_fraction:
-        if verdict == Verdict.PROMOTE:
+        if verdict == Verdict.PROMOTE and windows_in_stage >= policy.min_final_windows:
             return Assessment(verdict, "promote", 1.0, stage, estimates, srm_p,
-                              "non-inferiority shown on every metric")
+                              f"non-inferiority shown on every metric in the final stage "
+                              f"({windows_in_stage} windows)")
         if policy.max_windows is not None and n_b.size >= policy.max_windows:
             return Assessment(Verdict.INCONCLUSIVE, "halt", current, stage, estimates, srm_p,
                               f"no decision after {n_b.size} windows")

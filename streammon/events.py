@@ -145,6 +145,8 @@ class RolloutSpec(msgspec.Struct, frozen=True, kw_only=True):
     drift_guard: bool | None = None
     f_max: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.5
     step_windows: Annotated[int, msgspec.Meta(ge=1)] = 5
+    min_final_windows: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """Windows the final stage must last before promotion (default: ``step_windows``)."""
     min_samples_per_stage: Annotated[int, msgspec.Meta(ge=0)] = 100
     window_ms: Annotated[int, msgspec.Meta(ge=100)] = 60_000
     grace_ms: Annotated[int, msgspec.Meta(ge=0)] = 10_000

@@ -45,6 +45,8 @@ class RolloutState(msgspec.Struct, kw_only=True):
     windows_closed: int = 0
     phase: Phase = "running"
     stage_changes: list[tuple[int, int]] = msgspec.field(default_factory=list)
+    srm_start_window: int = 0
+    """First window of the sample-ratio check: it restarts at every stage and resume."""
     last_action: str = "start"
     commands: list[CommandNote] = msgspec.field(default_factory=list)
 
@@ -69,7 +71,8 @@ def policy_from_spec(spec: RolloutSpec) -> decide.RolloutPolicy:
         metrics=metrics, alpha=spec.alpha - drift_alpha(spec), f0=stages[0], growth=2.0,
         f_max=stages[-1], stages=stages, step_windows=spec.step_windows,
         min_samples_per_stage=spec.min_samples_per_stage,
-        srm_alpha=min(0.001, spec.alpha / 10))
+        srm_alpha=min(0.001, spec.alpha / 10),
+        min_final_windows=spec.min_final_windows or spec.step_windows)
 
 
 def drift_alpha(spec: RolloutSpec) -> float:
@@ -100,9 +103,11 @@ def apply_command(state: RolloutState, cmd: Command) -> RolloutState:
     state.commands.append(_note(cmd))
     state.phase = {"rollback": "rolled_back", "promote": "promoted", "hold": "held",
                    "resume": "running"}.get(cmd.action, state.phase)  # type: ignore[assignment]
+    if cmd.action == "resume":
+        state.srm_start_window = state.windows_closed
     if cmd.action == "step" and cmd.stage != state.stage:
         state.stage = cmd.stage
-        state.stage_start_window = state.windows_closed
+        state.stage_start_window = state.srm_start_window = state.windows_closed
         state.stage_changes.append((cmd.ts_ms, cmd.stage))
     return state
 
@@ -135,6 +140,7 @@ def intended_fractions(state: RolloutState, windows: int,
         out[starts >= ts_ms + switch_margin_ms] = strategies.intended_canary_share(spec, stage)
     for ts_ms, _stage in state.stage_changes:
         out[(starts < ts_ms + switch_margin_ms) & (starts + spec.window_ms > ts_ms)] = np.nan
+    out[:state.srm_start_window] = np.nan  # an exact test per stage, afresh after a resume
     return out
 
 

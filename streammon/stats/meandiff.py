@@ -77,6 +77,7 @@ def compute_mean_diff(
             p_harm=running_p_value(log_e),
             n_a=np.cumsum(np.where(w > 0, cells.n_a, 0.0).sum(axis=-1), axis=-1),
             n_b=np.cumsum(np.where(w > 0, cells.n_b, 0.0).sum(axis=-1), axis=-1),
+            log_e_harm=log_e,
         )
 
 

@@ -67,6 +67,7 @@ def compute_rate_test(
         p_harm=running_p_value(harm_e),
         n_a=n_a,
         n_b=n_b,
+        log_e_harm=harm_e,
     )
 
 

@@ -25,7 +25,9 @@ class SequenceResult:
     bounds on Δ (each side at level α, so jointly 1 − 2α), ``harm`` whether significant
     harm has been shown (rollback), ``noninferior`` whether harm beyond the margin has
     been excluded (promote), ``p_harm`` the anytime-valid p-value of "no harm", and
-    ``n_a``/``n_b`` the cumulative sample sizes of the cells used.
+    ``n_a``/``n_b`` the cumulative sample sizes of the cells used, and ``log_e_harm`` the
+    log of the harm test's e-process at "no harm" after each window (not its running
+    maximum), which e-values of several metrics average (:mod:`streammon.stats.evidence`).
     """
 
     effect: FloatArray
@@ -37,6 +39,7 @@ class SequenceResult:
     p_harm: FloatArray
     n_a: FloatArray
     n_b: FloatArray
+    log_e_harm: FloatArray | None = None
 
     def verdict_codes(self) -> IntArray:
         """Return absorbing verdict codes: 0 continue, 1 rollback, 2 promote.

@@ -171,3 +171,15 @@ def test_the_replay_loads_no_kafka_faust_or_redis_and_reads_no_clock() -> None:
     assert out.stdout.strip() == "[]"
     source = Path(backtest.__file__).read_text()
     assert not re.search(r"\btime\.(time|monotonic)|datetime\.now", source)
+
+
+def test_after_a_resume_the_sample_ratio_check_starts_afresh() -> None:
+    """A rollout halted by a broken router, fixed and resumed, does not halt again."""
+    p = plan(windows=30, step_windows=0, srm_canary_loss=0.5, srm_windows=(0, 8))
+    preds, outs = draw_events(p, seed=11)
+    resume_ms = p.start_ms + 10 * WINDOW_MS + 5
+    decisions = replay_events(spec(step_windows=100), preds, outs,
+                              commands=[{"action": "resume", "ts_ms": resume_ms}])
+    first_hold = next(d["window"] for d in decisions if d["action"] == "hold")
+    assert first_hold < 8 and "sample-ratio" in decisions[first_hold]["reason"]
+    assert [d["action"] for d in decisions[10:]] == ["continue"] * 20

@@ -42,11 +42,62 @@ def test_fraction_follows_the_geometric_ramp_capped_at_f_max() -> None:
     assert [policy.fraction_at(s) for s in range(6)] == [0.05, 0.1, 0.2, 0.4, 0.5, 0.5]
 
 
-def test_alpha_is_split_across_metrics_after_the_srm_share() -> None:
-    """Each of M metrics gets (α − α_srm)/M so any false stop has probability ≤ α."""
+def test_alpha_is_halved_between_rollback_and_promotion() -> None:
+    """Rollback gets α/2 − α_srm (averaged e-values), shown bounds and promotion α/2 a side."""
     policy = RolloutPolicy(metrics=(CONV, MetricSpec("lat", "continuous", "increase")),
                            alpha=0.05, srm_alpha=0.001)
-    assert policy.metric_alpha == pytest.approx(0.0245)
+    assert policy.rollback_alpha == pytest.approx(0.024)
+    assert policy.metric_alpha == pytest.approx(0.025)
+
+
+def _novelty_cells(windows: int, switch: int) -> dict:
+    """Conversion +5% (relative) before ``switch``, −5% after it."""
+    cells = _cells(windows, 0.105)
+    cells["sum_b"][switch:] = 1500 * 0.095
+    cells["sumsq_b"] = cells["sum_b"]
+    return cells
+
+
+def test_promotion_uses_only_the_final_stage_and_waits_its_dwell() -> None:
+    """Stale good evidence from earlier stages never promotes; the final stage must show it."""
+    policy = _policy(f0=0.05, f_max=0.05, min_final_windows=3)
+    good = _cells(30, 0.105)
+    early = assess_rollout(policy, {"conversion": good}, _assignment(30), 0, 2)
+    assert early.action == "continue"  # non-inferior overall, but only 2 windows in stage
+    late = assess_rollout(policy, {"conversion": good}, _assignment(30), 0, 30)
+    assert late.action == "promote"
+
+
+def test_a_candidate_better_at_first_and_worse_now_is_never_promoted() -> None:
+    """A novelty effect (better, then worse) holds or rolls back; it is never promoted."""
+    policy = _policy(f0=0.05, f_max=0.05, min_final_windows=1)
+    for t in range(12, 40):
+        a = assess_rollout(policy, {"conversion": _novelty_cells(t, 10)}, _assignment(t), 0,
+                           t - 10)
+        assert a.action != "promote", t
+
+
+def test_an_empty_intersection_holds_with_the_reason_and_shows_uncrossed_bounds() -> None:
+    """When the whole-rollout bounds cross, the rollout holds, and the bounds shown do not cross."""
+    policy = _policy(f0=0.05, f_max=0.05)
+    strong = _cells(40, 0.115)
+    strong["sum_b"][20:] = 1500 * 0.095
+    strong["sumsq_b"] = strong["sum_b"]
+    a = assess_rollout(policy, {"conversion": strong}, _assignment(40), 0, 20)
+    assert (a.verdict, a.action) == (Verdict.HALT, "halt")
+    assert "effect changed" in a.message
+    assert all(e.lower <= e.upper for e in a.estimates)
+
+
+def test_rollback_averages_the_metrics_e_values() -> None:
+    """Two metrics each short of the Bonferroni bar roll back together on their average."""
+    lat = MetricSpec("conversion2", "binary", "decrease", margin=0.005)
+    policy = RolloutPolicy(metrics=(CONV, lat), step_windows=5, min_samples_per_stage=10000)
+    cells = _cells(6, 0.0925)
+    a = assess_rollout(policy, {"conversion": cells, "conversion2": cells}, _assignment(6), 0, 1)
+    assert a.action == "rollback"
+    bonferroni = policy.rollback_alpha / 2
+    assert all(e.p_harm > bonferroni for e in a.estimates)  # neither alone clears alpha_r / 2
 
 
 def test_no_windows_is_pending() -> None:
