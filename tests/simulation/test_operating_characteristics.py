@@ -12,6 +12,8 @@ import pytest
 
 from streammon.decide import MetricSpec, RolloutPolicy, assess_rollout
 from streammon.stats import compute_sequence
+from streammon.stats.eventscenarios import wilson
+from streammon.stats.evidence import log_mean_e
 from streammon.stats.scenarios import catalog, evaluate
 from streammon.stats.simulate import draw_cells, make_plan
 
@@ -23,9 +25,9 @@ FAST_NULLS = ["conversion A/A", "ramp 5%->50% + time-of-day drift A/A",
 
 @pytest.mark.parametrize("name", FAST_NULLS)
 def test_fast_false_rollback_rate_stays_below_alpha(name: str) -> None:
-    """200 A/A rollouts, a look after each of 200 windows: false rollbacks ≤ α = 5%."""
+    """200 A/A rollouts, a look after each of 200 windows: false rollbacks ≤ α/2 (+ noise)."""
     point = evaluate(SCENARIOS[name], replicates=200, seed=100)
-    assert point.rollback_rate <= 0.05
+    assert point.rollback_rate <= 0.04
 
 
 def test_fast_naive_rule_rolls_back_healthy_canaries() -> None:
@@ -34,7 +36,7 @@ def test_fast_naive_rule_rolls_back_healthy_canaries() -> None:
     ramp = evaluate(SCENARIOS["ramp 5%->50% + time-of-day drift A/A"], replicates=100, seed=300)
     assert conv.naive_pooled_rate > 0.12
     assert ramp.naive_pooled_rate > 0.95
-    assert ramp.rollback_rate <= 0.05
+    assert ramp.rollback_rate <= 0.04
 
 
 def test_fast_five_percent_drop_is_detected_within_twelve_windows_median() -> None:
@@ -44,18 +46,24 @@ def test_fast_five_percent_drop_is_detected_within_twelve_windows_median() -> No
     assert point.rollback_rate == 1.0
 
 
-def test_fast_policy_level_false_stop_rate_with_five_metrics() -> None:
-    """A/A with 5 metrics, α split by the policy: any false rollback in ≤ α of rollouts."""
+def _averaged_rollbacks(policy: RolloutPolicy, replicates: int, seed: int) -> float:
+    """Return the share of A/A rollouts whose averaged harm e-value ever reaches 1/α_r."""
+    plan = make_plan("binary", windows=200, segment_means=(0.15, 0.12, 0.08, 0.05))
+    log_es = []
+    for i in range(len(policy.metrics)):
+        cells = draw_cells(plan, replicates, seed=seed + i)
+        result = compute_sequence(cells, kind="binary", bad_direction="decrease", alpha=0.025)
+        assert result.log_e_harm is not None
+        log_es.append(result.log_e_harm)
+    peak = np.max(log_mean_e(log_es), axis=-1)
+    return float((peak >= np.log(1.0 / policy.rollback_alpha)).mean())
+
+
+def test_fast_policy_level_false_rollback_rate_with_five_metrics() -> None:
+    """A/A with 5 metrics, rollback on their averaged e-values: false rollbacks ≤ α/2 (+ noise)."""
     policy = RolloutPolicy(metrics=tuple(MetricSpec(f"m{i}", "binary", "decrease")
                                          for i in range(5)))
-    plan = make_plan("binary", windows=200, segment_means=(0.15, 0.12, 0.08, 0.05))
-    any_harm = np.zeros(200, dtype=bool)
-    for i in range(5):
-        cells = draw_cells(plan, 200, seed=500 + i)
-        harm = compute_sequence(cells, kind="binary", bad_direction="decrease",
-                                alpha=policy.metric_alpha).harm
-        any_harm |= harm[:, -1]
-    assert any_harm.mean() <= 0.05
+    assert _averaged_rollbacks(policy, 200, 500) <= 0.04
 
 
 def test_assess_rollout_agrees_with_the_vectorized_replay() -> None:
@@ -64,8 +72,10 @@ def test_assess_rollout_agrees_with_the_vectorized_replay() -> None:
     policy = RolloutPolicy(metrics=(spec,), srm_alpha=0.0001)
     plan = make_plan("binary", windows=40, segment_means=(0.1, 0.1), relative_effect=-0.04)
     cells = draw_cells(plan, 12, seed=600)
-    harm = compute_sequence(cells, kind="binary", bad_direction="decrease",
-                            alpha=policy.metric_alpha).harm[:, -1]
+    log_e = compute_sequence(cells, kind="binary", bad_direction="decrease",
+                             alpha=policy.metric_alpha).log_e_harm
+    assert log_e is not None
+    harm = np.max(log_e, axis=-1) >= np.log(1.0 / policy.rollback_alpha)
     for r in range(12):
         one = {k: v[r] for k, v in cells.to_dict().items()}
         assignment = {"n_a": one["n_a"], "n_b": one["n_b"], "fraction": np.full(40, 0.05)}
@@ -76,16 +86,38 @@ def test_assess_rollout_agrees_with_the_vectorized_replay() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NULLS)
 def test_slow_false_rollback_rate_over_1000_replicates(name: str) -> None:
-    """1,000 A/A rollouts per no-difference scenario: false rollbacks ≤ α = 5%."""
+    """1,000 A/A rollouts per no-difference scenario: false rollbacks ≤ α/2 = 2.5%.
+
+    The observed rate may exceed 2.5% by sampling noise; its Wilson interval may not lie
+    above it.
+    """
     point = evaluate(SCENARIOS[name], replicates=1000, seed=1)
-    assert point.rollback_rate <= 0.05
+    low, _high = wilson(round(point.rollback_rate * 1000), 1000)
+    assert low <= 0.025
+
+
+@pytest.mark.slow
+def test_slow_policy_level_false_rollback_rate_with_five_metrics() -> None:
+    """1,000 A/A rollouts with 5 metrics on averaged e-values: false rollbacks ≤ α/2."""
+    policy = RolloutPolicy(metrics=tuple(MetricSpec(f"m{i}", "binary", "decrease")
+                                         for i in range(5)))
+    rate = _averaged_rollbacks(policy, 1000, 700)
+    assert wilson(round(rate * 1000), 1000)[0] <= 0.025
+
+
+@pytest.mark.slow
+def test_slow_error_rate_doubling_is_caught_near_the_fixed_horizon() -> None:
+    """0.1% → 0.2% errors: median detection ≤ 1.5× the fixed-horizon test's windows."""
+    point = evaluate(SCENARIOS["error rate doubling 0.1% -> 0.2% (count)"], replicates=1000,
+                     seed=4)
+    assert point.median_detection <= 1.5 * point.fixed_horizon
 
 
 @pytest.mark.slow
 def test_slow_two_percent_drop_is_detected_in_95_percent_of_runs() -> None:
-    """10% → 9.8% conversion: detected within 200 windows in ≥ 95% of 1,000 rollouts."""
+    """10% → 9.8% conversion: detected within 200 windows in ≥ 97% of 1,000 rollouts."""
     point = evaluate(SCENARIOS["conversion 10% -> 9.8% (-2% rel.)"], replicates=1000, seed=2)
-    assert point.rollback_rate >= 0.95
+    assert point.rollback_rate >= 0.97
 
 
 @pytest.mark.slow
