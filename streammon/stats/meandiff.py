@@ -22,8 +22,11 @@ Johari et al. 2017 mSPRT with mixing variance τ² = 1/ρ) yields the running-in
 confidence sequence ``θ ∈ [θ̂_t − u(I_t)/I_t, θ̂_t + u(I_t)/I_t]``. Rollback when the
 lower end exceeds 0 (harm), promote when the upper end is below the margin.
 
-The mixing scale is relative: τ = ``tau_rel`` · |μ̂_baseline| (a plug-in of the
-baseline mean); see ``docs/statistics.md`` for its tuning.
+The mixing scale is relative, τ = ``tau_rel`` · |μ̂_baseline|, and **fixed at the start
+of the rollout**: μ̂_baseline is the cumulative baseline mean up to the first window with
+at least :data:`SCALE_MIN_N` baseline samples, and stays that value afterwards (before
+it, the running mean), so the mixture does not follow the data. See
+``docs/statistics.md`` for its tuning.
 
 References
 ----------
@@ -43,6 +46,7 @@ from streammon.stats.confseq import half_normal_boundary, log_half_normal_mixtur
 from streammon.stats.result import SequenceResult, delta_bounds, harm_signed, running_bounds
 
 MIN_ARM_N = 30.0
+SCALE_MIN_N = 100.0
 DEFAULT_TAU_REL = 0.05
 
 
@@ -61,7 +65,8 @@ def compute_mean_diff(
         info = np.cumsum(w.sum(axis=-1), axis=-1)
         effect = np.cumsum((w * d).sum(axis=-1), axis=-1) / info
         base = _baseline_mean(cells)
-        rho = 1.0 / (tau_rel * np.where(base != 0.0, np.abs(base), 1.0)) ** 2
+        scale = _fixed_scale(cells, base)
+        rho = 1.0 / (tau_rel * np.where(scale != 0.0, np.abs(scale), 1.0)) ** 2
         theta = harm_signed(effect, bad_direction)
         radius = half_normal_boundary(info, rho, alpha) / info
         low, up = running_bounds(theta - radius, theta + radius)
@@ -121,6 +126,16 @@ def _cumulative(n: FloatArray, total: FloatArray, total_sq: FloatArray, kind: st
     mean = c1 / safe_n
     var = np.maximum(c2 - c1 * mean, 0.0) / np.maximum(cn - 1.0, 1.0)
     return np.maximum(var, 1e-12 * (1.0 + mean * mean)), cn
+
+
+def _fixed_scale(cells: Cells, base: FloatArray) -> FloatArray:
+    """Return the baseline mean frozen at the first window with ``SCALE_MIN_N`` samples."""
+    n = np.cumsum(cells.n_a.sum(axis=-1), axis=-1)
+    ready = n >= SCALE_MIN_N
+    first = np.where(ready.any(axis=-1), ready.argmax(axis=-1), n.shape[-1])
+    t = np.arange(n.shape[-1])
+    frozen = np.take_along_axis(base, np.minimum(first, n.shape[-1] - 1)[..., None], axis=-1)
+    return np.asarray(np.where(t >= first[..., None], frozen, base), dtype=np.float64)
 
 
 def _baseline_mean(cells: Cells) -> FloatArray:

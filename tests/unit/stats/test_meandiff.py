@@ -51,17 +51,25 @@ def test_effect_is_the_inverse_variance_weighted_mean_of_cell_differences() -> N
 
 def test_bounds_are_running_intersections_of_mixture_intervals_at_every_prefix(
         noisy_binary: dict[str, np.ndarray]) -> None:
-    """Bounds equal the running max/min of Δ̂_t ∓ u(I_t)/I_t recomputed at every prefix."""
-    from streammon.stats.meandiff import _cell_effects
+    """Bounds equal the running max/min of Δ̂_t ∓ u(I_t)/I_t recomputed at every prefix.
+
+    The mixture scale is the baseline mean at the first window with 100 baseline samples,
+    fixed from then on.
+    """
+    from streammon.stats.meandiff import SCALE_MIN_N, _cell_effects
 
     cells = as_cells(noisy_binary, "binary")
     r = compute_sequence(cells, kind="binary", bad_direction="increase", alpha=0.05)
     d, w = _cell_effects(cells, "binary")
     lows, ups = [], []
+    fixed = None
     for t in range(cells.shape[0]):
         info = w[: t + 1].sum()
         effect = (w[: t + 1] * d[: t + 1]).sum() / info
         base = cells.sum_a[: t + 1].sum() / cells.n_a[: t + 1].sum()
+        if fixed is None and cells.n_a[: t + 1].sum() >= SCALE_MIN_N:
+            fixed = base
+        base = base if fixed is None else fixed
         radius = half_normal_boundary(np.array([info]), 1.0 / (0.05 * base) ** 2, 0.05)[0] / info
         assert r.effect[t] == pytest.approx(effect, rel=1e-12)
         lows.append(effect - radius)
@@ -92,3 +100,16 @@ def test_continuous_metric_detects_a_latency_increase() -> None:
                             bad_direction="decrease", alpha=0.05)
     assert up.harm[-1] and not down.harm.any()
     assert up.relative[-1] == pytest.approx(0.10, abs=0.03)
+
+
+def test_the_mixture_scale_is_fixed_once_the_baseline_has_data() -> None:
+    """A baseline mean that moves later does not move the boundary: the scale is fixed."""
+    from streammon.stats.meandiff import _fixed_scale
+
+    n = np.full((6, 1), 50.0)
+    cells = as_cells({"n_a": n, "sum_a": n * np.array([[0.1], [0.1], [0.5], [0.5], [0.5],
+                                                          [0.5]]),
+                      "sumsq_a": n * 0.1, "n_b": n, "sum_b": n * 0.1, "sumsq_b": n * 0.1},
+                     "continuous")
+    scale = _fixed_scale(cells, np.array([0.1, 0.1, 0.233, 0.3, 0.34, 0.367]))
+    np.testing.assert_allclose(scale, [0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
