@@ -12,7 +12,7 @@ windows or segments here. Pure.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +35,8 @@ class Grid:
     hist_b: FloatArray
     assignment: dict[str, FloatArray]
     segments: tuple[str, ...]
+    exposures: dict[str, FloatArray] = field(default_factory=dict)
+    """Predictions per (window, segment): ``n_a`` and ``n_b`` (for the coverage guard)."""
 
 
 def build_grid(
@@ -66,4 +68,5 @@ def build_grid(
     exposures = cells[EXPOSURE_METRIC]
     assignment = {"n_a": exposures["n_a"].sum(axis=1), "n_b": exposures["n_b"].sum(axis=1),
                   "fraction": intended}
-    return Grid({m: cells[m] for m in metrics}, hists["a"], hists["b"], assignment, segments)
+    return Grid({m: cells[m] for m in metrics}, hists["a"], hists["b"], assignment, segments,
+                {"n_a": exposures["n_a"], "n_b": exposures["n_b"]})

@@ -44,6 +44,7 @@ from streammon.stats.cells import (
 )
 from streammon.stats.decision import canary_samples, check_assignment
 from streammon.stats.evidence import MetricEvidence, assess_metric_evidence, averaged_harm
+from streammon.stats.horizon import compute_coverage_gap
 from streammon.stats.srm import compute_srm
 
 Action = Literal["continue", "step", "rollback", "promote", "halt"]
@@ -167,6 +168,15 @@ class MetricEstimate:
 
 
 @dataclass(frozen=True)
+class Coverage:
+    """A metric's judged labelled counts and the predictions per cell, for the coverage guard."""
+
+    labelled: Mapping[str, FloatArray]
+    exposures: Mapping[str, FloatArray]
+    judged: int
+
+
+@dataclass(frozen=True)
 class Assessment:
     """What to do now: verdict, action, the traffic fraction to set and the evidence."""
 
@@ -197,17 +207,24 @@ def assess_rollout(
     assignment: Mapping[str, object],
     stage: int,
     windows_in_stage: int,
+    coverage: Mapping[str, Coverage] | None = None,
 ) -> Assessment:
-    """Decide after the latest closed window; never raises on bad data (returns ERROR)."""
+    """Decide after the latest closed window; never raises on bad data (returns ERROR).
+
+    ``coverage`` (metrics with an attribution horizon) holds the rollout when a metric's
+    label coverage differs between the arms (tested at ``srm_alpha``).
+    """
     try:
-        return _assess(policy, cells_by_metric, assignment, stage, windows_in_stage)
+        return _assess(policy, cells_by_metric, assignment, stage, windows_in_stage,
+                       coverage or {})
     except (ValueError, KeyError, TypeError, FloatingPointError) as exc:
         return Assessment(Verdict.ERROR, "halt", policy.fraction_at(stage), stage, (),
                           float("nan"), f"{type(exc).__name__}: {exc}")
 
 
 def _assess(policy: RolloutPolicy, cells_by_metric: Mapping[str, Mapping[str, object]],
-            assignment: Mapping[str, object], stage: int, windows_in_stage: int) -> Assessment:
+            assignment: Mapping[str, object], stage: int, windows_in_stage: int,
+            coverage: Mapping[str, Coverage]) -> Assessment:
     n_a, n_b, fraction = check_assignment(assignment)
     current = policy.fraction_at(stage)
     if n_b.size == 0:
@@ -217,6 +234,13 @@ def _assess(policy: RolloutPolicy, cells_by_metric: Mapping[str, Mapping[str, ob
     if srm.mismatch[-1]:
         return Assessment(Verdict.HALT, "halt", current, stage, (), srm_p,
                           f"sample-ratio mismatch (p = {srm_p:.2g}): check the router")
+    for name, cov in coverage.items():
+        gap = compute_coverage_gap(cov.labelled, cov.exposures, cov.judged, policy.srm_alpha)
+        if gap.differs:
+            return Assessment(Verdict.HALT, "halt", current, stage, (), srm_p,
+                              f"label coverage of {name} differs by arm (baseline "
+                              f"{gap.baseline:.1%}, canary {gap.canary:.1%} of predictions): "
+                              "outcomes go missing or arrive late in one arm")
     missing = [m.name for m in policy.metrics if m.name not in cells_by_metric]
     if missing:
         raise StatsInputError(f"cells_by_metric lacks metrics {missing}")

@@ -116,6 +116,10 @@ class MetricSpecWire(msgspec.Struct, frozen=True, kw_only=True):
     bad_direction: Literal["decrease", "increase"]
     margin: float = 0.0
     label_delay_windows: int = 0
+    horizon_ms: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    """How long after a prediction its outcome counts. A window's cohort is judged once
+    the horizon has passed and is then frozen; its label coverage is guarded per arm.
+    None keeps the older rule: judged after ``label_delay_windows``, not frozen."""
 
 
 class RolloutSpec(msgspec.Struct, frozen=True, kw_only=True):

@@ -165,7 +165,7 @@ def _segments(spec: events.RolloutSpec, grid: cellgrid.Grid, windows: int,
     """Run each metric's sequential test within each segment (the decider's per-metric alpha)."""
     out = []
     for m in spec.metrics:
-        judged = windows - m.label_delay_windows
+        judged = windows - rollout.judge_delay_windows(spec, m)
         for j, segment in enumerate(grid.segments if judged > 0 else ()):
             sub = {f: a[:judged, j:j + 1] for f, a in grid.cells[m.name].items()}
             if sub["n_b"].sum() == 0 or sub["n_a"].sum() == 0:

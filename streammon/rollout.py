@@ -23,11 +23,13 @@ from streammon.events import (
     CommandNote,
     Diagnosis,
     MetricEstimate,
+    MetricSpecWire,
     RollbackReport,
     RolloutSpec,
     json_number,
 )
 from streammon.stats import compute_drift
+from streammon.stats.horizon import FrozenStore, freeze_rows, horizon_windows
 
 Phase = Literal["running", "held", "promoted", "rolled_back"]
 SWITCH_MARGIN_MS = 1000
@@ -46,6 +48,8 @@ class RolloutState(msgspec.Struct, kw_only=True):
     phase: Phase = "running"
     stage_changes: list[tuple[int, int]] = msgspec.field(default_factory=list)
     srm_start_window: int = 0
+    frozen: dict[str, FrozenStore] = msgspec.field(default_factory=dict)
+    """Judged cohorts of metrics with a ``horizon_ms``: metric -> window -> segment -> cell."""
     """First window of the sample-ratio check: it restarts at every stage and resume."""
     last_action: str = "start"
     commands: list[CommandNote] = msgspec.field(default_factory=list)
@@ -65,7 +69,7 @@ def policy_from_spec(spec: RolloutSpec) -> decide.RolloutPolicy:
     sample-ratio check takes its share out of the metrics' part.
     """
     metrics = tuple(decide.MetricSpec(m.name, m.kind, m.bad_direction, m.margin,
-                                      m.label_delay_windows) for m in spec.metrics)
+                                      judge_delay_windows(spec, m)) for m in spec.metrics)
     stages = strategies.stage_fractions(spec)
     return decide.RolloutPolicy(
         metrics=metrics, alpha=spec.alpha - drift_alpha(spec), f0=stages[0], growth=2.0,
@@ -73,6 +77,11 @@ def policy_from_spec(spec: RolloutSpec) -> decide.RolloutPolicy:
         min_samples_per_stage=spec.min_samples_per_stage,
         srm_alpha=min(0.001, spec.alpha / 10),
         min_final_windows=spec.min_final_windows or spec.step_windows)
+
+
+def judge_delay_windows(spec: RolloutSpec, metric: MetricSpecWire) -> int:
+    """Return how many windows after its own a metric's cohort is judged."""
+    return max(metric.label_delay_windows, horizon_windows(metric.horizon_ms, spec.window_ms))
 
 
 def drift_alpha(spec: RolloutSpec) -> float:
@@ -176,8 +185,10 @@ def progress(
         state.windows_closed += 1
         t = state.windows_closed
         grid = build_cells(state, summaries, t)
+        coverage = freeze_judged(state, grid, t)
         result = decide.assess_rollout(policy, grid.cells, grid.assignment, stage=state.stage,
-                                       windows_in_stage=t - state.stage_start_window)
+                                       windows_in_stage=t - state.stage_start_window,
+                                       coverage=coverage)
         drift_p = _drift_p_value(grid)
         if drift_p <= drift_alpha(state.spec) and result.action != "rollback":
             result = dataclasses.replace(
@@ -194,6 +205,27 @@ def progress(
                 state.spec, policy, grid, result, drift_p=drift_p, windows_closed=t,
                 commands=state.commands, now_ms=now_ms))
     return out
+
+
+def freeze_judged(state: RolloutState, grid: cellgrid.Grid,
+                  windows: int) -> dict[str, decide.Coverage]:
+    """Freeze the judged cohorts of metrics with a horizon; return their coverage inputs.
+
+    Judge once, never revise: a cohort's cells are stored the first time it is judged and
+    read back from then on. Outcome-side metrics also get their label coverage guarded.
+    """
+    coverage: dict[str, decide.Coverage] = {}
+    for metric in state.spec.metrics:
+        if metric.horizon_ms is None or metric.name not in grid.cells:
+            continue
+        delay = judge_delay_windows(state.spec, metric)
+        grid.cells[metric.name] = freeze_rows(state.frozen.setdefault(metric.name, {}),
+                                              grid.cells[metric.name], grid.segments,
+                                              windows - 1 - delay)
+        if metric.name not in strategies.PREDICTION_SIDE_METRICS:
+            coverage[metric.name] = decide.Coverage(grid.cells[metric.name], grid.exposures,
+                                                    windows - delay)
+    return coverage
 
 
 def _drift_p_value(grid: cellgrid.Grid) -> float:

@@ -183,3 +183,37 @@ def test_after_a_resume_the_sample_ratio_check_starts_afresh() -> None:
     first_hold = next(d["window"] for d in decisions if d["action"] == "hold")
     assert first_hold < 8 and "sample-ratio" in decisions[first_hold]["reason"]
     assert [d["action"] for d in decisions[10:]] == ["continue"] * 20
+
+
+def _horizon_spec(horizon_ms: int | None, **kw: Any) -> dict[str, Any]:
+    label: dict[str, Any] = {"name": "label", "kind": "binary", "bad_direction": "decrease",
+                             "margin": 0.01}
+    if horizon_ms is None:
+        label["label_delay_windows"] = 2
+    else:
+        label["horizon_ms"] = horizon_ms
+    return spec(metrics=[label], step_windows=100, **kw)
+
+
+def test_a_judged_cohort_is_frozen_so_late_labels_never_revise_it() -> None:
+    """Outcomes arriving after a cohort was judged change nothing once a horizon is set."""
+    p = plan(windows=20, step_windows=0, label_missing=(0.3, 0.3))
+    preds, outs = draw_events(p, seed=12)
+    labelled = {o["request_id"] for o in outs}
+    late = [{"v": 1, "request_id": e["request_id"], "rollout_id": "sim",
+             "ts_ms": e["ts_ms"] + 5 * WINDOW_MS, "label": 0.0 if e["arm"] == "canary" else 1.0}
+            for e in preds if e["request_id"] not in labelled]
+    frozen = replay_events(_horizon_spec(90_000), preds, outs)
+    assert replay_events(_horizon_spec(90_000), preds, outs + late) == frozen
+    revised = replay_events(_horizon_spec(None), preds, outs + late)
+    assert revised[-1]["action"] == "rollback"  # without freezing, late labels decide
+
+
+def test_labels_missing_in_one_arm_hold_the_rollout_with_the_reason() -> None:
+    """Canary outcomes lost 30% of the time hold the rollout; they do not bias it silently."""
+    preds, outs = draw_events(plan(windows=20, step_windows=0, label_missing=(0.0, 0.3)),
+                              seed=13)
+    decisions = replay_events(_horizon_spec(60_000), preds, outs)
+    holds = [d for d in decisions if d["action"] == "hold"]
+    assert holds and "label coverage of label differs by arm" in holds[0]["reason"]
+    assert all(d["action"] != "rollback" for d in decisions)
