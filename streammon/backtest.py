@@ -234,7 +234,8 @@ def _decoded(items: Iterable[Mapping[str, Any]], kind: type[Any], code: int, rol
              counts: ReplayCounts) -> Iterator[tuple[int, int, int, Any]]:
     for i, item in enumerate(items):
         try:
-            event = msgspec.convert(item, kind)
+            event = item if isinstance(item, kind) else msgspec.convert(
+                _plain(item), kind, strict=False)
             check_semantics(event)
         except (msgspec.ValidationError, TypeError, EventError) as exc:
             counts.malformed += 1
@@ -249,6 +250,24 @@ def _decoded(items: Iterable[Mapping[str, Any]], kind: type[Any], code: int, rol
         elif code == _OUT:
             counts.outcomes += 1
         yield event.ts_ms, code, i, event
+
+
+def _plain(item: Any) -> Any:
+    """Return a dict event with numpy scalars as Python numbers and boolean labels as 0/1.
+
+    Events built in Python (a notebook, a simulation) often carry ``numpy.int64``
+    timestamps or ``True`` labels; the topics' JSON would carry plain numbers.
+    """
+    if not isinstance(item, Mapping):
+        return item
+    out = {}
+    for key, value in item.items():
+        if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+            value = value.item()
+        if key in ("label", "value") and isinstance(value, bool):
+            value = float(value)
+        out[key] = value
+    return out
 
 
 def read_jsonl(path: str | Path) -> Iterator[Any]:

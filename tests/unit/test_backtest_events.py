@@ -217,3 +217,21 @@ def test_labels_missing_in_one_arm_hold_the_rollout_with_the_reason() -> None:
     holds = [d for d in decisions if d["action"] == "hold"]
     assert holds and "label coverage of label differs by arm" in holds[0]["reason"]
     assert all(d["action"] != "rollback" for d in decisions)
+
+
+def test_events_built_with_numpy_and_python_types_are_taken() -> None:
+    """numpy timestamps, float ts_ms, boolean labels and event structs decode like JSON."""
+    import numpy as np
+
+    from streammon.events import Prediction
+
+    preds, outs = draw_events(plan(windows=6), seed=14)
+    mixed_preds: list[Any] = [
+        {**e, "ts_ms": np.int64(e["ts_ms"])} if i % 3 == 0
+        else Prediction(**e) if i % 3 == 1 else {**e, "ts_ms": float(e["ts_ms"])}
+        for i, e in enumerate(preds)]
+    mixed_outs = [{**o, "label": bool(o["label"])} for o in outs]
+    counts = ReplayCounts()
+    assert replay_events(spec(), mixed_preds, mixed_outs, counts=counts) == replay_events(
+        spec(), preds, outs)
+    assert counts.malformed == 0
