@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.progress import track  # noqa: E402
 
-from streammon.stats.scenarios import OperatingPoint, catalog, evaluate  # noqa: E402
+from streammon.sim.operating_points import OperatingPoint, catalog, evaluate  # noqa: E402
 
 START, END = "<!-- stats-table:start -->", "<!-- stats-table:end -->"
 

@@ -1,4 +1,4 @@
-"""The events that travel on streammon's topics: frozen types, JSON codecs, versions.
+"""PURE: the events that travel on streammon's topics: frozen types, JSON codecs, versions.
 
 Every value is JSON with a schema in ``topics/`` and carries its schema version in
 ``v``. Decoding validates: a bad event raises :class:`~streammon.errors.EventError`
@@ -121,7 +121,7 @@ class MetricSpecWire(msgspec.Struct, frozen=True, kw_only=True):
 class RolloutSpec(msgspec.Struct, frozen=True, kw_only=True):
     """A rollout: what replaces what, which metrics guard it, and how traffic ramps.
 
-    ``strategy`` picks the ramp (see :mod:`streammon.strategies`): ``canary`` grows the
+    ``strategy`` picks the ramp (see :mod:`streammon.decide.strategies`): ``canary`` grows the
     candidate's share geometrically, f_t = min(f_max, f0 * growth**t); ``linear`` by
     ``increment`` per stage; ``stages`` follows the explicit list ``stages``;
     ``blue_green`` validates green (the candidate) on ``f0`` of the traffic, served

@@ -1,4 +1,4 @@
-"""Helpers of :mod:`streammon.decide`: one metric's latest state, assignment checks."""
+"""Helpers of :mod:`streammon.decide.policy`: one metric's latest state, assignment checks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streammon.stats.cells import FloatArray, StatsInputError, as_cells
-from streammon.stats.replay import compute_sequence
+from streammon.stats.sequence import compute_sequence
 
 
 @dataclass(frozen=True)

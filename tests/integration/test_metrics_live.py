@@ -18,15 +18,15 @@ import redis
 from confluent_kafka import Producer
 
 from streammon import events
-from streammon.actuator import Actuator
-from streammon.config import Settings
-from streammon.control import make_command
+from streammon.config.settings import Settings
+from streammon.control.actuator import Actuator
+from streammon.control.commands import make_command
+from streammon.control.registry import Checkpoint, Registry
 from streammon.devstack import free_port
-from streammon.metrics import actuator_registry, start_metrics_server
-from streammon.publish import Publisher
-from streammon.registry import Checkpoint, Registry
-from streammon.report import generate_report
-from streammon.topics import apply_topics
+from streammon.kafka.topics import apply_topics
+from streammon.ops.prometheus import actuator_registry, start_metrics_server
+from streammon.ops.report import generate_report
+from streammon.sdk.publisher import Publisher
 
 KEY = b"metrics-live-key"
 

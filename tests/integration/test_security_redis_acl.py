@@ -13,14 +13,14 @@ import pytest
 import redis
 from helpers import pings
 
-from streammon.actuator import Actuator
-from streammon.config import RedisSettings, Settings
-from streammon.control import make_command
+from streammon.config.settings import RedisSettings, Settings
+from streammon.control.actuator import Actuator
+from streammon.control.commands import make_command
+from streammon.control.registry import Checkpoint, Registry
 from streammon.devstack import free_port, stop_process
 from streammon.errors import RedisIOError
 from streammon.events import Action, Command
-from streammon.registry import Checkpoint, Registry
-from streammon.router import Router
+from streammon.sdk.router import Router
 
 ADMIN_PASSWORD = "admin-secret"
 # The least privilege each role needs (the same lines as docs/control-plane.md).
