@@ -309,9 +309,3 @@ def check_semantics(event: object) -> None:
 def encode(event: msgspec.Struct) -> bytes:
     """Encode an event as compact JSON."""
     return _ENCODER.encode(event)
-
-
-def to_builtins(event: msgspec.Struct) -> dict[str, Any]:
-    """Return the event as plain dicts and lists (for schemas, signing and printing)."""
-    out: dict[str, Any] = msgspec.to_builtins(event)
-    return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from streammon.events import Arm, CohortSummary, MetricSums, Outcome, Prediction
+from streammon.events import Arm, CohortSummary, MetricSums, Prediction
 
 PREDICTION_METRICS = ("latency_ms", "error")
 OUTCOME_METRICS = ("label", "value")
@@ -27,16 +27,6 @@ CellKey = tuple[str, int, str, Arm]
 def window_start_ms(ts_ms: int, window_ms: int) -> int:
     """Return the start of the tumbling window of width ``window_ms`` that holds ``ts_ms``."""
     return ts_ms - ts_ms % window_ms
-
-
-def score_bin(score: float, bins: int = SCORE_BINS) -> int:
-    """Return the histogram bin of a score in [0, 1]; 1.0 falls in the last bin."""
-    return min(int(score * bins), bins - 1)
-
-
-def cell_key(pred: Prediction, window_ms: int) -> CellKey:
-    """Return the cell a prediction (and so its outcome) belongs to."""
-    return (pred.rollout_id, window_start_ms(pred.ts_ms, window_ms), pred.segment, pred.arm)
 
 
 @dataclass
@@ -72,13 +62,6 @@ class CellState:
             acc[2] += 1.0
         if pred.score is not None:
             self.score_hist[min(int(pred.score * SCORE_BINS), SCORE_BINS - 1)] += 1
-
-    def add_outcome(self, outcome: Outcome) -> None:
-        """Add what an outcome tells once joined to its prediction: label, value."""
-        if outcome.label is not None:
-            self.add("label", outcome.label)
-        if outcome.value is not None:
-            self.add("value", outcome.value)
 
     def __iadd__(self, other: CellState) -> CellState:
         for metric, (n, s, ss) in other.sums.items():
