@@ -22,9 +22,9 @@ from streammon.errors import StreamMonError
 
 
 def _redis(settings: Settings) -> Any:
-    import redis
+    from streammon.control.store import connect
 
-    return redis.Redis.from_url(settings.redis.url, **settings.redis.to_redis())
+    return connect(settings)
 
 
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:

@@ -36,7 +36,8 @@ from streammon.control.commands import (
     signature_counter,
     verify,
 )
-from streammon.control.registry import Registry, redis_io_error
+from streammon.control.registry import Registry
+from streammon.control.store import connect, redis_io_error
 from streammon.errors import (
     CommandError,
     EventError,
@@ -242,7 +243,7 @@ def _store_offset(consumer: Consumer, msg: Message) -> None:
 def run_actuator(settings: Settings, stop: threading.Event, *,
                  verify_weights: WeightsCheck = "unchanged") -> None:
     """Entry point for the CLI: run one actuator with settings' Redis and HMAC key."""
-    client = redis.Redis.from_url(settings.redis.url, **settings.redis.to_redis())
+    client = connect(settings)
     try:
         Actuator(settings=settings, client=client, key=settings.hmac_key,
                  verify_weights=verify_weights).run(stop)

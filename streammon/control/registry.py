@@ -24,7 +24,8 @@ from urllib.parse import unquote, urlparse
 import msgspec
 import redis
 
-from streammon.errors import ConfigError, IntegrityError, NotPinnedError, RedisIOError
+from streammon.control.store import redis_io_error
+from streammon.errors import ConfigError, IntegrityError, NotPinnedError
 
 PIN_KEY_PREFIX = "streammon:pin:"
 PINS_KEY = "streammon:pins"
@@ -42,15 +43,6 @@ class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
     features: list[str] = msgspec.field(default_factory=list)
     environment: dict[str, str] = msgspec.field(default_factory=dict)
     pinned_at_ms: int = 0
-
-
-def redis_io_error(what: str, exc: redis.RedisError) -> RedisIOError:
-    """Wrap a redis-py error; say so plainly when Redis refused the credentials or ACL."""
-    hint = ""
-    if isinstance(exc, redis.AuthenticationError | redis.exceptions.NoPermissionError):
-        hint = " (Redis refused the credentials or the ACL: set username/password in "
-        hint += "RedisSettings.url or RedisSettings.options)"
-    return RedisIOError(f"{what}: {exc}{hint}")
 
 
 def pin_key(version: str) -> str:

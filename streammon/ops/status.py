@@ -150,11 +150,12 @@ def run_status(settings: Settings, rollout_id: str, *, watch: bool = False,
                refresh_s: float = 1.0, console: Console | None = None,
                max_refreshes: int | None = None) -> int:
     """Print the status once (or redraw every ``refresh_s`` until Ctrl-C); return 0."""
-    import redis
     from rich.live import Live
 
+    from streammon.control.store import connect
+
     console = console or Console()
-    client = redis.Redis.from_url(settings.redis.url, **settings.redis.to_redis())
+    client = connect(settings)
     feed = RolloutFeed(settings, rollout_id)
     try:
         feed.read_to_end(timeout_s=15.0)

@@ -39,7 +39,7 @@ from streammon.control.commands import (
     unit_position,
     verify,
 )
-from streammon.control.registry import redis_io_error
+from streammon.control.store import connect, redis_io_error
 from streammon.errors import CommandError, ConfigError, RedisIOError
 from streammon.events import Command
 
@@ -81,8 +81,7 @@ class Router:
         The client fails fast (one retry, no back-off) unless ``settings.redis.options``
         sets ``retry``: an unreachable Redis should be noticed, not waited out.
         """
-        options = {"retry": Retry(NoBackoff(), 1), **settings.redis.to_redis()}
-        client = redis.Redis.from_url(settings.redis.url, **options)
+        client = connect(settings, retry=Retry(NoBackoff(), 1))
         return cls(client=client, **kwargs)
 
     @property

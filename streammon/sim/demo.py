@@ -128,8 +128,7 @@ def run_scenario(settings: Settings, stack: contextlib.ExitStack, *, console: Co
                  false_alarm_at_s: float | None = None,
                  worker_delay_s: float = 0.0) -> ScenarioResult:
     """Run one simulated rollout on a running stack; services live until ``stack`` closes."""
-    import redis
-
+    from streammon.control.store import connect
     from streammon.kafka.topics import apply_topics
 
     run_id = run_id or uuid.uuid4().hex[:6]
@@ -137,7 +136,7 @@ def run_scenario(settings: Settings, stack: contextlib.ExitStack, *, console: Co
     work.mkdir(parents=True, exist_ok=True)
     apply_topics(settings.kafka, settings.topics)
     procs = start_services(settings, stack, work, worker_args, actuator_args, worker_delay_s)
-    client = redis.Redis.from_url(settings.redis.url, **settings.redis.to_redis())
+    client = connect(settings)
     spec = demo_spec(f"demo-{run_id}", alpha=alpha)
     pin_baseline(client, work, spec.baseline)
     scenario = Scenario(regression_at_s=20.0 if regression else None)
@@ -175,11 +174,11 @@ def _inject_false_alarm(settings: Settings, rollout_id: str, at_monotonic: float
     """Send a rollback at ``at_monotonic`` from a thread, as a decider acting too early."""
     import threading
 
-    import redis
+    from streammon.control.store import connect
 
     def fire() -> None:
         time.sleep(max(0.0, at_monotonic - time.monotonic()))
-        client = redis.Redis.from_url(settings.redis.url, **settings.redis.to_redis())
+        client = connect(settings)
         deadline = time.monotonic() + 30.0
         while client.get(route_key(rollout_id)) is None and time.monotonic() < deadline:
             time.sleep(0.1)  # routers may follow the control topic before the actuator ran

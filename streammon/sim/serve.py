@@ -117,12 +117,11 @@ def run_traffic(settings: Any, *, rollout_id: str, regression_at_s: float | None
     This is the compose file's traffic generator; the worker and actuator run elsewhere.
     Returns 0 once the rollout reached a terminal phase, 1 if it did not in ``duration_s``.
     """
-    import redis
-
     from streammon.control import operator_commands
+    from streammon.control.store import connect
     from streammon.sim.traffic_model import Scenario
 
-    client = redis.Redis.from_url(settings.redis.url, **settings.redis.to_redis())
+    client = connect(settings)
     spec = demo_spec(rollout_id, window_ms=window_ms, grace_ms=window_ms // 2)
     work = Path(settings.data_dir)
     work.mkdir(parents=True, exist_ok=True)
