@@ -15,12 +15,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from streammon.events import CohortSummary
 from streammon.join.cells import SCORE_BINS
+from streammon.stats.cells import FloatArray
 
-FloatArray = npt.NDArray[np.float64]
 CELL_FIELDS = ("n_a", "sum_a", "sumsq_a", "n_b", "sum_b", "sumsq_b")
 EXPOSURE_METRIC = "error"
 """Every prediction records its error flag, so this metric's n counts exposures."""
