@@ -20,6 +20,9 @@ ARMS = ("baseline", "canary")
 
 Arm = Literal["baseline", "canary"]
 Action = Literal["start", "step", "promote", "rollback", "hold", "resume"]
+"""What a control command does; the one action vocabulary (phases: control.commands.PHASES)."""
+Decision = Action | Literal["continue"]
+"""What the decider concludes after a window: a command's action, or ``continue``."""
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 TimestampMs = Annotated[int, msgspec.Meta(ge=0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]

@@ -12,7 +12,7 @@ them) plus the assignment counts, and gets back what to do. Rules, in order:
 4. Below ``f_max``, after ``step_windows`` windows and ``min_samples_per_stage`` canary
    requests in the stage, **step** to ``f_{s+1} = min(f_max, f0 · growth^(s+1))``.
 5. Otherwise **continue**. A failure inside becomes an ``ERROR`` verdict (action
-   ``halt``) with a message, never an exception (Argo ``reconcileAnalysisRun``).
+   ``hold``) with a message, never an exception (Argo ``reconcileAnalysisRun``).
 
 α budget: the SRM test gets ``srm_alpha`` and each of the M metrics gets
 ``(alpha − srm_alpha) / M`` (Bonferroni). Every test is anytime-valid, so looking after
@@ -30,6 +30,7 @@ from typing import Literal
 
 import numpy as np
 
+from streammon.events import Decision
 from streammon.stats.cells import (
     DIRECTIONS,
     KINDS,
@@ -40,8 +41,6 @@ from streammon.stats.cells import (
 )
 from streammon.stats.decision import canary_samples, check_assignment, summarize_metric
 from streammon.stats.srm import compute_srm
-
-Action = Literal["continue", "step", "rollback", "promote", "halt"]
 
 
 class Verdict(StrEnum):
@@ -158,7 +157,7 @@ class Assessment:
     """What to do now: verdict, action, the traffic fraction to set and the evidence."""
 
     verdict: Verdict
-    action: Action
+    action: Decision
     fraction: float
     stage: int
     estimates: tuple[MetricEstimate, ...]
@@ -189,7 +188,7 @@ def assess_rollout(
     try:
         return _assess(policy, cells_by_metric, assignment, stage, windows_in_stage)
     except (ValueError, KeyError, TypeError, FloatingPointError) as exc:
-        return Assessment(Verdict.ERROR, "halt", policy.fraction_at(stage), stage, (),
+        return Assessment(Verdict.ERROR, "hold", policy.fraction_at(stage), stage, (),
                           float("nan"), f"{type(exc).__name__}: {exc}")
 
 
@@ -202,7 +201,7 @@ def _assess(policy: RolloutPolicy, cells_by_metric: Mapping[str, Mapping[str, ob
     srm = compute_srm(*steady_windows(n_a, n_b, fraction), alpha=policy.srm_alpha)
     srm_p = float(srm.p_value[-1])
     if srm.mismatch[-1]:
-        return Assessment(Verdict.HALT, "halt", current, stage, (), srm_p,
+        return Assessment(Verdict.HALT, "hold", current, stage, (), srm_p,
                           f"sample-ratio mismatch (p = {srm_p:.2g}): check the router")
     missing = [m.name for m in policy.metrics if m.name not in cells_by_metric]
     if missing:
@@ -236,7 +235,7 @@ def _advance(policy: RolloutPolicy, estimates: tuple[MetricEstimate, ...], verdi
             return Assessment(verdict, "promote", 1.0, stage, estimates, srm_p,
                               "non-inferiority shown on every metric")
         if policy.max_windows is not None and n_b.size >= policy.max_windows:
-            return Assessment(Verdict.INCONCLUSIVE, "halt", current, stage, estimates, srm_p,
+            return Assessment(Verdict.INCONCLUSIVE, "hold", current, stage, estimates, srm_p,
                               f"no decision after {n_b.size} windows")
         return Assessment(Verdict.RUNNING, "continue", current, stage, estimates, srm_p)
     samples = canary_samples(n_b, windows_in_stage)

@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import msgspec
 import numpy as np
 
 from streammon.control import commands
+from streammon.control.commands import Phase
 from streammon.decide import cell_grid, postmortem, strategies
 from streammon.decide.policy import Assessment, MetricSpec, RolloutPolicy, Verdict, assess_rollout
 from streammon.decide.policy import MetricEstimate as PolicyEstimate
 from streammon.events import (
+    Action,
     CohortSummary,
     Command,
     CommandNote,
+    Decision,
     Diagnosis,
     MetricEstimate,
     RollbackReport,
@@ -32,9 +35,7 @@ from streammon.events import (
 )
 from streammon.stats import compute_drift
 
-Phase = Literal["running", "held", "promoted", "rolled_back"]
 SWITCH_MARGIN_MS = 1000
-_ACTION_COMMAND = {"step": "step", "rollback": "rollback", "promote": "promote", "halt": "hold"}
 
 
 class RolloutState(msgspec.Struct, kw_only=True):
@@ -101,8 +102,7 @@ def apply_command(state: RolloutState, cmd: Command) -> RolloutState:
     state.seq = cmd.seq
     state.last_action = cmd.action
     state.commands.append(_note(cmd))
-    state.phase = {"rollback": "rolled_back", "promote": "promoted", "hold": "held",
-                   "resume": "running"}.get(cmd.action, state.phase)  # type: ignore[assignment]
+    state.phase = commands.PHASES[cmd.action]
     if cmd.action == "step" and cmd.stage != state.stage:
         state.stage = cmd.stage
         state.stage_start_window = state.windows_closed
@@ -197,15 +197,15 @@ def _drift_p_value(grid: cell_grid.Grid) -> float:
     return float(compute_drift(grid.hist_a, grid.hist_b).p_value[-1])
 
 
-def _command_for(state: RolloutState, action: str, reason: str, now_ms: int,
+def _command_for(state: RolloutState, action: Decision, reason: str, now_ms: int,
                  key: bytes) -> Command | None:
-    command = _ACTION_COMMAND.get(action)
-    if command is None:
+    if action == "continue":
         return None
+    command: Action = action
     spec = state.spec
     stage = state.stage + 1 if command == "step" else state.stage
     return commands.make_command(
-        rollout_id=spec.rollout_id, seq=state.seq + 1, action=command,  # type: ignore[arg-type]
+        rollout_id=spec.rollout_id, seq=state.seq + 1, action=command,
         baseline=spec.baseline, candidate=spec.candidate,
         fraction=strategies.served_fraction(spec, stage),
         stage=stage, reason=reason, issued_by="decider", now_ms=now_ms, key=key)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from streammon import events
+from streammon.control.commands import PHASES
 from streammon.decide import cell_grid, progress
 from streammon.decide.policy import steady_windows
 from streammon.errors import ConfigError
@@ -23,7 +24,6 @@ from streammon.stats import as_cells, compute_drift, compute_sequence, compute_s
 if TYPE_CHECKING:
     pass
 
-_PHASE = {"rollback": "rolled_back", "promote": "promoted", "hold": "held"}
 
 
 @dataclass(frozen=True)
@@ -137,8 +137,8 @@ def analyse(rollout_id: str, summaries: list[CohortSummary], commands: list[Comm
 
 
 def _phase(commands: list[Command]) -> str:
-    final = next((c for c in reversed(commands) if c.action in _PHASE), None)
-    return "running" if final is None else _PHASE[final.action]
+    final = next((c for c in reversed(commands) if PHASES[c.action] != "running"), None)
+    return "running" if final is None else PHASES[final.action]
 
 
 def _series(m: events.MetricSpecWire, diagnoses: list[Diagnosis], t0_ms: int,

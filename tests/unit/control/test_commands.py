@@ -153,3 +153,14 @@ def test_seq_verdict_tells_duplicates_from_conflicts() -> None:
     assert seq_verdict(held, make_command(seq=4, action="step", fraction=0.1, **common)) == "stale"
     assert seq_verdict(held, make_command(seq=6, action="step", fraction=0.1, **common)) == "newer"
     assert seq_verdict(None, rival) == "newer"
+
+
+def test_every_action_has_exactly_one_phase() -> None:
+    """The one action -> phase table covers every command action and only those."""
+    from typing import get_args
+
+    from streammon.control.commands import PHASES, Phase
+    from streammon.events import Action
+
+    assert set(PHASES) == set(get_args(Action))
+    assert set(PHASES.values()) == set(get_args(Phase))

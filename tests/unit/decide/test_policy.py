@@ -92,7 +92,7 @@ def test_sample_ratio_mismatch_halts_without_judging_metrics() -> None:
     """A router sending 10% instead of 5% halts even if the metric looks harmful."""
     a = assess_rollout(_policy(), {"conversion": _cells(10, 0.05)},
                        _assignment(10, n_b=6000.0, fraction=0.05), 0, 10)
-    assert (a.verdict, a.action, a.estimates) == (Verdict.HALT, "halt", ())
+    assert (a.verdict, a.action, a.estimates) == (Verdict.HALT, "hold", ())
 
 
 def test_label_delay_ignores_immature_windows() -> None:
@@ -116,7 +116,7 @@ def test_nan_cells_become_an_error_verdict_not_an_exception() -> None:
     cells["sum_a"] = cells["sum_a"].copy()
     cells["sum_a"][0, 0] = np.nan
     a = assess_rollout(_policy(), {"conversion": cells}, _assignment(5), 0, 5)
-    assert (a.verdict, a.action) == (Verdict.ERROR, "halt")
+    assert (a.verdict, a.action) == (Verdict.ERROR, "hold")
     assert "sum_a" in a.message
 
 
