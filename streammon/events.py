@@ -23,6 +23,8 @@ Action = Literal["start", "step", "promote", "rollback", "hold", "resume"]
 """What a control command does; the one action vocabulary (phases: control.commands.PHASES)."""
 Decision = Action | Literal["continue"]
 """What the decider concludes after a window: a command's action, or ``continue``."""
+MIN_SAMPLES_PER_STAGE = 100
+"""Canary samples a stage needs before the ramp steps on (the one default)."""
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 TimestampMs = Annotated[int, msgspec.Meta(ge=0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
@@ -148,7 +150,7 @@ class RolloutSpec(msgspec.Struct, frozen=True, kw_only=True):
     drift_guard: bool | None = None
     f_max: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.5
     step_windows: Annotated[int, msgspec.Meta(ge=1)] = 5
-    min_samples_per_stage: Annotated[int, msgspec.Meta(ge=0)] = 100
+    min_samples_per_stage: Annotated[int, msgspec.Meta(ge=0)] = MIN_SAMPLES_PER_STAGE
     window_ms: Annotated[int, msgspec.Meta(ge=100)] = 60_000
     grace_ms: Annotated[int, msgspec.Meta(ge=0)] = 10_000
     ttl_ms: Annotated[int, msgspec.Meta(ge=1)] = 3_600_000

@@ -30,7 +30,7 @@ from typing import Literal
 
 import numpy as np
 
-from streammon.events import Decision
+from streammon.events import MIN_SAMPLES_PER_STAGE, Decision
 from streammon.stats.cells import (
     DIRECTIONS,
     KINDS,
@@ -94,7 +94,7 @@ class RolloutPolicy:
     growth: float = 2.0
     f_max: float = 0.5
     step_windows: int = 5
-    min_samples_per_stage: int = 1000
+    min_samples_per_stage: int = MIN_SAMPLES_PER_STAGE
     srm_alpha: float = 0.001
     max_windows: int | None = None
     stages: tuple[float, ...] = ()
