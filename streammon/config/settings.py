@@ -1,7 +1,8 @@
 """Typed, frozen settings for every streammon process.
 
-Settings are plain values passed to keyword-only constructors; only ``cli.py`` reads
-the environment. Every Kafka and Redis client option passes through unchanged
+Settings are plain values passed to keyword-only constructors; only
+:mod:`streammon.config` reads the environment (its one table is
+:data:`streammon.config.env.ENV_VARS`). Every Kafka and Redis client option passes through unchanged
 (``KafkaSettings.options``, ``RedisSettings.options``), so SASL, TLS and ACL users work
 as they do with the clients themselves.
 """

@@ -36,10 +36,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from streammon.config.env import CONFIG_ENV, KAFKA_OPT_PREFIX, REDIS_OPT_PREFIX, env_values
 from streammon.config.settings import KafkaSettings, RedisSettings, Settings, TopicNames
 from streammon.errors import ConfigError
 
-CONFIG_ENV = "STREAMMON_CONFIG"
 _SCALAR = (str, int, float, bool)
 # section -> key -> (expected type(s), human description, example)
 SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str, str]]] = {
@@ -55,11 +55,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str, str]]] = {
                           "{socket_timeout = 2.0}")},
     "topics": {"prefix": ((str,), "a string", '"streammon."')},
 }
-_ENV = {"STREAMMON_KAFKA_BOOTSTRAP": ("kafka", "bootstrap_servers"),
-        "STREAMMON_REDIS_URL": ("redis", "url"), "STREAMMON_TOPIC_PREFIX": ("topics", "prefix"),
-        "STREAMMON_APP_ID": ("", "app_id"), "STREAMMON_HMAC_KEY": ("", "hmac_key"),
-        "STREAMMON_DATA_DIR": ("", "data_dir"), "STREAMMON_WEB_PORT": ("", "web_port"),
-        "STREAMMON_FAST_GROUP_JOIN": ("kafka", "fast_group_join")}
+
 
 
 def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None, *,
@@ -186,30 +182,17 @@ def _kafka_value(value: Any) -> str:
 def _merge_env(data: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     """Return a copy of the file's data with every ``STREAMMON_*`` override applied."""
     merged: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
-    for var, (section, key) in _ENV.items():
-        if env.get(var):
-            target = merged.setdefault(section, {}) if section else merged
-            target[key] = _env_value(key, env[var])
+    for (section, key), value in env_values(env).items():
+        target = merged.setdefault(section, {}) if section else merged
+        target[key] = value
     for var, value in env.items():
-        for section, prefix in (("kafka", "STREAMMON_KAFKA_OPT_"),
-                                ("redis", "STREAMMON_REDIS_OPT_")):
+        for section, prefix in (("kafka", KAFKA_OPT_PREFIX), ("redis", REDIS_OPT_PREFIX)):
             if var.startswith(prefix):
                 name = var[len(prefix):].lower()
                 options = merged.setdefault(section, {}).setdefault("options", {})
                 options[name.replace("_", ".") if section == "kafka" else name] = (
                     value if section == "kafka" else _json_or_text(value))
     return merged
-
-
-def _env_value(key: str, text: str) -> Any:
-    if key == "fast_group_join":
-        return text.strip().lower() in ("1", "true", "yes")
-    if key == "web_port":
-        try:
-            return int(text)
-        except ValueError as exc:
-            raise ConfigError(f"STREAMMON_WEB_PORT must be an integer, got {text!r}") from exc
-    return text
 
 
 def _json_or_text(text: str) -> Any:
