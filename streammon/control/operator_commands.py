@@ -21,18 +21,6 @@ from streammon.errors import CommandError, ConfigError, KafkaIOError
 from streammon.events import Action, Command, RolloutSpec
 
 
-def check_spec(spec: RolloutSpec) -> None:
-    """Raise ConfigError naming the field if the spec cannot run (strategy and policy)."""
-    from streammon.decide.progress import policy_from_spec
-    from streammon.stats import StatsInputError
-
-    strategies.check_spec(spec)
-    try:
-        policy_from_spec(spec)
-    except StatsInputError as exc:
-        raise ConfigError(f"rollout spec {spec.rollout_id!r}: {exc}") from exc
-
-
 def load_spec(path: str | Path) -> RolloutSpec:
     """Read a rollout spec from a JSON or TOML file; raise ConfigError naming a bad field."""
     path = Path(path)
@@ -68,6 +56,7 @@ def now_ms() -> int:
 def start_rollout(settings: Settings, spec: RolloutSpec, *, client: Any) -> Command:
     """Check the spec and the baseline's pin, then send the signed ``start`` command (seq 1)."""
     from streammon.control.registry import Registry
+    from streammon.decide.progress import check_spec
 
     check_spec(spec)
     Registry(client).require_pinned(spec.baseline)

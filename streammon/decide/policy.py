@@ -30,6 +30,7 @@ from typing import Literal
 
 import numpy as np
 
+from streammon.decide.strategies import ramp
 from streammon.events import MIN_SAMPLES_PER_STAGE, Decision
 from streammon.stats.cells import (
     DIRECTIONS,
@@ -114,6 +115,8 @@ class RolloutPolicy:
         if self.stages and (list(self.stages) != sorted(set(self.stages))
                             or not 0.0 < self.stages[0] <= self.stages[-1] <= 1.0):
             raise StatsInputError("stages must be strictly increasing fractions in (0, 1]")
+        if not self.stages:
+            object.__setattr__(self, "stages", ramp(self.f0, self.f_max, growth=self.growth))
 
     @property
     def metric_alpha(self) -> float:
@@ -123,17 +126,15 @@ class RolloutPolicy:
     @property
     def top_fraction(self) -> float:
         """Return the fraction at which promotion is judged: the last stage's, or f_max."""
-        return self.stages[-1] if self.stages else self.f_max
+        return self.stages[-1]
 
     def fraction_at(self, stage: int) -> float:
-        """Return the canary fraction of ``stage``.
+        """Return the canary fraction of ``stage`` (stages past the last stay at the last).
 
-        That is ``min(f_max, f0 · growth**stage)``, or the stage's entry when explicit
-        ``stages`` are given (the last one repeats).
+        Without explicit ``stages`` the policy ramps ``min(f_max, f0 · growth**stage)``,
+        computed once by :func:`streammon.decide.strategies.ramp`.
         """
-        if self.stages:
-            return float(self.stages[min(max(stage, 0), len(self.stages) - 1)])
-        return float(min(self.f_max, self.f0 * self.growth ** max(stage, 0)))
+        return float(self.stages[min(max(stage, 0), len(self.stages) - 1)])
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from streammon.control.commands import Phase
 from streammon.decide import cell_grid, postmortem, strategies
 from streammon.decide.policy import Assessment, MetricSpec, RolloutPolicy, Verdict, assess_rollout
 from streammon.decide.policy import MetricEstimate as PolicyEstimate
+from streammon.errors import ConfigError
 from streammon.events import (
     Action,
     CohortSummary,
@@ -33,7 +34,7 @@ from streammon.events import (
     RolloutSpec,
     json_number,
 )
-from streammon.stats import compute_drift
+from streammon.stats import StatsInputError, compute_drift
 
 SWITCH_MARGIN_MS = 1000
 
@@ -74,6 +75,15 @@ def policy_from_spec(spec: RolloutSpec) -> RolloutPolicy:
         f_max=stages[-1], stages=stages, step_windows=spec.step_windows,
         min_samples_per_stage=spec.min_samples_per_stage,
         srm_alpha=min(0.001, spec.alpha / 10))
+
+
+def check_spec(spec: RolloutSpec) -> None:
+    """Raise ConfigError naming the field if the spec cannot run (its ramp and its policy)."""
+    strategies.check_strategy(spec)
+    try:
+        policy_from_spec(spec)
+    except StatsInputError as exc:
+        raise ConfigError(f"rollout spec {spec.rollout_id!r}: {exc}") from exc
 
 
 def drift_alpha(spec: RolloutSpec) -> float:

@@ -27,21 +27,30 @@ PREDICTION_SIDE_METRICS = frozenset({"latency_ms", "error"})
 _MAX_STAGES = 64
 
 
+def ramp(f0: float, f_max: float, *, growth: float | None = None,
+         increment: float | None = None) -> tuple[float, ...]:
+    """Return the ramp ``min(f_max, f0 · growth^t)`` (or ``f0 + increment · t``) up to f_max.
+
+    The one place a ramp is computed: :func:`stage_fractions` and a
+    :class:`~streammon.decide.policy.RolloutPolicy` built without stages both use it.
+    """
+    out = [float(min(f_max, f0))]
+    while out[-1] < f_max and len(out) < _MAX_STAGES:
+        t = len(out)
+        nxt = f0 * growth**t if growth is not None else f0 + (increment or 0.0) * t
+        out.append(float(min(f_max, nxt)))
+    return tuple(out)
+
+
 def stage_fractions(spec: RolloutSpec) -> tuple[float, ...]:
     """Return the candidate's traffic fraction (or mirrored share) in each stage."""
     if spec.strategy == "stages":
         return tuple(float(f) for f in spec.stages)
     if spec.strategy == "blue_green":
         return (float(spec.f0),)
-    out = [float(min(spec.f_max, spec.f0))]
-    while out[-1] < spec.f_max and len(out) < _MAX_STAGES:
-        t = len(out)
-        if spec.strategy == "canary":
-            nxt = spec.f0 * spec.growth**t
-        else:
-            nxt = spec.f0 + spec.increment * t
-        out.append(float(min(spec.f_max, nxt)))
-    return tuple(out)
+    if spec.strategy == "canary":
+        return ramp(spec.f0, spec.f_max, growth=spec.growth)
+    return ramp(spec.f0, spec.f_max, increment=spec.increment)
 
 
 def fraction_at(spec: RolloutSpec, stage: int) -> float:
@@ -74,8 +83,8 @@ def drift_guarded(spec: RolloutSpec) -> bool:
     return is_shadow(spec) if spec.drift_guard is None else spec.drift_guard
 
 
-def check_spec(spec: RolloutSpec) -> None:
-    """Raise ConfigError, naming the field and the fix, for a spec that cannot run."""
+def check_strategy(spec: RolloutSpec) -> None:
+    """Raise ConfigError, naming the field and the fix, for a ramp that cannot run."""
     if spec.baseline == spec.candidate:
         raise ConfigError("`candidate` must differ from `baseline`")
     if not spec.metrics:
