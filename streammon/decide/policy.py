@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Literal
 
 import numpy as np
@@ -40,22 +39,10 @@ from streammon.stats.cells import (
     check_alpha,
     check_choice,
 )
+from streammon.stats.decision import MetricEstimate as MetricEstimate
+from streammon.stats.decision import Verdict as Verdict
 from streammon.stats.decision import canary_samples, check_assignment, summarize_metric
 from streammon.stats.srm import compute_srm
-
-
-class Verdict(StrEnum):
-    """Argo-style phases; :func:`worst` picks the most severe."""
-
-    PROMOTE = "Promote"
-    STEP = "Step"
-    PENDING = "Pending"
-    RUNNING = "Running"
-    INCONCLUSIVE = "Inconclusive"
-    HALT = "Halt"
-    ERROR = "Error"
-    ROLLBACK = "Rollback"
-
 
 _SEVERITY = {verdict: rank for rank, verdict in enumerate(Verdict)}
 
@@ -138,22 +125,6 @@ class RolloutPolicy:
 
 
 @dataclass(frozen=True)
-class MetricEstimate:
-    """One metric's state after the last judged window (absolute Δ = canary − baseline)."""
-
-    name: str
-    verdict: Verdict
-    effect: float
-    relative: float
-    lower: float
-    upper: float
-    p_harm: float
-    n_a: float
-    n_b: float
-    windows_judged: int
-
-
-@dataclass(frozen=True)
 class Assessment:
     """What to do now: verdict, action, the traffic fraction to set and the evidence."""
 
@@ -216,16 +187,10 @@ def _assess(policy: RolloutPolicy, cells_by_metric: Mapping[str, Mapping[str, ob
     return _advance(policy, estimates, verdict, n_b, stage, windows_in_stage, srm_p)
 
 
-_STATE_VERDICT = {"pending": Verdict.PENDING, "running": Verdict.RUNNING,
-                  "rollback": Verdict.ROLLBACK, "promote": Verdict.PROMOTE}
-
-
 def _estimate(spec: MetricSpec, cells: Mapping[str, object], alpha: float) -> MetricEstimate:
-    s = summarize_metric(cells, kind=spec.kind, bad_direction=spec.bad_direction,
-                         margin=spec.margin, label_delay_windows=spec.label_delay_windows,
-                         alpha=alpha)
-    return MetricEstimate(spec.name, _STATE_VERDICT[s.state], s.effect, s.relative, s.lower,
-                          s.upper, s.p_harm, s.n_a, s.n_b, s.windows_judged)
+    return summarize_metric(spec.name, cells, kind=spec.kind, bad_direction=spec.bad_direction,
+                            margin=spec.margin, label_delay_windows=spec.label_delay_windows,
+                            alpha=alpha)
 
 
 def _advance(policy: RolloutPolicy, estimates: tuple[MetricEstimate, ...], verdict: Verdict,

@@ -20,7 +20,6 @@ from streammon.control import commands
 from streammon.control.commands import Phase
 from streammon.decide import cell_grid, postmortem, strategies
 from streammon.decide.policy import Assessment, MetricSpec, RolloutPolicy, Verdict, assess_rollout
-from streammon.decide.policy import MetricEstimate as PolicyEstimate
 from streammon.errors import ConfigError
 from streammon.events import (
     Action,
@@ -35,6 +34,7 @@ from streammon.events import (
     json_number,
 )
 from streammon.stats import StatsInputError, compute_drift
+from streammon.stats.decision import MetricEstimate as StatsEstimate
 
 SWITCH_MARGIN_MS = 1000
 
@@ -233,7 +233,7 @@ def _diagnosis(state: RolloutState, result: Assessment, now_ms: int,
         srm_p_value=json_number(result.srm_p_value, 1.0), drift_p_value=drift_p)
 
 
-def _estimate(e: PolicyEstimate) -> MetricEstimate:
+def _estimate(e: StatsEstimate) -> MetricEstimate:
     return MetricEstimate(name=e.name, effect=json_number(e.effect),
                           rel_effect=json_number(e.relative),
                           lower=json_number(e.lower), upper=json_number(e.upper),
