@@ -126,6 +126,17 @@ def closed_windows(state: RolloutState, watermark_ms: int) -> int:
     return max(0, (watermark_ms - spec.grace_ms - state.origin_ms) // spec.window_ms)
 
 
+def state_after(start: Command, commands: Iterable[Command], windows_closed: int) -> RolloutState:
+    """Return a rollout's state rebuilt from its commands after ``windows_closed`` windows.
+
+    What a report needs to lay the cells out as the decider did, without the decider's table.
+    """
+    state = start_state(start)
+    state.windows_closed = windows_closed
+    state.stage_changes = stage_changes_of(commands)
+    return state
+
+
 def stage_changes_of(commands: Iterable[Command]) -> list[tuple[int, int]]:
     """Return (ts_ms, stage) of the start and of every step, from the control topic."""
     return [(c.ts_ms, c.stage) for c in commands if c.action in ("start", "step")]

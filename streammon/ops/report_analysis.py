@@ -115,10 +115,9 @@ def analyse(rollout_id: str, summaries: list[CohortSummary], commands: list[Comm
     if start is None or start.spec is None:
         raise ConfigError(f"rollout {rollout_id!r}: no start command with a spec on the "
                           "control topic, so its metrics and windows are unknown")
-    spec, state = start.spec, progress.start_state(start)
+    spec = start.spec
     windows = max([d.windows_closed for d in diagnoses] or [0])
-    state.windows_closed = windows
-    state.stage_changes = progress.stage_changes_of(commands)
+    state = progress.state_after(start, commands, windows)
     grid = progress.build_cells(state, summaries, windows)
     policy = progress.policy_from_spec(spec)
     t0 = start.ts_ms

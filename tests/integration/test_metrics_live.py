@@ -92,8 +92,8 @@ def test_actuator_endpoint_counts_applied_rejected_and_the_rollback(
 
 
 def _load_report_builder() -> Any:
-    """Import tests/unit/test_report.py's decided_rollout (the pure decider's synthetic run)."""
-    path = Path(__file__).parent.parent / "unit" / "test_report.py"
+    """Import tests/unit/ops/test_report.py's decided_rollout (the pure decider's synthetic run)."""
+    path = Path(__file__).parent.parent / "unit" / "ops" / "test_report.py"
     spec = importlib.util.spec_from_file_location("report_builder", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
