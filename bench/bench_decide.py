@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from streammon.decide import MetricSpec, RolloutPolicy, assess_rollout
-from streammon.stats.simulate import draw_cells, make_plan
+from streammon.decide.policy import MetricSpec, RolloutPolicy, assess_rollout
+from streammon.sim.cell_draws import draw_cells, make_plan
 
 SEGMENTS = (0.10, 0.11, 0.09, 0.12)
 

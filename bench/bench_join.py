@@ -32,17 +32,17 @@ import joinrun
 from ceiling import run_ceiling
 from latency import latencies_ms, percentile, publish_live
 
-from streammon.config import KafkaSettings, Settings, TopicNames
+from streammon.config.settings import KafkaSettings, Settings, TopicNames
 from streammon.devstack import DevStack
-from streammon.joinload import (
+from streammon.kafka.topics import apply_topics, check_copartitioned
+from streammon.sdk.publisher import Publisher
+from streammon.sim.join_workload import (
     JoinWorkload,
     compute_truth,
     count_events,
     diff_cells,
     generate,
 )
-from streammon.publish import Publisher
-from streammon.topics import apply_topics, check_copartitioned
 
 STEADY_EVENTS_PER_S = 40_000
 

@@ -10,7 +10,7 @@ router is checked to send a sample of units to the baseline.
 Paths (all in one run, one after the other, so they never compete for the 2 cores):
 
 - ``redis``: actuator process -> Lua write + PUBLISH -> each router's pub/sub refresh.
-- ``follower``: one :class:`~streammon.follower.ControlFollower` in the router process
+- ``follower``: one :class:`~streammon.sdk.control_follower.ControlFollower` in the router process
   reads the control topic and offers each command to every router (no Redis thread).
 - ``both``: routers run their Redis refresh *and* are fed by the follower (deployment
   shape); whichever copy of the rollback arrives first counts.
@@ -41,14 +41,14 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from streammon import events
-from streammon.config import KafkaSettings, RedisSettings, Settings, TopicNames
-from streammon.control import make_command, route_key
-from streammon.demo import spawn_streammon
+from streammon.config.settings import KafkaSettings, RedisSettings, Settings, TopicNames
+from streammon.control.commands import make_command, route_key
+from streammon.control.registry import Checkpoint, Registry
 from streammon.devstack import DevStack, StackInfo, stop_process
 from streammon.events import Action
-from streammon.follower import ControlFollower
-from streammon.registry import Checkpoint, Registry
-from streammon.router import Router
+from streammon.sdk.control_follower import ControlFollower
+from streammon.sdk.router import Router
+from streammon.sim.demo import spawn_streammon
 
 TARGET_P99_MS = 250.0
 TRIAL_TIMEOUT_S = 5.0

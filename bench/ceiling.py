@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from streammon.config import Settings
+from streammon.config.settings import Settings
 from streammon.events import Outcome, OutcomeBatch, Prediction, PredictionBatch
 
 _PRED = (msgspec.json.Decoder(PredictionBatch), msgspec.json.Decoder(Prediction))

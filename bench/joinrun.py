@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from streammon import events
-from streammon.cohorts import CellKey, CellState, merge_summaries
-from streammon.config import Settings
-from streammon.demo import spawn_streammon
+from streammon.config.settings import Settings
 from streammon.devstack import stop_process
-from streammon.joinlog import decode_record
+from streammon.join.cells import CellKey, CellState, merge_summaries
+from streammon.join.changelog import decode_record
+from streammon.sim.demo import spawn_streammon
 
 
 def consumer(settings: Settings) -> Any:

@@ -12,10 +12,10 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from streammon.cohorts import window_start_ms
-from streammon.config import Settings
-from streammon.partitioner import partition_for
-from streammon.publish import Publisher
+from streammon.config.settings import Settings
+from streammon.join.cells import window_start_ms
+from streammon.kafka.partitioner import partition_for
+from streammon.sdk.publisher import Publisher
 
 Where = tuple[str, int, str, str, str]
 

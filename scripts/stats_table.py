@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.progress import track  # noqa: E402
 
-from streammon.stats.scenarios import OperatingPoint, catalog, evaluate  # noqa: E402
+from streammon.sim.operating_points import OperatingPoint, catalog, evaluate  # noqa: E402
 
 START, END = "<!-- stats-table:start -->", "<!-- stats-table:end -->"
 EVENTS_START, EVENTS_END = "<!-- stats-table-events:start -->", "<!-- stats-table-events:end -->"
@@ -69,7 +69,7 @@ def table(replicates: int, seed: int) -> str:
 
 
 def _event_row(job: tuple[int, int, int]) -> str:
-    from streammon.stats.eventscenarios import evaluate_events, event_catalog
+    from streammon.sim.event_operating_points import evaluate_events, event_catalog
 
     index, replicates, seed = job
     scenario = event_catalog()[index]
@@ -85,7 +85,7 @@ def _event_row(job: tuple[int, int, int]) -> str:
 def event_table(replicates: int, seed: int, jobs: int) -> str:
     from concurrent.futures import ProcessPoolExecutor
 
-    from streammon.stats.eventscenarios import REQUESTS, WINDOWS, event_catalog
+    from streammon.sim.event_operating_points import REQUESTS, WINDOWS, event_catalog
 
     work = [(i, replicates, seed) for i in range(len(event_catalog()))]
     with ProcessPoolExecutor(max_workers=jobs) as pool:

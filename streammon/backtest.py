@@ -9,8 +9,8 @@ the topics (schema v1), and returns one decision per closed decision window::
 ``action`` is ``continue``, ``step``, ``hold``, ``rollback`` or ``promote``; nothing is
 returned after the first rollback or promote. There is no Kafka and no clock: events
 are taken in event-time order (``ts_ms``; predictions before outcomes at equal times)
-by the same :class:`streammon.join.JoinState` the join worker runs, and each window is
-judged by the same :func:`streammon.rollout.progress` the decider runs.
+by the same :class:`streammon.join.state.JoinState` the join worker runs, and each window
+is judged by the same :func:`streammon.decide.progress.progress` the decider runs.
 
 Event time and look-ahead
 -------------------------
@@ -45,12 +45,14 @@ from typing import Any
 
 import msgspec
 
-from streammon import control, rollout, strategies
+from streammon.control.commands import make_command
+from streammon.decide import progress as rollout
 from streammon.errors import ConfigError, EventError, StreamMonError
 from streammon.events import Command, Outcome, Prediction, RolloutSpec, check_semantics
-from streammon.join import JoinConfig, JoinState
+from streammon.join.state import JoinConfig, JoinState
 
 _ACTIONS = {"halt": "hold"}
+"""Older decisions called a hold ``halt``; the output always says ``hold``."""
 _DEFAULT_REASON = {"Pending": "waiting for data in both arms", "Running": "no decision yet",
                    "Inconclusive": "no decision"}
 _PRED, _OUT, _CMD = 0, 1, 2
@@ -98,7 +100,7 @@ def parse_spec(spec: Mapping[str, Any]) -> RolloutSpec:
         parsed = msgspec.convert(dict(spec), RolloutSpec)
     except (msgspec.ValidationError, TypeError, ValueError) as exc:
         raise ConfigError(f"rollout spec: {exc}; see the README for the JSON form") from exc
-    strategies.check_spec(parsed)
+    rollout.check_spec(parsed)
     return parsed
 
 
@@ -196,7 +198,7 @@ class EventReplayer:
         assert state is not None
         if cmd.action not in ("hold", "resume"):
             return
-        note = control.make_command(
+        note = make_command(
             rollout_id=self.spec.rollout_id, seq=state.seq + 1, action=cmd.action,
             baseline=self.spec.baseline, candidate=self.spec.candidate,
             fraction=state.fraction, stage=state.stage, reason=cmd.reason,

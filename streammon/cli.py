@@ -1,60 +1,30 @@
-"""The ``streammon`` command line (the only module that reads the environment)."""
+"""The ``streammon`` command line.
+
+Settings come from :func:`streammon.config.env.settings_from_env`, then the settings file.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from streammon.config import DEV_HMAC_KEY, KafkaSettings, RedisSettings, Settings, TopicNames
+from streammon.config.env import settings_from_env
+from streammon.config.settings import (
+    Settings,
+)
 from streammon.errors import ConfigError, StreamMonError
 
 
-def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
-    """Build Settings from ``STREAMMON_*`` variables and the recorded dev stack."""
-    from streammon.devstack import read_state
-
-    env = os.environ if env is None else env
-    data_dir = env.get("STREAMMON_DATA_DIR", ".streammon")
-    dev = read_state(data_dir)
-    bootstrap = env.get("STREAMMON_KAFKA_BOOTSTRAP") or (
-        dev.kafka_bootstrap if dev else "127.0.0.1:9092")
-    redis_url = env.get("STREAMMON_REDIS_URL") or (
-        dev.redis_url if dev else "redis://127.0.0.1:6379/0")
-    fast = env.get("STREAMMON_FAST_GROUP_JOIN", "1" if dev else "0") == "1"
-    return Settings(
-        kafka=KafkaSettings(bootstrap_servers=bootstrap, fast_group_join=fast),
-        redis=RedisSettings(url=redis_url),
-        topics=TopicNames(prefix=env.get("STREAMMON_TOPIC_PREFIX", "streammon.")),
-        app_id=env.get("STREAMMON_APP_ID", "streammon"),
-        hmac_key=env.get("STREAMMON_HMAC_KEY", "").encode() or DEV_HMAC_KEY,
-        data_dir=data_dir,
-    )
-
-
-def settings_to_env(settings: Settings) -> dict[str, str]:
-    """Return the environment that makes a child ``streammon`` process use ``settings``."""
-    return {
-        "STREAMMON_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
-        "STREAMMON_REDIS_URL": settings.redis.url,
-        "STREAMMON_TOPIC_PREFIX": settings.topics.prefix,
-        "STREAMMON_APP_ID": settings.app_id,
-        "STREAMMON_HMAC_KEY": settings.hmac_key.decode(),
-        "STREAMMON_DATA_DIR": settings.data_dir,
-        "STREAMMON_FAST_GROUP_JOIN": "1" if settings.kafka.fast_group_join else "0",
-    }
-
-
 def _redis(settings: Settings) -> Any:
-    import redis
+    from streammon.control.store import connect
 
-    return redis.Redis.from_url(settings.redis.url, **settings.redis.to_redis())
+    return connect(settings)
 
 
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
@@ -78,7 +48,7 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     """Create the Kafka topics streammon needs, or check that they match (idempotent)."""
-    from streammon import topics
+    from streammon.kafka import topics
 
     if args.action == "schemas":
         for path in topics.write_schemas():
@@ -93,7 +63,7 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     """Join predictions with outcomes and judge rollouts; start more to share the load."""
     from streammon.app import run_worker
-    from streammon.join import JoinConfig
+    from streammon.join.state import JoinConfig
 
     join_config = JoinConfig(window_ms=args.window_ms, ttl_ms=args.ttl_ms,
                              grace_ms=args.grace_ms)
@@ -105,13 +75,13 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_actuator(args: argparse.Namespace, settings: Settings) -> int:
     """Apply rollout commands to the route state in Redis that routers read."""
-    from streammon.actuator import run_actuator
+    from streammon.control.actuator import run_actuator
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     if args.metrics_port is not None:
-        from streammon.metrics import actuator_registry, start_metrics_server
+        from streammon.ops.prometheus import actuator_registry, start_metrics_server
 
         start_metrics_server(args.metrics_port, actuator_registry(_redis(settings)),
                              addr=args.metrics_addr)
@@ -121,10 +91,10 @@ def cmd_actuator(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_rollout_start(args: argparse.Namespace, settings: Settings) -> int:
     """Start a rollout from a spec file (JSON or TOML); the baseline must be pinned."""
-    from streammon import operator
+    from streammon.control import operator_commands
 
-    cmd = operator.start_rollout(settings, operator.load_spec(args.spec),
-                                 client=_redis(settings))
+    cmd = operator_commands.start_rollout(settings, operator_commands.load_spec(args.spec),
+                                          client=_redis(settings))
     print(f"started {cmd.rollout_id}: {cmd.candidate} at {cmd.fraction:.0%} of traffic\n"
           f"watch it with: streammon rollout status {cmd.rollout_id} --watch")
     return 0
@@ -133,21 +103,21 @@ def cmd_rollout_start(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_rollout_status(args: argparse.Namespace, settings: Settings) -> int:
     """Show where a rollout stands: stage, effects with bounds, ratio check, commands."""
     if args.json:
-        from streammon import operator
+        from streammon.control import operator_commands
 
-        route = operator.current_route(_redis(settings), args.rollout_id)
+        route = operator_commands.current_route(_redis(settings), args.rollout_id)
         print(json.dumps({f: getattr(route, f) for f in route.__struct_fields__}, indent=2))
         return 0
-    from streammon.status import run_status
+    from streammon.ops.status import run_status
 
     return run_status(settings, args.rollout_id, watch=args.watch)
 
 
 def cmd_rollout_history(args: argparse.Namespace, settings: Settings) -> int:
     """List every route change the actuator applied, oldest first."""
-    from streammon import operator
+    from streammon.control import operator_commands
 
-    for r in operator.route_history(_redis(settings), args.rollout_id):
+    for r in operator_commands.route_history(_redis(settings), args.rollout_id):
         weights = ", ".join(f"{v} {w:.0%}" for v, w in r.weights.items())
         print(f"seq {r.seq:3d}  {r.action:8s}  {r.phase:11s}  {weights:28s}  "
               f"{r.issued_by}: {r.reason}")
@@ -161,10 +131,10 @@ def cmd_rollout_diagnose(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_rollout_manual(args: argparse.Namespace, settings: Settings) -> int:
     """Send a signed operator command and wait until the actuator applied it."""
-    from streammon import operator
+    from streammon.control import operator_commands
 
-    cmd = operator.send_manual(settings, args.rollout_id, args.action, client=_redis(settings),
-                               reason=args.reason)
+    cmd = operator_commands.send_manual(settings, args.rollout_id, args.action,
+                                        client=_redis(settings), reason=args.reason)
     print(f"{cmd.action} applied to {cmd.rollout_id} (seq {cmd.seq})")
     return 0
 
@@ -174,8 +144,8 @@ def _diagnose(settings: Settings, rollout_id: str, out: str | None) -> int:
     from pathlib import Path
 
     from streammon import events
-    from streammon.postmortem import render_text
-    from streammon.topicread import read_topic
+    from streammon.decide.postmortem import render_text
+    from streammon.kafka.topic_reader import read_topic
 
     raw = [v for _t, k, v in read_topic(settings, settings.topics.rollbacks)
            if k == rollout_id.encode()]
@@ -191,7 +161,7 @@ def _diagnose(settings: Settings, rollout_id: str, out: str | None) -> int:
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     """Write a rollout's HTML report: effects over time, commands, segments, checks."""
-    from streammon.report import generate_report
+    from streammon.ops.report import generate_report
 
     print(generate_report(settings, args.rollout_id, args.out or f"report-{args.rollout_id}"))
     return 0
@@ -199,7 +169,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     """Check a settings file and explain what is wrong with it (exit 1), or say it is fine."""
-    from streammon.settings_file import check_config
+    from streammon.config.settings_file import check_config
 
     problems = check_config(args.file)
     for line in problems:
@@ -211,7 +181,7 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_traffic(args: argparse.Namespace, settings: Settings) -> int:
     """Send simulated traffic for a demo rollout into a running stack (compose's demo)."""
-    from streammon.traffic import run_traffic
+    from streammon.sim.serve import run_traffic
 
     return run_traffic(settings, rollout_id=args.rollout_id, regression_at_s=args.regression_at_s,
                        rate_per_s=args.rate_per_s, duration_s=args.duration_s,
@@ -220,7 +190,7 @@ def cmd_traffic(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_pin(args: argparse.Namespace, settings: Settings) -> int:
     """Pin a model version (weights URI, content hash) as the last-known-good to roll back to."""
-    from streammon.registry import Checkpoint, Registry, hash_file, local_path
+    from streammon.control.registry import Checkpoint, Registry, hash_file, local_path
 
     path = local_path(args.weights_uri)
     content_hash = args.content_hash or (hash_file(path) if path and path.exists() else "")
@@ -242,14 +212,14 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         argv = ["--spec", args.spec, "--predictions", args.predictions,
                 "--outcomes", args.outcomes]
         return events_main(argv + (["--commands", args.commands] if args.commands else []))
-    from streammon.stats.backtest import main as backtest_main
+    from streammon.ops.backtest import main as backtest_main
 
     return backtest_main(args.rest)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Watch a simulated canary rollout regress and get rolled back (about a minute)."""
-    from streammon.demo import run_demo
+    from streammon.sim.demo import run_demo
 
     return run_demo(regression=not args.no_regression, seed=args.seed, data_dir=settings.data_dir,
                     reports_dir=args.reports_dir, false_alarm_at_s=args.false_alarm_at_s)
@@ -425,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        from streammon.settings_file import load_settings
+        from streammon.config.settings_file import load_settings
 
         settings = load_settings(args.config, base=settings_from_env())
         code: int = args._handler(args, settings)

@@ -20,7 +20,7 @@ import msgspec
 
 from streammon import events
 from streammon.errors import EventError
-from streammon.partitioner import partition_for
+from streammon.kafka.partitioner import partition_for
 
 MAX_FUTURE_SKEW_MS = 86_400_000
 """Events stamped more than this ahead of the worker's clock are rejected as absurd."""

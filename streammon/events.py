@@ -1,4 +1,4 @@
-"""The events that travel on streammon's topics: frozen types, JSON codecs, versions.
+"""PURE: the events that travel on streammon's topics: frozen types, JSON codecs, versions.
 
 Every value is JSON with a schema in ``topics/`` and carries its schema version in
 ``v``. Decoding validates: a bad event raises :class:`~streammon.errors.EventError`
@@ -20,6 +20,11 @@ ARMS = ("baseline", "canary")
 
 Arm = Literal["baseline", "canary"]
 Action = Literal["start", "step", "promote", "rollback", "hold", "resume"]
+"""What a control command does; the one action vocabulary (phases: control.commands.PHASES)."""
+Decision = Action | Literal["continue"]
+"""What the decider concludes after a window: a command's action, or ``continue``."""
+MIN_SAMPLES_PER_STAGE = 100
+"""Canary samples a stage needs before the ramp steps on (the one default)."""
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 TimestampMs = Annotated[int, msgspec.Meta(ge=0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
@@ -125,7 +130,7 @@ class MetricSpecWire(msgspec.Struct, frozen=True, kw_only=True):
 class RolloutSpec(msgspec.Struct, frozen=True, kw_only=True):
     """A rollout: what replaces what, which metrics guard it, and how traffic ramps.
 
-    ``strategy`` picks the ramp (see :mod:`streammon.strategies`): ``canary`` grows the
+    ``strategy`` picks the ramp (see :mod:`streammon.decide.strategies`): ``canary`` grows the
     candidate's share geometrically, f_t = min(f_max, f0 * growth**t); ``linear`` by
     ``increment`` per stage; ``stages`` follows the explicit list ``stages``;
     ``blue_green`` validates green (the candidate) on ``f0`` of the traffic, served
@@ -151,7 +156,7 @@ class RolloutSpec(msgspec.Struct, frozen=True, kw_only=True):
     step_windows: Annotated[int, msgspec.Meta(ge=1)] = 5
     min_final_windows: Annotated[int, msgspec.Meta(ge=1)] | None = None
     """Windows the final stage must last before promotion (default: ``step_windows``)."""
-    min_samples_per_stage: Annotated[int, msgspec.Meta(ge=0)] = 100
+    min_samples_per_stage: Annotated[int, msgspec.Meta(ge=0)] = MIN_SAMPLES_PER_STAGE
     window_ms: Annotated[int, msgspec.Meta(ge=100)] = 60_000
     grace_ms: Annotated[int, msgspec.Meta(ge=0)] = 10_000
     ttl_ms: Annotated[int, msgspec.Meta(ge=1)] = 3_600_000
@@ -315,9 +320,3 @@ def check_semantics(event: object) -> None:
 def encode(event: msgspec.Struct) -> bytes:
     """Encode an event as compact JSON."""
     return _ENCODER.encode(event)
-
-
-def to_builtins(event: msgspec.Struct) -> dict[str, Any]:
-    """Return the event as plain dicts and lists (for schemas, signing and printing)."""
-    out: dict[str, Any] = msgspec.to_builtins(event)
-    return out

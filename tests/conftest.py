@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from streammon.config import KafkaSettings, RedisSettings, Settings, TopicNames
+from streammon.config.settings import KafkaSettings, RedisSettings, Settings, TopicNames
 from streammon.devstack import DevStack, StackInfo
 
 sys.path.insert(0, str(Path(__file__).parent))  # for `from helpers import ...`
@@ -66,8 +66,8 @@ def spawn(settings: Settings, tmp_path: Path) -> Iterator[object]:
     settings; every process it started is stopped (SIGTERM, then SIGKILL) at teardown."""
     import subprocess
 
-    from streammon.demo import spawn_streammon
     from streammon.devstack import stop_process
+    from streammon.sim.demo import spawn_streammon
 
     procs: list[subprocess.Popen[bytes]] = []
 
@@ -100,8 +100,8 @@ def _run_loop(stack: StackInfo, tmp: Path, *, regression: bool) -> Iterator[Loop
 
     from rich.console import Console
 
-    from streammon.demo import run_scenario
     from streammon.devstack import free_port
+    from streammon.sim.demo import run_scenario
 
     token = uuid.uuid4().hex[:8]
     settings = Settings(

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from streammon.config import Settings
+from streammon.config.settings import Settings
 
 
 def read_topic(settings: Settings, topic: str, *, until: Callable[[list[Any]], bool],

@@ -1,6 +1,6 @@
 """The Faust application: the join and the decider as thin agents over pure state.
 
-``create_app`` builds the app from :class:`~streammon.config.Settings`; ``run_worker``
+``create_app`` builds the app from :class:`~streammon.config.settings.Settings`; ``run_worker``
 runs it in this process until SIGTERM/SIGINT (``streammon worker``). Scale out by
 starting more workers with the same settings: Kafka spreads the partitions of
 predictions and outcomes over them.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from streammon.config import Settings
-from streammon.join import JoinConfig
+from streammon.config.settings import Settings
+from streammon.join.state import JoinConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +63,12 @@ def run_worker(settings: Settings, *, join_config: JoinConfig, loglevel: str = "
     """
     import faust
 
-    from streammon.topics import check_copartitioned
+    from streammon.kafka.topics import check_copartitioned
 
     partitions = check_copartitioned(settings.kafka, settings.topics)
     app = create_app(settings, join_config=join_config, partitions=partitions)
     if metrics_port is not None:
-        from streammon.metrics import start_metrics_server, worker_registry
+        from streammon.ops.prometheus import start_metrics_server, worker_registry
 
         start_metrics_server(metrics_port, worker_registry(app), addr=metrics_addr)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)

@@ -3,8 +3,8 @@
 One agent reads the cohorts topic (cumulative summaries) and the control topic (rollout
 starts and operator commands). Both have one partition, so one worker holds all rollout
 state, in two tables: the latest summary per cell key, and one
-:class:`~streammon.rollout.RolloutState` per rollout. After every event it calls the
-pure :func:`streammon.rollout.progress` and sends what that returns: diagnoses to the
+:class:`~streammon.decide.progress.RolloutState` per rollout. After every event it calls the
+pure :func:`streammon.decide.progress.progress` and sends what that returns: diagnoses to the
 diagnostics topic and signed commands to the control topic.
 """
 
@@ -17,16 +17,18 @@ from typing import Any
 
 import msgspec
 
-from streammon import control, events, rollout
-from streammon.config import Settings
+from streammon import events
+from streammon.config.settings import Settings
+from streammon.control import commands
+from streammon.decide import progress
+from streammon.decide.source_watermarks import SourceWatermarks
 from streammon.errors import CommandError, EventError, StreamMonError
-from streammon.source_watermarks import SourceWatermarks
 
 log = logging.getLogger(__name__)
-_STATE = msgspec.json.Decoder(rollout.RolloutState)
+_STATE = msgspec.json.Decoder(progress.RolloutState)
 
 
-def _next_close_ms(state: rollout.RolloutState) -> float:
+def _next_close_ms(state: progress.RolloutState) -> float:
     """Return the event time at which the rollout's next window closes (inf when done)."""
     if state.phase != "running":
         return float("inf")
@@ -101,7 +103,7 @@ class DecideAgent:
 
     def _fold_command(self, cmd: events.Command) -> None:
         try:
-            control.verify(cmd, self.settings.hmac_key)
+            commands.verify(cmd, self.settings.hmac_key)
         except CommandError:
             log.error("decider: ignored an unsigned or forged command for %s (seq %d)",
                       cmd.rollout_id, cmd.seq)
@@ -109,11 +111,11 @@ class DecideAgent:
         key = cmd.rollout_id.encode()
         raw = self.rollouts_table.get(key)
         if cmd.action == "start" and raw is None and cmd.spec is not None:
-            state = rollout.start_state(cmd)
+            state = progress.start_state(cmd)
         elif raw is None:
             return
         else:
-            state = rollout.apply_command(_STATE.decode(raw), cmd)
+            state = progress.apply_command(_STATE.decode(raw), cmd)
         self.rollouts_table[key] = msgspec.json.encode(state)
 
     async def _assess(self, rollout_id: str) -> None:
@@ -124,7 +126,7 @@ class DecideAgent:
         state = _STATE.decode(raw)
         before = state.windows_closed
         try:
-            diagnoses, commands, reports = rollout.progress(
+            diagnoses, cmds, reports = progress.progress(
                 state, list(self.summaries[rollout_id].values()),
                 self.clock.closed_through_ms(), now_ms=int(time.time() * 1000),
                 key=self.settings.hmac_key)
@@ -132,12 +134,12 @@ class DecideAgent:
             log.exception("decider: cannot assess rollout %s; it stays as it is", rollout_id)
             return
         self._next_close_ms[rollout_id] = _next_close_ms(state)
-        if state.windows_closed == before and not commands:
+        if state.windows_closed == before and not cmds:
             return
         self.rollouts_table[key] = msgspec.json.encode(state)
         for diagnosis in diagnoses:
             await self.diagnostics.send(key=key, value=events.encode(diagnosis))
-        for cmd in commands:
+        for cmd in cmds:
             log.info("decider: %s %s seq=%d (%s)", cmd.action, rollout_id, cmd.seq, cmd.reason)
             await self.control.send(key=key, value=events.encode(cmd))
         for report in reports:

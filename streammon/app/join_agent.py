@@ -3,9 +3,9 @@
 One agent reads predictions and outcomes together (both keyed by request_id and
 co-partitioned, so partition ``p`` of both lands on the same worker). Messages are
 single events or batch envelopes (:mod:`streammon.envelope`). Each partition has its
-own :class:`~streammon.join.JoinState`, rebuilt from the ``join-records`` table when
+own :class:`~streammon.join.state.JoinState`, rebuilt from the ``join-records`` table when
 the partition is first seen after an assignment. After every batch the agent writes one
-:class:`~streammon.joinlog.JoinRecord` per touched partition (state changes and input
+:class:`~streammon.join.changelog.JoinRecord` per touched partition (state changes and input
 offsets together) and skips input below the offsets it recovered, so replays after a
 crash or a rebalance count nothing twice. A timer sends the cumulative summary of every
 changed cell to the cohorts topic under its deterministic key every ``flush_interval_s``;
@@ -27,11 +27,11 @@ from typing import Any
 from streammon import events
 from streammon.app.producer_flush import drain_fully
 from streammon.app.tablestore import RecordStore
-from streammon.cohorts import CellKey
-from streammon.config import Settings
+from streammon.config.settings import Settings
 from streammon.envelope import Reject, decode_message
-from streammon.join import JoinConfig, JoinState
-from streammon.joinlog import JoinLog, restore
+from streammon.join.cells import CellKey
+from streammon.join.changelog import JoinLog, restore
+from streammon.join.state import JoinConfig, JoinState
 
 log = logging.getLogger(__name__)
 RECORD_MAX_ENTRIES = 4_000

@@ -1,7 +1,7 @@
 """A partition's join records in a Faust table, written with one changelog record each.
 
 Faust writes a changelog record only from inside stream iteration, one event at a time.
-The join works on batches and persists one :class:`~streammon.joinlog.JoinRecord` per
+The join works on batches and persists one :class:`~streammon.join.changelog.JoinRecord` per
 partition and batch, so it writes the table's local store directly and sends the
 changelog records itself, to the partition it names. Keys are stored as
 ``b"<partition>|<seq>"`` bytes, the form Faust's recovery puts back, so one worker's

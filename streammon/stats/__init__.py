@@ -1,4 +1,4 @@
-"""Pure, vectorized anytime-valid statistics for canary rollouts.
+"""PURE: vectorized anytime-valid statistics for canary rollouts.
 
 Everything here takes numpy arrays and returns numbers and decisions: no Kafka, no
 Redis, no clocks. Modules, one concept each:
@@ -9,18 +9,18 @@ Redis, no clocks. Modules, one concept each:
 * :mod:`~streammon.stats.counts`, :mod:`~streammon.stats.rates` — exact rare-event tests;
 * :mod:`~streammon.stats.srm` — sequential sample-ratio mismatch;
 * :mod:`~streammon.stats.drift` — prediction drift over score histograms;
-* :mod:`~streammon.stats.replay` — one metric's verdicts over recorded cells;
+* :mod:`~streammon.stats.sequence` — one metric's verdicts over recorded cells;
 * :mod:`~streammon.stats.naive` — the repeated fixed-horizon rule, for comparison;
-* :mod:`~streammon.stats.simulate`, :mod:`~streammon.stats.scenarios` — seeded rollouts
+* :mod:`~streammon.sim.cell_draws`, :mod:`~streammon.sim.operating_points` — seeded rollouts
   and the operating-characteristics table of ``docs/statistics.md``;
-* :mod:`~streammon.stats.backtest` — replay on a CSV (``streammon backtest FILE``).
+* :mod:`~streammon.ops.backtest` — replay on a CSV (``streammon backtest FILE``).
 """
 
 from streammon.stats.cells import Cells, StatsInputError, as_cells
 from streammon.stats.drift import DriftResult, compute_drift
 from streammon.stats.naive import naive_rollback
-from streammon.stats.replay import compute_sequence, replay
 from streammon.stats.result import SequenceResult
+from streammon.stats.sequence import compute_sequence, replay
 from streammon.stats.srm import SrmResult, compute_srm
 
 __all__ = [

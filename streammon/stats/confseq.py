@@ -23,10 +23,10 @@ and asymptotic confidence sequences", Ann. Statist. — validity with estimated 
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 from scipy import special
 
-FloatArray = npt.NDArray[np.float64]
+from streammon.stats.cells import FloatArray
+
 _NEWTON_STEPS = 8
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 

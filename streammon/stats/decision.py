@@ -1,21 +1,41 @@
-"""Helpers of :mod:`streammon.decide`: one metric's latest state, assignment checks."""
+"""One metric's estimate and verdict after its last judged window; assignment checks.
+
+:class:`MetricEstimate` is the one in-process estimate type: the statistics build it and
+the decider (:mod:`streammon.decide.policy`) judges it; it becomes the wire's
+:class:`streammon.events.MetricEstimate` only when a diagnosis is sent.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
 from streammon.stats.cells import FloatArray, StatsInputError, as_cells
-from streammon.stats.replay import compute_sequence
+from streammon.stats.sequence import compute_sequence
+
+
+class Verdict(StrEnum):
+    """Argo-style phases; :func:`streammon.decide.policy.worst` picks the most severe."""
+
+    PROMOTE = "Promote"
+    STEP = "Step"
+    PENDING = "Pending"
+    RUNNING = "Running"
+    INCONCLUSIVE = "Inconclusive"
+    HALT = "Halt"
+    ERROR = "Error"
+    ROLLBACK = "Rollback"
 
 
 @dataclass(frozen=True)
-class MetricSummary:
-    """A metric after its last judged window; ``state`` is pending/running/rollback/promote."""
+class MetricEstimate:
+    """One metric's state after the last judged window (absolute Δ = canary - baseline)."""
 
-    state: str
+    name: str
+    verdict: Verdict
     effect: float
     relative: float
     lower: float
@@ -26,8 +46,8 @@ class MetricSummary:
     windows_judged: int
 
 
-def summarize_metric(cells: Mapping[str, object], *, kind: str, bad_direction: str,
-                     margin: float, label_delay_windows: int, alpha: float) -> MetricSummary:
+def summarize_metric(name: str, cells: Mapping[str, object], *, kind: str, bad_direction: str,
+                     margin: float, label_delay_windows: int, alpha: float) -> MetricEstimate:
     """Run the metric's test on its matured windows and return the state after the last one."""
     data = as_cells(cells, kind)
     if data.n_a.ndim != 2:
@@ -35,20 +55,21 @@ def summarize_metric(cells: Mapping[str, object], *, kind: str, bad_direction: s
     judged = data.shape[0] - label_delay_windows
     if judged <= 0:
         nan = float("nan")
-        return MetricSummary("pending", nan, nan, -np.inf, np.inf, 1.0, 0.0, 0.0, 0)
+        return MetricEstimate(name, Verdict.PENDING, nan, nan, -np.inf, np.inf, 1.0, 0.0, 0.0, 0)
     result = compute_sequence(data.head(judged), kind=kind, bad_direction=bad_direction,
                               alpha=alpha, margin=margin)
     # Unlike replay, non-inferiority is not terminal here: below f_max the rollout goes on,
     # and harm that appears later must still roll back.
-    state = "running"
+    verdict = Verdict.RUNNING
     if result.harm[-1]:
-        state = "rollback"
+        verdict = Verdict.ROLLBACK
     elif result.noninferior[-1]:
-        state = "promote"
+        verdict = Verdict.PROMOTE
     elif result.n_b[-1] == 0:
-        state = "pending"
-    return MetricSummary(
-        state=state,
+        verdict = Verdict.PENDING
+    return MetricEstimate(
+        name=name,
+        verdict=verdict,
         effect=float(result.effect[-1]),
         relative=float(result.relative[-1]),
         lower=float(result.lower[-1]),

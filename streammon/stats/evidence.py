@@ -35,7 +35,7 @@ import numpy as np
 from scipy import special
 
 from streammon.stats.cells import Cells, FloatArray, StatsInputError, as_cells
-from streammon.stats.replay import compute_sequence
+from streammon.stats.sequence import compute_sequence
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streammon.stats.cells import FIELDS, Cells, FloatArray, StatsInputError
-from streammon.stats.replay import compute_sequence
+from streammon.stats.sequence import compute_sequence
 
 FrozenStore = dict[str, dict[str, list[float]]]
 """window index (as text, for JSON) -> segment -> the six cell fields."""

@@ -18,12 +18,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from streammon import events
-from streammon.actuator import STATS_KEY, Actuator
-from streammon.config import Settings
-from streammon.control import make_command, route_key
+from streammon.config.settings import Settings
+from streammon.control.actuator import STATS_KEY, Actuator
+from streammon.control.commands import make_command, route_key
+from streammon.control.registry import Checkpoint, Registry, hash_file
 from streammon.devstack import free_port
 from streammon.events import Action
-from streammon.registry import Checkpoint, Registry, hash_file
 
 KEY = b"integration-key"
 
@@ -263,7 +263,7 @@ def test_default_check_does_not_rehash_unchanged_weights_on_rollback(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The start hashes the baseline once; rollbacks to the unchanged file hash nothing."""
-    import streammon.registry as registry_module
+    import streammon.control.registry as registry_module
 
     calls: list[object] = []
     real = registry_module.hash_file

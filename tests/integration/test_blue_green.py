@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from streammon import control, rollout
-from streammon.actuator import Actuator
-from streammon.config import Settings
+from streammon.config.settings import Settings
+from streammon.control.actuator import Actuator
+from streammon.control.commands import make_command, route_key
+from streammon.control.registry import Checkpoint, Registry, hash_file
+from streammon.decide import progress
 from streammon.events import CohortSummary, Command, MetricSpecWire, MetricSums, RolloutSpec
-from streammon.registry import Checkpoint, Registry, hash_file
 
 KEY = b"test-key"
 T0_MS = 1_800_000_000_000
@@ -60,17 +61,17 @@ def run_blue_green(settings: Settings, client: Any, tmp_path: Path, rollout_id: 
                                     content_hash=hash_file(weights), pinned_at_ms=0))
     actuator = Actuator(settings=settings, client=client, key=KEY)
     spec = bg_spec(rollout_id)
-    start = control.make_command(rollout_id=rollout_id, seq=1, action="start", baseline="blue",
+    start = make_command(rollout_id=rollout_id, seq=1, action="start", baseline="blue",
                                  candidate="green", fraction=0.0, now_ms=T0_MS, key=KEY,
                                  spec=spec)
     assert actuator.apply(start) == "applied"
-    state = rollout.start_state(start)
+    state = progress.start_state(start)
     rng = np.random.default_rng(5)
     summaries: list[CohortSummary] = []
     for w in range(windows):
         summaries += window_summaries(rng, rollout_id, w, n=600, latency_shift=latency_shift,
                                       score_shift=score_shift)
-        commands = rollout.progress(state, summaries, T0_MS + (w + 1) * WINDOW_MS,
+        commands = progress.progress(state, summaries, T0_MS + (w + 1) * WINDOW_MS,
                                     now_ms=T0_MS, key=KEY).commands
         for cmd in commands:
             assert actuator.apply(cmd) == "applied"
@@ -80,7 +81,7 @@ def run_blue_green(settings: Settings, client: Any, tmp_path: Path, rollout_id: 
 
 
 def route_log(client: Any, rollout_id: str) -> list[dict[str, Any]]:
-    key = control.route_key(rollout_id) + ":log"
+    key = route_key(rollout_id) + ":log"
     return [json.loads(r) for r in client.lrange(key, 0, -1)]
 
 
@@ -123,7 +124,7 @@ def test_rollback_after_the_switch_flips_back(
     rollout_id = f"bg-flip-{unique}"
     log = run_blue_green(settings, redis_client, tmp_path, rollout_id)
     assert log[-1]["weights"] == {"green": 1.0}
-    flip: Command = control.make_command(
+    flip: Command = make_command(
         rollout_id=rollout_id, seq=log[-1]["seq"] + 1, action="rollback", baseline="blue",
         candidate="green", fraction=0.0, now_ms=T0_MS, key=KEY, issued_by="operator")
     assert Actuator(settings=settings, client=redis_client, key=KEY).apply(flip) == "applied"

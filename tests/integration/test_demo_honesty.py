@@ -15,11 +15,11 @@ import pytest
 from rich.console import Console
 
 from streammon import events
-from streammon.config import KafkaSettings, RedisSettings, Settings, TopicNames
-from streammon.demo import run_scenario
+from streammon.config.settings import KafkaSettings, RedisSettings, Settings, TopicNames
 from streammon.devstack import StackInfo
 from streammon.envelope import decode_message
-from streammon.topicread import read_topic
+from streammon.kafka.topic_reader import read_topic
+from streammon.sim.demo import run_scenario
 
 pytestmark = pytest.mark.integration
 

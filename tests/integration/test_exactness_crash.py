@@ -13,12 +13,18 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from kafka_helpers import read_topic
 
 from streammon import events
-from streammon.cohorts import CellKey, CellState, merge_summaries
-from streammon.config import Settings
-from streammon.joinload import JoinWorkload, compute_truth, count_events, diff_cells, generate
-from streammon.joinlog import decode_record
-from streammon.publish import Publisher
-from streammon.topics import apply_topics, check_copartitioned
+from streammon.config.settings import Settings
+from streammon.join.cells import CellKey, CellState, merge_summaries
+from streammon.join.changelog import decode_record
+from streammon.kafka.topics import apply_topics, check_copartitioned
+from streammon.sdk.publisher import Publisher
+from streammon.sim.join_workload import (
+    JoinWorkload,
+    compute_truth,
+    count_events,
+    diff_cells,
+    generate,
+)
 
 WORKER_ARGS = ("worker", "--window-ms", "5000", "--ttl-ms", "20000")
 

@@ -21,14 +21,14 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from helpers import PrivateRedis, wait_until
 
 from streammon import events
-from streammon.config import RedisSettings, Settings
-from streammon.control import RouteState, make_command, route_key
-from streammon.demo import spawn_streammon
+from streammon.config.settings import RedisSettings, Settings
+from streammon.control.commands import RouteState, make_command, route_key
+from streammon.control.registry import Checkpoint, Registry
 from streammon.devstack import stop_process
 from streammon.events import Action
-from streammon.follower import ControlFollower
-from streammon.registry import Checkpoint, Registry
-from streammon.router import Router
+from streammon.sdk.control_follower import ControlFollower
+from streammon.sdk.router import Router
+from streammon.sim.demo import spawn_streammon
 
 UNITS = [f"user-{i}" for i in range(1000)]
 

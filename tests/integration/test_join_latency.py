@@ -14,8 +14,8 @@ from typing import Any
 from kafka_helpers import read_topic
 
 from streammon import events
-from streammon.config import Settings
-from streammon.topics import apply_topics, check_copartitioned
+from streammon.config.settings import Settings
+from streammon.kafka.topics import apply_topics, check_copartitioned
 
 _SPEC = importlib.util.spec_from_file_location(
     "streammon_bench_latency", Path(__file__).parents[2] / "bench" / "latency.py")

@@ -6,10 +6,10 @@ import json
 
 from kafka_helpers import read_topic
 
-from streammon.config import Settings
-from streammon.partitioner import partition_for
-from streammon.publish import Publisher
-from streammon.topics import apply_topics, check_copartitioned
+from streammon.config.settings import Settings
+from streammon.kafka.partitioner import partition_for
+from streammon.kafka.topics import apply_topics, check_copartitioned
+from streammon.sdk.publisher import Publisher
 
 
 def prediction(i: int) -> dict[str, object]:

@@ -10,9 +10,9 @@ from confluent_kafka import Producer
 from kafka_helpers import read_topic
 
 from streammon import events
-from streammon.config import Settings
-from streammon.publish import Publisher
-from streammon.topics import apply_topics
+from streammon.config.settings import Settings
+from streammon.kafka.topics import apply_topics
+from streammon.sdk.publisher import Publisher
 
 T0_MS = 1_700_000_000_000
 

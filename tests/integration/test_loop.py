@@ -7,7 +7,7 @@ from typing import Any
 
 from conftest import LoopRun
 
-from streammon.control import route_key
+from streammon.control.commands import route_key
 
 
 def route(client: Any, rollout_id: str) -> dict[str, Any]:

@@ -18,15 +18,15 @@ import redis
 from confluent_kafka import Producer
 
 from streammon import events
-from streammon.actuator import Actuator
-from streammon.config import Settings
-from streammon.control import make_command
+from streammon.config.settings import Settings
+from streammon.control.actuator import Actuator
+from streammon.control.commands import make_command
+from streammon.control.registry import Checkpoint, Registry
 from streammon.devstack import free_port
-from streammon.metrics import actuator_registry, start_metrics_server
-from streammon.publish import Publisher
-from streammon.registry import Checkpoint, Registry
-from streammon.report import generate_report
-from streammon.topics import apply_topics
+from streammon.kafka.topics import apply_topics
+from streammon.ops.prometheus import actuator_registry, start_metrics_server
+from streammon.ops.report import generate_report
+from streammon.sdk.publisher import Publisher
 
 KEY = b"metrics-live-key"
 
@@ -92,8 +92,8 @@ def test_actuator_endpoint_counts_applied_rejected_and_the_rollback(
 
 
 def _load_report_builder() -> Any:
-    """Import tests/unit/test_report.py's decided_rollout (the pure decider's synthetic run)."""
-    path = Path(__file__).parent.parent / "unit" / "test_report.py"
+    """Import tests/unit/ops/test_report.py's decided_rollout (the pure decider's synthetic run)."""
+    path = Path(__file__).parent.parent / "unit" / "ops" / "test_report.py"
     spec = importlib.util.spec_from_file_location("report_builder", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

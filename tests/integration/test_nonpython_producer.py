@@ -15,11 +15,11 @@ import pytest
 from kafka_helpers import read_topic
 
 from streammon import events
-from streammon.config import Settings
+from streammon.config.settings import Settings
 from streammon.devstack import broker_binary
-from streammon.partitioner import partition_for
-from streammon.publish import Publisher
-from streammon.topics import apply_topics, check_copartitioned
+from streammon.kafka.partitioner import partition_for
+from streammon.kafka.topics import apply_topics, check_copartitioned
+from streammon.sdk.publisher import Publisher
 
 REQUESTS = 120
 Produce = Callable[[Settings, str, int, list[dict[str, Any]]], None]

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from streammon import operator
-from streammon.cli import main, settings_to_env
-from streammon.config import Settings
-from streammon.registry import Checkpoint, Registry, hash_file
-from streammon.topics import apply_topics
+from streammon.cli import main
+from streammon.config.env import settings_to_env
+from streammon.config.settings import Settings
+from streammon.control import operator_commands
+from streammon.control.registry import Checkpoint, Registry, hash_file
+from streammon.kafka.topics import apply_topics
 
 
 def wait_for_seq(client: Any, rollout_id: str, seq: int, timeout_s: float = 20.0) -> dict[str, Any]:
@@ -83,7 +84,7 @@ def test_manual_command_for_unknown_rollout_is_refused(cli_env: Settings, redis_
                                                       unique: str) -> None:
     """A manual command for a rollout that never started fails with a clear error."""
     with pytest.raises(Exception, match="start it first"):
-        operator.send_manual(cli_env, f"nope-{unique}", "rollback", client=redis_client)
+        operator_commands.send_manual(cli_env, f"nope-{unique}", "rollback", client=redis_client)
 
 
 def test_manual_command_that_loses_a_seq_race_is_resent(
@@ -92,7 +93,7 @@ def test_manual_command_that_loses_a_seq_race_is_resent(
 ) -> None:
     """When the decider takes the sequence number an operator picked, the operator's
     rollback is re-signed with the next number and still lands."""
-    from streammon import control
+    from streammon.control import commands
 
     apply_topics(cli_env.kafka, cli_env.topics)
     spawn("actuator")
@@ -102,17 +103,18 @@ def test_manual_command_that_loses_a_seq_race_is_resent(
     Registry(redis_client).pin(Checkpoint(version=base, weights_uri=str(weights),
                                           content_hash=hash_file(weights)))
     for seq, action, fraction in ((1, "start", 0.1), (2, "step", 0.2)):
-        operator.produce_command(cli_env, control.make_command(
+        operator_commands.produce_command(cli_env, commands.make_command(
             rollout_id=rid, seq=seq, action=action, baseline=base, candidate="v2",
             fraction=fraction, now_ms=seq, key=cli_env.hmac_key))
         wait_for_seq(redis_client, rid, seq)
-    stale = operator.current_route(redis_client, rid)
+    stale = operator_commands.current_route(redis_client, rid)
     stale = type(stale)(**{**{f: getattr(stale, f) for f in stale.__struct_fields__}, "seq": 1})
     reads = iter([stale])
-    real = operator.current_route
-    monkeypatch.setattr(operator, "current_route",
+    real = operator_commands.current_route
+    monkeypatch.setattr(operator_commands, "current_route",
                         lambda client, r: next(reads, None) or real(client, r))
-    cmd = operator.send_manual(cli_env, rid, "rollback", client=redis_client, reason="race")
+    cmd = operator_commands.send_manual(cli_env, rid, "rollback", client=redis_client,
+                                        reason="race")
     assert cmd.seq == 3
     final = wait_for_seq(redis_client, rid, 3)
     assert final["action"] == "rollback" and final["weights"] == {base: 1.0}

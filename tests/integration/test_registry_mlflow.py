@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import redis
 
+from streammon.control.mlflow_registry import MlflowPins
+from streammon.control.registry import Registry
 from streammon.errors import ConfigError, NotPinnedError
-from streammon.mlflow_registry import MlflowPins
-from streammon.registry import Registry
 
 HASH = "sha256:" + "f" * 64
 

@@ -9,8 +9,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from streammon.control.registry import Checkpoint, Registry, hash_file
 from streammon.errors import ConfigError, IntegrityError, NotPinnedError, RedisIOError
-from streammon.registry import Checkpoint, Registry, hash_file
 
 
 def _checkpoint(version: str, path: Path) -> Checkpoint:

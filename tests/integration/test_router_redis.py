@@ -10,13 +10,13 @@ from helpers import PrivateRedis, wait_until
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from streammon.actuator import Actuator
-from streammon.config import Settings
-from streammon.control import make_command
+from streammon.config.settings import Settings
+from streammon.control.actuator import Actuator
+from streammon.control.commands import make_command
+from streammon.control.registry import Checkpoint, Registry
 from streammon.devstack import free_port
 from streammon.events import Action, Command
-from streammon.registry import Checkpoint, Registry
-from streammon.router import Router
+from streammon.sdk.router import Router
 
 KEY = b"router-key"
 UNITS = [f"user-{i}" for i in range(2000)]

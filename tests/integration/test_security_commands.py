@@ -14,13 +14,13 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from helpers import wait_until
 
 from streammon import events
-from streammon.actuator import Actuator
-from streammon.config import Settings
-from streammon.control import RouteState, make_command, route_key
+from streammon.config.settings import Settings
+from streammon.control.actuator import Actuator
+from streammon.control.commands import RouteState, make_command, route_key
+from streammon.control.registry import Checkpoint, Registry
 from streammon.events import Action
-from streammon.follower import ControlFollower
-from streammon.registry import Checkpoint, Registry
-from streammon.router import Router
+from streammon.sdk.control_follower import ControlFollower
+from streammon.sdk.router import Router
 
 # attack -> the counter it must bump (and no other state change)
 ATTACKS: dict[str, str] = {

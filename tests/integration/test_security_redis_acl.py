@@ -13,14 +13,15 @@ import pytest
 import redis
 from helpers import pings
 
-from streammon.actuator import Actuator
-from streammon.config import RedisSettings, Settings
-from streammon.control import make_command
+from streammon.config.settings import RedisSettings, Settings
+from streammon.control.actuator import Actuator
+from streammon.control.commands import make_command
+from streammon.control.registry import Checkpoint, Registry
+from streammon.control.store import connect
 from streammon.devstack import free_port, stop_process
 from streammon.errors import RedisIOError
 from streammon.events import Action, Command
-from streammon.registry import Checkpoint, Registry
-from streammon.router import Router
+from streammon.sdk.router import Router
 
 ADMIN_PASSWORD = "admin-secret"
 # The least privilege each role needs (the same lines as docs/control-plane.md).
@@ -57,8 +58,8 @@ def _with_redis(settings: Settings, url: str, **options: object) -> Settings:
 
 
 def _actuator(settings: Settings) -> Actuator:
-    """Build the actuator exactly as ``run_actuator`` does: from_url + to_redis()."""
-    client = redis.Redis.from_url(settings.redis.url, **settings.redis.to_redis())
+    """Build the actuator exactly as ``run_actuator`` does: ``control.store.connect``."""
+    client = connect(settings)
     return Actuator(settings=settings, client=client, key=settings.hmac_key)
 
 

@@ -6,9 +6,14 @@ import dataclasses
 
 import pytest
 
-from streammon.config import Settings
+from streammon.config.settings import Settings
 from streammon.errors import CoPartitionError, TopicError
-from streammon.topics import apply_topics, check_copartitioned, existing_partitions, load_specs
+from streammon.kafka.topics import (
+    apply_topics,
+    check_copartitioned,
+    existing_partitions,
+    load_specs,
+)
 
 
 def test_apply_creates_then_is_a_no_op(settings: Settings) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from streammon.config import Settings
-from streammon.control import route_key
-from streammon.topics import apply_topics
+from streammon.config.settings import Settings
+from streammon.control.commands import route_key
+from streammon.kafka.topics import apply_topics
 
 
 def test_traffic_generator_drives_a_rollout_to_a_rollback(

@@ -9,10 +9,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streammon.cohorts import CellKey, CellState
 from streammon.events import Outcome, Prediction
-from streammon.join import JoinConfig
-from streammon.joinlog import restore
+from streammon.join.cells import CellKey, CellState
+from streammon.join.changelog import restore
+from streammon.join.state import JoinConfig
 
 CONFIG = JoinConfig(window_ms=1_000, ttl_ms=4_000, grace_ms=2_000)
 Message = tuple[str, int, Prediction | Outcome]  # (role, offset, event)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from streammon.stats.eventscenarios import evaluate_events, event_catalog, wilson
+from streammon.sim.event_operating_points import evaluate_events, event_catalog, wilson
 
 SCENARIOS = {s.name: s for s in event_catalog()}
 HOLDING_NULLS = [

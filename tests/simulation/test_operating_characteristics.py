@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streammon.decide import MetricSpec, RolloutPolicy, assess_rollout
+from streammon.decide.policy import MetricSpec, RolloutPolicy, assess_rollout
+from streammon.sim.cell_draws import draw_cells, make_plan
+from streammon.sim.event_operating_points import wilson
+from streammon.sim.operating_points import catalog, evaluate
 from streammon.stats import compute_sequence
-from streammon.stats.eventscenarios import wilson
 from streammon.stats.evidence import log_mean_e
-from streammon.stats.scenarios import catalog, evaluate
-from streammon.stats.simulate import draw_cells, make_plan
 
 SCENARIOS = {s.name: s for s in catalog()}
 NULLS = [s.name for s in catalog() if not s.harmful]

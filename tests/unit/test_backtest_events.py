@@ -14,7 +14,7 @@ import pytest
 from streammon import backtest, cli
 from streammon.backtest import ReplayCounts, replay_events
 from streammon.errors import ConfigError
-from streammon.stats.eventsim import EventPlan, draw_events
+from streammon.sim.event_draws import EventPlan, draw_events
 
 RAMP = (0.05, 0.1, 0.2, 0.4, 0.5)
 WINDOW_MS = 60_000

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from streammon.cli import build_parser, main, settings_from_env, settings_to_env
+from streammon.cli import build_parser, main
+from streammon.config.env import settings_from_env, settings_to_env
 
 
 def test_environment_overrides_defaults(tmp_path: Path) -> None:

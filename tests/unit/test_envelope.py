@@ -9,7 +9,7 @@ from helpers import pred
 
 from streammon import events
 from streammon.envelope import MAX_FUTURE_SKEW_MS, decode_message, encode_batch
-from streammon.partitioner import partition_for, partition_for_py
+from streammon.kafka.partitioner import partition_for, partition_for_py
 
 NOW_MS = 1_700_000_000_000
 PARTS = 4

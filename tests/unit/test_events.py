@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from streammon import events, topics
+from streammon import events
 from streammon.errors import EventError, StreamMonError
+from streammon.kafka import topics
 
 GOOD = {"request_id": "r1", "rollout_id": "ro", "model_version": "v1", "arm": "canary",
         "ts_ms": 5, "latency_ms": 3.5}
@@ -72,7 +73,7 @@ def test_summary_key_is_deterministic() -> None:
 
 def test_schema_descriptions_do_not_depend_on_docstring_layout() -> None:
     """Two docstrings that differ only in indentation give the same committed schema text."""
-    from streammon.topics import _normalise_descriptions
+    from streammon.kafka.topics import _normalise_descriptions
 
     dedented = {"description": "One line.\n\nAnother line.", "properties": {
         "x": {"description": "field\n  help"}}}

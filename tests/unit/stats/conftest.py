@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from streammon.stats.simulate import draw_cells, make_plan
+from streammon.sim.cell_draws import draw_cells, make_plan
 
 
 def _binary_cells(windows: int, n_a: float, n_b: float, p_a: float, p_b: float,

@@ -1,0 +1,92 @@
+"""The ``STREAMMON_*`` environment: one table, one parser, read in this one place.
+
+Settings come from ``STREAMMON_*`` environment variables, else from the dev stack that
+``streammon dev up`` recorded, else from the built-in defaults. :data:`ENV_VARS` lists
+every variable with the settings key it sets; :func:`settings_from_env` reads them,
+:func:`settings_to_env` writes them for a child process, and
+:mod:`streammon.config.settings_file` applies the same table over a settings file.
+Booleans (``STREAMMON_FAST_GROUP_JOIN``) accept ``1``/``true``/``yes``, anything else is false.
+Per-option overrides: ``STREAMMON_KAFKA_OPT_<NAME>`` and ``STREAMMON_REDIS_OPT_<NAME>``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from streammon.config.settings import KafkaSettings, RedisSettings, Settings, TopicNames
+from streammon.errors import ConfigError
+
+CONFIG_ENV = "STREAMMON_CONFIG"
+KAFKA_OPT_PREFIX = "STREAMMON_KAFKA_OPT_"
+REDIS_OPT_PREFIX = "STREAMMON_REDIS_OPT_"
+ENV_VARS: dict[str, tuple[str, str]] = {
+    "STREAMMON_KAFKA_BOOTSTRAP": ("kafka", "bootstrap_servers"),
+    "STREAMMON_REDIS_URL": ("redis", "url"),
+    "STREAMMON_TOPIC_PREFIX": ("topics", "prefix"),
+    "STREAMMON_APP_ID": ("", "app_id"),
+    "STREAMMON_HMAC_KEY": ("", "hmac_key"),
+    "STREAMMON_DATA_DIR": ("", "data_dir"),
+    "STREAMMON_WEB_PORT": ("", "web_port"),
+    "STREAMMON_FAST_GROUP_JOIN": ("kafka", "fast_group_join"),
+}
+"""Every ``STREAMMON_*`` variable -> (settings section, key); section ``""`` is the top."""
+
+
+def parse_env_value(var: str, text: str) -> Any:
+    """Return the value ``text`` of variable ``var`` as its settings key expects it."""
+    key = ENV_VARS[var][1]
+    if key == "fast_group_join":
+        return text.strip().lower() in ("1", "true", "yes")
+    if key == "web_port":
+        try:
+            return int(text)
+        except ValueError as exc:
+            raise ConfigError(f"{var} must be an integer, got {text!r}") from exc
+    return text
+
+
+def env_values(env: Mapping[str, str]) -> dict[tuple[str, str], Any]:
+    """Return (section, key) -> parsed value for every variable of the table set in ``env``."""
+    return {ENV_VARS[var]: parse_env_value(var, env[var]) for var in ENV_VARS if env.get(var)}
+
+
+def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from ``STREAMMON_*`` variables and the recorded dev stack."""
+    from streammon.devstack import read_state
+
+    env = os.environ if env is None else env
+    values = env_values(env)
+    base = Settings()
+    data_dir = values.get(("", "data_dir"), base.data_dir)
+    dev = read_state(data_dir)
+    kafka = KafkaSettings(
+        bootstrap_servers=values.get(("kafka", "bootstrap_servers"),
+                                     dev.kafka_bootstrap if dev else "127.0.0.1:9092"),
+        fast_group_join=values.get(("kafka", "fast_group_join"), dev is not None))
+    hmac = values.get(("", "hmac_key"))
+    return replace(
+        base, kafka=kafka,
+        redis=RedisSettings(url=values.get(("redis", "url"),
+                                           dev.redis_url if dev else base.redis.url)),
+        topics=TopicNames(prefix=values.get(("topics", "prefix"), base.topics.prefix)),
+        app_id=values.get(("", "app_id"), base.app_id),
+        hmac_key=hmac.encode() if hmac else base.hmac_key,
+        web_port=values.get(("", "web_port"), base.web_port), data_dir=data_dir)
+
+
+def settings_to_env(settings: Settings) -> dict[str, str]:
+    """Return the environment that makes a child ``streammon`` process use ``settings``."""
+    values: dict[str, Any] = {
+        "STREAMMON_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
+        "STREAMMON_REDIS_URL": settings.redis.url,
+        "STREAMMON_TOPIC_PREFIX": settings.topics.prefix,
+        "STREAMMON_APP_ID": settings.app_id,
+        "STREAMMON_HMAC_KEY": settings.hmac_key.decode(),
+        "STREAMMON_DATA_DIR": settings.data_dir,
+        "STREAMMON_WEB_PORT": settings.web_port,
+        "STREAMMON_FAST_GROUP_JOIN": "1" if settings.kafka.fast_group_join else "0",
+    }
+    return {var: str(value) for var, value in values.items() if value is not None}

@@ -1,0 +1,299 @@
+"""A rollout's progress, window after window, as pure state transitions.
+
+The decider agent keeps one :class:`RolloutState` per rollout and the latest cumulative
+cohort summaries. :func:`progress` closes every window whose end plus grace has passed
+in *event time*, lays the summaries out as (windows, segments) arrays per metric and
+arm (the matched cells, never pooled), asks :func:`streammon.decide.policy.assess_rollout`
+what to do, and returns the commands and diagnoses to send. No clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import msgspec
+import numpy as np
+
+from streammon.control import commands
+from streammon.control.commands import Phase
+from streammon.decide import cell_grid, postmortem, strategies
+from streammon.decide.policy import (
+    Assessment,
+    Coverage,
+    MetricSpec,
+    RolloutPolicy,
+    Verdict,
+    assess_rollout,
+)
+from streammon.errors import ConfigError
+from streammon.events import (
+    Action,
+    CohortSummary,
+    Command,
+    CommandNote,
+    Decision,
+    Diagnosis,
+    MetricEstimate,
+    MetricSpecWire,
+    RollbackReport,
+    RolloutSpec,
+    json_number,
+)
+from streammon.stats import StatsInputError, compute_drift
+from streammon.stats.decision import MetricEstimate as StatsEstimate
+from streammon.stats.horizon import FrozenStore, freeze_rows, horizon_windows
+
+SWITCH_MARGIN_MS = 1000
+
+
+class RolloutState(msgspec.Struct, kw_only=True):
+    """What the decider remembers about one rollout (stored in a Faust table)."""
+
+    spec: RolloutSpec
+    origin_ms: int
+    seq: int = 1
+    stage: int = 0
+    stage_start_window: int = 0
+    windows_closed: int = 0
+    phase: Phase = "running"
+    stage_changes: list[tuple[int, int]] = msgspec.field(default_factory=list)
+    srm_start_window: int = 0
+    frozen: dict[str, FrozenStore] = msgspec.field(default_factory=dict)
+    """Judged cohorts of metrics with a ``horizon_ms``: metric -> window -> segment -> cell."""
+    """First window of the sample-ratio check: it restarts at every stage and resume."""
+    last_action: str = "start"
+    commands: list[CommandNote] = msgspec.field(default_factory=list)
+
+    @property
+    def fraction(self) -> float:
+        """The share of traffic the routers send to the candidate now."""
+        if self.phase in ("rolled_back", "promoted"):
+            return 1.0 if self.phase == "promoted" else 0.0
+        return strategies.served_fraction(self.spec, self.stage)
+
+
+def policy_from_spec(spec: RolloutSpec) -> RolloutPolicy:
+    """Return the decision policy a rollout spec describes.
+
+    Alpha is split evenly between the guarded metrics and, when on, the drift guard; the
+    sample-ratio check takes its share out of the metrics' part.
+    """
+    metrics = tuple(MetricSpec(m.name, m.kind, m.bad_direction, m.margin,
+                               judge_delay_windows(spec, m)) for m in spec.metrics)
+    stages = strategies.stage_fractions(spec)
+    return RolloutPolicy(
+        metrics=metrics, alpha=spec.alpha - drift_alpha(spec), f0=stages[0], growth=2.0,
+        f_max=stages[-1], stages=stages, step_windows=spec.step_windows,
+        min_samples_per_stage=spec.min_samples_per_stage,
+        srm_alpha=min(0.001, spec.alpha / 10),
+        min_final_windows=spec.min_final_windows or spec.step_windows)
+
+
+def judge_delay_windows(spec: RolloutSpec, metric: MetricSpecWire) -> int:
+    """Return how many windows after its own a metric's cohort is judged."""
+    return max(metric.label_delay_windows, horizon_windows(metric.horizon_ms, spec.window_ms))
+
+
+def check_spec(spec: RolloutSpec) -> None:
+    """Raise ConfigError naming the field if the spec cannot run (its ramp and its policy)."""
+    strategies.check_strategy(spec)
+    try:
+        policy_from_spec(spec)
+    except StatsInputError as exc:
+        raise ConfigError(f"rollout spec {spec.rollout_id!r}: {exc}") from exc
+
+
+def drift_alpha(spec: RolloutSpec) -> float:
+    """Return the share of alpha spent on the drift guard (0 when it is off)."""
+    if not strategies.drift_guarded(spec):
+        return 0.0
+    return spec.alpha / (len(spec.metrics) + 1)
+
+
+def start_state(cmd: Command) -> RolloutState:
+    """Return the state of a rollout that a ``start`` command opens."""
+    assert cmd.spec is not None
+    origin = cmd.ts_ms - cmd.ts_ms % cmd.spec.window_ms
+    return RolloutState(spec=cmd.spec, origin_ms=origin, seq=cmd.seq, commands=[_note(cmd)],
+                        stage_changes=[(cmd.ts_ms, 0)])
+
+
+def _note(cmd: Command) -> CommandNote:
+    return CommandNote(cmd.seq, cmd.action, cmd.fraction, cmd.ts_ms, cmd.issued_by)
+
+
+def apply_command(state: RolloutState, cmd: Command) -> RolloutState:
+    """Fold a command seen on the control topic (ours or an operator's) into the state."""
+    if cmd.seq <= state.seq:
+        return state
+    state.seq = cmd.seq
+    state.last_action = cmd.action
+    state.commands.append(_note(cmd))
+    state.phase = commands.PHASES[cmd.action]
+    if cmd.action == "resume":
+        state.srm_start_window = state.windows_closed
+    if cmd.action == "step" and cmd.stage != state.stage:
+        state.stage = cmd.stage
+        state.stage_start_window = state.srm_start_window = state.windows_closed
+        state.stage_changes.append((cmd.ts_ms, cmd.stage))
+    return state
+
+
+def closed_windows(state: RolloutState, watermark_ms: int) -> int:
+    """Return how many decision windows have closed by event time ``watermark_ms``."""
+    spec = state.spec
+    return max(0, (watermark_ms - spec.grace_ms - state.origin_ms) // spec.window_ms)
+
+
+def state_after(start: Command, commands: Iterable[Command], windows_closed: int) -> RolloutState:
+    """Return a rollout's state rebuilt from its commands after ``windows_closed`` windows.
+
+    What a report needs to lay the cells out as the decider did, without the decider's table.
+    """
+    state = start_state(start)
+    state.windows_closed = windows_closed
+    state.stage_changes = stage_changes_of(commands)
+    return state
+
+
+def stage_changes_of(commands: Iterable[Command]) -> list[tuple[int, int]]:
+    """Return (ts_ms, stage) of the start and of every step, from the control topic."""
+    return [(c.ts_ms, c.stage) for c in commands if c.action in ("start", "step")]
+
+
+def intended_fractions(state: RolloutState, windows: int,
+                       switch_margin_ms: int = SWITCH_MARGIN_MS) -> np.ndarray:
+    """Return the canary share each window was meant to get; NaN where the split changed.
+
+    A stage change at ``ts_ms`` reaches every router within ``switch_margin_ms`` (pub/sub
+    or the fast path, with polling as the fallback), so each window that overlaps
+    [ts_ms, ts_ms + margin] is a mix of two splits and is left out of the ratio check.
+    The decision comes a grace period after its window ends, so the switch can fall in
+    any later window: the timestamps, not the window counts, say which.
+    """
+    spec = state.spec
+    starts = state.origin_ms + spec.window_ms * np.arange(windows)
+    out = np.full(windows, np.nan)
+    for ts_ms, stage in sorted(state.stage_changes):
+        out[starts >= ts_ms + switch_margin_ms] = strategies.intended_canary_share(spec, stage)
+    for ts_ms, _stage in state.stage_changes:
+        out[(starts < ts_ms + switch_margin_ms) & (starts + spec.window_ms > ts_ms)] = np.nan
+    out[:state.srm_start_window] = np.nan  # an exact test per stage, afresh after a resume
+    return out
+
+
+def build_cells(state: RolloutState, summaries: Iterable[CohortSummary],
+                windows: int) -> cell_grid.Grid:
+    """Lay the rollout's summaries out for its first ``windows`` decision windows."""
+    return cell_grid.build_grid(
+        summaries, origin_ms=state.origin_ms, window_ms=state.spec.window_ms,
+        windows=windows, metrics=[m.name for m in state.spec.metrics],
+        intended=intended_fractions(state, windows))
+
+
+class Progress(NamedTuple):
+    """What one call to :func:`progress` produced, to send in this order."""
+
+    diagnoses: list[Diagnosis]
+    commands: list[Command]
+    reports: list[RollbackReport]
+
+
+def progress(
+    state: RolloutState, summaries: list[CohortSummary], watermark_ms: int, *, now_ms: int,
+    key: bytes | None,
+) -> Progress:
+    """Assess every newly closed window; return diagnoses, commands and post-mortems.
+
+    Commands are signed with ``key``; None leaves them unsigned (the event-level backtest).
+    """
+    out = Progress([], [], [])
+    target = closed_windows(state, watermark_ms)
+    policy = policy_from_spec(state.spec)
+    while state.phase == "running" and state.windows_closed < target:
+        state.windows_closed += 1
+        t = state.windows_closed
+        grid = build_cells(state, summaries, t)
+        coverage = freeze_judged(state, grid, t)
+        result = assess_rollout(policy, grid.cells, grid.assignment, stage=state.stage,
+                                windows_in_stage=t - state.stage_start_window,
+                                coverage=coverage)
+        drift_p = _drift_p_value(grid)
+        if drift_p <= drift_alpha(state.spec) and result.action != "rollback":
+            result = dataclasses.replace(
+                result, verdict=Verdict.ROLLBACK, action="rollback",
+                message=f"prediction drift (p = {drift_p:.2g}): candidate scores differ")
+        out.diagnoses.append(_diagnosis(state, result, now_ms, drift_p))
+        cmd = _command_for(state, result.action, result.message, now_ms, key)
+        if cmd is None:
+            continue
+        out.commands.append(cmd)
+        apply_command(state, cmd)
+        if cmd.action == "rollback":
+            out.reports.append(postmortem.build_rollback_report(
+                state.spec, policy, grid, result, drift_p=drift_p, windows_closed=t,
+                commands=state.commands, now_ms=now_ms))
+    return out
+
+
+def freeze_judged(state: RolloutState, grid: cell_grid.Grid,
+                  windows: int) -> dict[str, Coverage]:
+    """Freeze the judged cohorts of metrics with a horizon; return their coverage inputs.
+
+    Judge once, never revise: a cohort's cells are stored the first time it is judged and
+    read back from then on. Outcome-side metrics also get their label coverage guarded.
+    """
+    coverage: dict[str, Coverage] = {}
+    for metric in state.spec.metrics:
+        if metric.horizon_ms is None or metric.name not in grid.cells:
+            continue
+        delay = judge_delay_windows(state.spec, metric)
+        grid.cells[metric.name] = freeze_rows(state.frozen.setdefault(metric.name, {}),
+                                              grid.cells[metric.name], grid.segments,
+                                              windows - 1 - delay)
+        if metric.name not in strategies.PREDICTION_SIDE_METRICS:
+            coverage[metric.name] = Coverage(grid.cells[metric.name], grid.exposures,
+                                             windows - delay)
+    return coverage
+
+
+def _drift_p_value(grid: cell_grid.Grid) -> float:
+    """Return the running p-value of score drift between the arms (1.0 without scores)."""
+    if grid.hist_a.sum() == 0 or grid.hist_b.sum() == 0:
+        return 1.0
+    return float(compute_drift(grid.hist_a, grid.hist_b).p_value[-1])
+
+
+def _command_for(state: RolloutState, action: Decision, reason: str, now_ms: int,
+                 key: bytes | None) -> Command | None:
+    if action == "continue":
+        return None
+    command: Action = action
+    spec = state.spec
+    stage = state.stage + 1 if command == "step" else state.stage
+    return commands.make_command(
+        rollout_id=spec.rollout_id, seq=state.seq + 1, action=command,
+        baseline=spec.baseline, candidate=spec.candidate,
+        fraction=strategies.served_fraction(spec, stage),
+        stage=stage, reason=reason, issued_by="decider", now_ms=now_ms, key=key)
+
+
+def _diagnosis(state: RolloutState, result: Assessment, now_ms: int,
+               drift_p: float) -> Diagnosis:
+    spec = state.spec
+    return Diagnosis(
+        rollout_id=spec.rollout_id,
+        window_start_ms=state.origin_ms + (state.windows_closed - 1) * spec.window_ms,
+        windows_closed=state.windows_closed, stage=state.stage, fraction=state.fraction,
+        action=result.action, verdict=str(result.verdict), message=result.message,
+        metrics=[_estimate(e) for e in result.estimates], ts_ms=now_ms,
+        srm_p_value=json_number(result.srm_p_value, 1.0), drift_p_value=drift_p)
+
+
+def _estimate(e: StatsEstimate) -> MetricEstimate:
+    return MetricEstimate(name=e.name, effect=json_number(e.effect),
+                          rel_effect=json_number(e.relative),
+                          lower=json_number(e.lower), upper=json_number(e.upper),
+                          n_baseline=int(e.n_a), n_canary=int(e.n_b), verdict=str(e.verdict))

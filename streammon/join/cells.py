@@ -1,0 +1,111 @@
+"""Window arithmetic and the sufficient statistics of one cohort cell.
+
+A cell is one (rollout, window, segment, arm). It keeps, per metric, n, Σx and Σx²
+(and the histogram of model scores for drift). That is all the sequential tests need;
+cells merge across partitions and workers by addition.
+
+Metrics come from both sides of the join: ``latency_ms`` and ``error`` are known when
+the prediction arrives; ``label`` and ``value`` when its outcome does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from streammon.events import Arm, CohortSummary, MetricSums, Prediction
+
+PREDICTION_METRICS = ("latency_ms", "error")
+OUTCOME_METRICS = ("label", "value")
+METRICS = PREDICTION_METRICS + OUTCOME_METRICS
+SCORE_BINS = 10
+
+CellKey = tuple[str, int, str, Arm]
+"""(rollout_id, window_start_ms, segment, arm)."""
+
+
+def window_start_ms(ts_ms: int, window_ms: int) -> int:
+    """Return the start of the tumbling window of width ``window_ms`` that holds ``ts_ms``."""
+    return ts_ms - ts_ms % window_ms
+
+
+@dataclass
+class CellState:
+    """Mutable running sums of one cell: per metric [n, Σx, Σx²], score histogram."""
+
+    sums: dict[str, list[float]] = field(default_factory=dict)
+    score_hist: list[int] = field(default_factory=lambda: [0] * SCORE_BINS)
+    expired: int = 0
+
+    def add(self, metric: str, x: float) -> None:
+        """Add one observation of ``metric``."""
+        acc = self.sums.get(metric)
+        if acc is None:
+            acc = self.sums[metric] = [0, 0.0, 0.0]
+        acc[0] += 1
+        acc[1] += x
+        acc[2] += x * x
+
+    def add_prediction(self, pred: Prediction) -> None:
+        """Add what a prediction tells on its own: latency, error flag, score (hot path)."""
+        sums = self.sums
+        latency_ms = pred.latency_ms
+        if latency_ms is not None:
+            acc = sums.get("latency_ms") or sums.setdefault("latency_ms", [0, 0.0, 0.0])
+            acc[0] += 1
+            acc[1] += latency_ms
+            acc[2] += latency_ms * latency_ms
+        acc = sums.get("error") or sums.setdefault("error", [0, 0.0, 0.0])
+        acc[0] += 1
+        if pred.error:
+            acc[1] += 1.0
+            acc[2] += 1.0
+        if pred.score is not None:
+            self.score_hist[min(int(pred.score * SCORE_BINS), SCORE_BINS - 1)] += 1
+
+    def __iadd__(self, other: CellState) -> CellState:
+        for metric, (n, s, ss) in other.sums.items():
+            acc = self.sums.setdefault(metric, [0, 0.0, 0.0])
+            acc[0] += n
+            acc[1] += s
+            acc[2] += ss
+        self.score_hist = [a + b for a, b in zip(self.score_hist, other.score_hist, strict=True)]
+        self.expired += other.expired
+        return self
+
+    def metric_sums(self) -> dict[str, MetricSums]:
+        """Return the sums as immutable MetricSums, per metric."""
+        return {m: MetricSums(int(n), s, ss) for m, (n, s, ss) in self.sums.items()}
+
+    def to_summary(
+        self, key: CellKey, *, window_ms: int, source: str, watermark_ms: int
+    ) -> CohortSummary:
+        """Return the cumulative summary of this cell, ready to send."""
+        rollout_id, start_ms, segment, arm = key
+        return CohortSummary(
+            rollout_id=rollout_id,
+            window_start_ms=start_ms,
+            window_ms=window_ms,
+            segment=segment,
+            arm=arm,
+            source=source,
+            metrics=self.metric_sums(),
+            score_hist=list(self.score_hist),
+            watermark_ms=watermark_ms,
+            expired=self.expired,
+        )
+
+    @classmethod
+    def from_summary(cls, summary: CohortSummary) -> CellState:
+        """Rebuild a cell from its cumulative summary (used when recovering state)."""
+        sums = {m: [ms.n, ms.sum, ms.sumsq] for m, ms in summary.metrics.items()}
+        return cls(sums=sums, score_hist=list(summary.score_hist), expired=summary.expired)
+
+
+def merge_summaries(summaries: Iterable[CohortSummary]) -> dict[CellKey, CellState]:
+    """Add up summaries from all sources into one CellState per cell."""
+    merged: dict[CellKey, CellState] = {}
+    for s in summaries:
+        key: CellKey = (s.rollout_id, s.window_start_ms, s.segment, s.arm)
+        merged.setdefault(key, CellState()).__iadd__(CellState.from_summary(s))
+    return merged

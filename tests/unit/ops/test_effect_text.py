@@ -1,0 +1,38 @@
+"""Effects and bounds read the same in every view, and crossed bounds are said in words."""
+
+import math
+
+import pytest
+
+from streammon.ops.effect_text import (
+    CHANGED,
+    format_bounds,
+    format_count,
+    format_effect,
+    format_estimate,
+)
+
+
+def test_rates_read_in_percentage_points_and_latency_in_ms() -> None:
+    """A conversion effect of -0.0147 reads -1.5pp; a latency effect of 2.28 reads +2.3ms."""
+    assert format_estimate("label", -0.0147, -0.0568, 0.0274) == "conversion -1.5pp [-5.7, +2.7]"
+    assert format_estimate("latency_ms", 2.28, 0.92, 3.6) == "latency +2.3ms [+0.92, +3.6]"
+
+
+def test_crossed_bounds_are_never_printed_as_an_interval() -> None:
+    """Lower above upper means the effect changed; the text says so instead of [+0.9, +0.2]."""
+    assert format_bounds("latency_ms", 0.92, 0.2) == CHANGED
+    assert "[" not in format_estimate("latency_ms", 2.28, 0.92, 0.2)
+
+
+def test_unbounded_and_missing_values() -> None:
+    """Infinite bounds print as inf, a missing effect as n/a."""
+    assert format_bounds("error", -math.inf, 0.0485) == "[-inf, +4.9]"
+    assert format_effect("label", math.nan) == "n/a"
+
+
+@pytest.mark.parametrize(("n", "text"), [(987, "987"), (98_765, "98.8k"), (987_654, "987k"),
+                                         (1_234_567, "1.23M"), (12_345_678, "12.3M")])
+def test_counts_fit_five_characters(n: int, text: str) -> None:
+    """Sample sizes never need more than five characters, so tables fit 80 columns."""
+    assert format_count(n) == text
