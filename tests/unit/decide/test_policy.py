@@ -84,7 +84,7 @@ def test_an_empty_intersection_holds_with_the_reason_and_shows_uncrossed_bounds(
     strong["sum_b"][20:] = 1500 * 0.095
     strong["sumsq_b"] = strong["sum_b"]
     a = assess_rollout(policy, {"conversion": strong}, _assignment(40), 0, 20)
-    assert (a.verdict, a.action) == (Verdict.HALT, "halt")
+    assert (a.verdict, a.action) == (Verdict.HALT, "hold")
     assert "effect changed" in a.message
     assert all(e.lower <= e.upper for e in a.estimates)
 
