@@ -20,7 +20,7 @@ LOCK   := requirements/dev.txt
 
 # Installs from the lock only (hashes checked), then streammon itself without touching
 # the resolver. A .venv made by another Python is rebuilt (`make test PYTHON=python3.13`).
-$(STAMP): pyproject.toml $(LOCK)
+$(STAMP): pyproject.toml setup.py $(LOCK)
 	@test -n "$(PYEXE)" || { echo "streammon needs Python >= 3.11: none found as '$(PYTHON)' (set PYTHON=...)"; exit 1; }
 	@if [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(PYVER)" ]; then \
 		echo "rebuilding $(VENV) for Python $(PYVER)"; rm -rf $(VENV); fi
