@@ -17,7 +17,9 @@ rollout"):
 * **Promotion** (false promotion ≤ α/2): an intersection–union test (Berger 1982,
   Technometrics 24(4)) — every metric must show non-inferiority, each at the full α/2,
   on a confidence sequence that starts afresh at the current stage, so evidence from
-  earlier stages (an effect that has since changed, e.g. novelty) never promotes.
+  earlier stages (an effect that has since changed, e.g. novelty) never promotes. Its
+  mixture scale is at least the margin (a constant of the spec), so a rare metric with
+  a wide margin is not judged by a boundary tuned to 5% relative effects.
 * **Crossed bounds.** When the whole-rollout running intersection is empty (lower >
   upper), the effect changed during the rollout: no constant effect is consistent with
   the data. The decider holds with that reason, and the bounds shown are those of the
@@ -101,7 +103,7 @@ def _stage_check(data: Cells, stage_start: int, judged: int, *, kind: str, bad_d
     stage = Cells(*(getattr(data, f)[start:judged] for f in
                     ("n_a", "sum_a", "sumsq_a", "n_b", "sum_b", "sumsq_b")))
     result = compute_sequence(stage, kind=kind, bad_direction=bad_direction, alpha=alpha,
-                              margin=margin)
+                              margin=margin, tau_min=margin)
     low, up = float(result.lower[-1]), float(result.upper[-1])
     return bool(result.noninferior[-1]) and low <= up, low, up
 

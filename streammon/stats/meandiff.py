@@ -25,7 +25,8 @@ lower end exceeds 0 (harm), promote when the upper end is below the margin.
 The mixing scale is relative, τ = ``tau_rel`` · |μ̂_baseline|, and **fixed at the start
 of the rollout**: μ̂_baseline is the cumulative baseline mean up to the first window with
 at least :data:`SCALE_MIN_N` baseline samples, and stays that value afterwards (before
-it, the running mean), so the mixture does not follow the data. See
+it, the running mean), so the mixture does not follow the data. ``tau_min`` (metric
+units, e.g. a non-inferiority margin fixed by the spec) floors τ. See
 ``docs/statistics.md`` for its tuning.
 
 References
@@ -58,6 +59,7 @@ def compute_mean_diff(
     alpha: float,
     margin: float = 0.0,
     tau_rel: float = DEFAULT_TAU_REL,
+    tau_min: float = 0.0,
 ) -> SequenceResult:
     """Return the matched-cohort estimate and its confidence sequence after every window."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -66,7 +68,8 @@ def compute_mean_diff(
         effect = np.cumsum((w * d).sum(axis=-1), axis=-1) / info
         base = _baseline_mean(cells)
         scale = _fixed_scale(cells, base)
-        rho = 1.0 / (tau_rel * np.where(scale != 0.0, np.abs(scale), 1.0)) ** 2
+        tau = np.maximum(tau_rel * np.where(scale != 0.0, np.abs(scale), 1.0), tau_min)
+        rho = 1.0 / tau**2
         theta = harm_signed(effect, bad_direction)
         radius = half_normal_boundary(info, rho, alpha) / info
         low, up = running_bounds(theta - radius, theta + radius)

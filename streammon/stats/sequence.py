@@ -64,8 +64,13 @@ def compute_sequence(
     margin: float = 0.0,
     tau_rel: float = DEFAULT_TAU_REL,
     prior_sd: float = DEFAULT_PRIOR_SD,
+    tau_min: float = 0.0,
 ) -> SequenceResult:
-    """Run the test for ``kind`` on validated cells of any leading (replicate) shape."""
+    """Run the test for ``kind`` on validated cells of any leading (replicate) shape.
+
+    ``tau_min`` (metric units) is a floor on the normal mixture's scale τ; the promotion
+    check passes the margin, so its boundary is tight near the effects that matter there.
+    """
     check_parameters(kind, bad_direction, alpha, margin)
     if not (tau_rel > 0 and prior_sd > 0):
         raise StatsInputError("tau_rel and prior_sd must be > 0 (defaults: 0.05 and 0.5)")
@@ -73,7 +78,7 @@ def compute_sequence(
         return compute_rate_test(cells, bad_direction=bad_direction, alpha=alpha,
                                  margin=margin, prior_sd=prior_sd)
     return compute_mean_diff(cells, kind=kind, bad_direction=bad_direction, alpha=alpha,
-                             margin=margin, tau_rel=tau_rel)
+                             margin=margin, tau_rel=tau_rel, tau_min=tau_min)
 
 
 def check_parameters(kind: str, bad_direction: str, alpha: float, margin: float) -> None:
