@@ -88,8 +88,11 @@ def event_table(replicates: int, seed: int, jobs: int) -> str:
     from streammon.sim.event_operating_points import REQUESTS, WINDOWS, event_catalog
 
     work = [(i, replicates, seed) for i in range(len(event_catalog()))]
+    rows = []
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        rows = list(pool.map(_event_row, work))
+        for row in pool.map(_event_row, work):
+            print(row, file=sys.stderr, flush=True)  # progress: each scenario as it ends
+            rows.append(row)
     head = ["| scenario | true effect | rollbacks [Wilson 95%] | median windows to rollback "
             "| promotions [Wilson 95%] | held |", "|---|---|---|---|---|---|"]
     foot = ["", f"Replicates per scenario: {replicates}; {WINDOWS} one-minute windows of "
