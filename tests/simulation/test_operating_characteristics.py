@@ -128,3 +128,26 @@ def test_slow_five_percent_drop_median_detection() -> None:
     """10% → 9.5% conversion over 1,000 rollouts: median detection ≤ 1.2× fixed horizon."""
     point = evaluate(SCENARIOS["conversion 10% -> 9.5% (-5% rel.)"], replicates=1000, seed=3)
     assert point.median_detection <= 1.2 * point.fixed_horizon
+
+
+def _false_promotions(replicates: int, seed: int) -> float:
+    """Share of final stages of a candidate exactly at the margin that show non-inferiority."""
+    margin = 0.005
+    plan = make_plan("binary", windows=60, segment_means=(0.10,), relative_effect=-0.05,
+                     fractions=(0.5,))
+    cells = draw_cells(plan, replicates, seed=seed)
+    result = compute_sequence(cells, kind="binary", bad_direction="decrease", alpha=0.025,
+                              margin=margin, tau_min=margin)
+    return float(result.noninferior[:, -1].mean())
+
+
+def test_fast_a_candidate_at_the_margin_is_rarely_promoted() -> None:
+    """Harm exactly at the margin: the promotion sequence (α/2, τ ≥ margin) says so ≤ α/2."""
+    assert _false_promotions(300, 800) <= 0.04
+
+
+@pytest.mark.slow
+def test_slow_false_promotions_at_most_half_alpha() -> None:
+    """1,000 final stages at the margin: false promotions consistent with ≤ α/2 = 2.5%."""
+    rate = _false_promotions(1000, 900)
+    assert wilson(round(rate * 1000), 1000)[0] <= 0.025
