@@ -217,6 +217,17 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                     reports_dir=args.reports_dir, false_alarm_at_s=args.false_alarm_at_s)
 
 
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    """Make an Ed25519 key pair for a principal (decider, actuator, operator-NAME)."""
+    from streammon.control.keys import KEY_DIR_ENV, new_key
+
+    private, public = new_key(args.principal, args.dir)
+    print(f"private {private}  (keep it only where {args.principal} runs; mode 0600)\n"
+          f"public  {public}  (copy to the key dir of every actuator, router and worker)\n"
+          f"then set {KEY_DIR_ENV}={args.dir}")
+    return 0
+
+
 _DESCRIPTION = """\
 streammon watches a model rollout while it serves and rolls it back by itself.
 
@@ -339,6 +350,10 @@ def _add_tools(sub: Any) -> None:
     pin.add_argument("--content-hash", default="", help="sha256:<hex>; computed for local files")
     pin.add_argument("--model-config", default="{}", help="JSON object of the model's config")
     pin.add_argument("--features", nargs="*", default=[])
+    keys = _add(sub, "keys", cmd_keys)
+    keys.add_argument("action", choices=["new"])
+    keys.add_argument("principal", help="decider, actuator, operator or operator-NAME")
+    keys.add_argument("--dir", required=True, help="the key directory to write into")
     rep = _add(sub, "report", cmd_report)
     rep.add_argument("rollout_id")
     rep.add_argument("--out", help="output folder (default report-<id>)")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from streammon.config.settings import KafkaSettings, RedisSettings, Settings, TopicNames
+from streammon.control.keys import dev_keyring
 from streammon.devstack import DevStack, StackInfo
 
 sys.path.insert(0, str(Path(__file__).parent))  # for `from helpers import ...`
@@ -40,6 +41,7 @@ def settings(stack: StackInfo, unique: str, tmp_path: Path) -> Settings:
         topics=TopicNames(prefix=f"t{unique}."),
         app_id=f"streammon-test-{unique}",
         data_dir=str(tmp_path),
+        keys=dev_keyring(),
     )
 
 

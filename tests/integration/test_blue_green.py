@@ -15,8 +15,9 @@ from streammon.control.commands import make_command, route_key
 from streammon.control.registry import Checkpoint, Registry, hash_file
 from streammon.decide import progress
 from streammon.events import CohortSummary, Command, MetricSpecWire, MetricSums, RolloutSpec
+from tests.helpers import DECIDER_KEY
 
-KEY = b"test-key"
+KEY = DECIDER_KEY
 T0_MS = 1_800_000_000_000
 WINDOW_MS = 1000
 
@@ -59,7 +60,7 @@ def run_blue_green(settings: Settings, client: Any, tmp_path: Path, rollout_id: 
     Registry(client).pin(Checkpoint(version="blue", weights_uri=str(weights), config={},
                                     features=[], environment={},
                                     content_hash=hash_file(weights), pinned_at_ms=0))
-    actuator = Actuator(settings=settings, client=client, key=KEY)
+    actuator = Actuator(settings=settings, client=client)
     spec = bg_spec(rollout_id)
     start = make_command(rollout_id=rollout_id, seq=1, action="start", baseline="blue",
                                  candidate="green", fraction=0.0, now_ms=T0_MS, key=KEY,
@@ -127,6 +128,6 @@ def test_rollback_after_the_switch_flips_back(
     flip: Command = make_command(
         rollout_id=rollout_id, seq=log[-1]["seq"] + 1, action="rollback", baseline="blue",
         candidate="green", fraction=0.0, now_ms=T0_MS, key=KEY, issued_by="operator")
-    assert Actuator(settings=settings, client=redis_client, key=KEY).apply(flip) == "applied"
+    assert Actuator(settings=settings, client=redis_client).apply(flip) == "applied"
     after = route_log(redis_client, rollout_id)
     assert after[-1]["weights"] == {"blue": 1.0} and after[-1]["phase"] == "rolled_back"
