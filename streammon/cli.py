@@ -85,7 +85,8 @@ def cmd_actuator(args: argparse.Namespace, settings: Settings) -> int:
 
         start_metrics_server(args.metrics_port, actuator_registry(_redis(settings)),
                              addr=args.metrics_addr)
-    run_actuator(settings, stop, verify_weights=args.verify_weights)
+    run_actuator(settings, stop, verify_weights=args.verify_weights,
+                 weights_roots=tuple(args.weights_root))
     return 0
 
 
@@ -335,6 +336,8 @@ def _add_services(sub: Any) -> None:
     actuator.add_argument("--verify-weights", choices=["pinned", "unchanged", "full"],
                           default="unchanged",
                           help="how hard a local baseline's weights file is re-hashed")
+    actuator.add_argument("--weights-root", action="append", default=[],
+                          help="a directory local weights must lie under (repeatable)")
     for proc in (worker, actuator):
         proc.add_argument("--metrics-port", type=int, help="serve Prometheus metrics here")
         proc.add_argument("--metrics-addr", default="127.0.0.1",

@@ -109,7 +109,7 @@ def _run_loop(stack: StackInfo, tmp: Path, *, regression: bool) -> Iterator[Loop
     settings = Settings(
         kafka=KafkaSettings(bootstrap_servers=stack.kafka_bootstrap, fast_group_join=True),
         redis=RedisSettings(url=stack.redis_url), topics=TopicNames(prefix=f"loop{token}."),
-        app_id=f"streammon-loop-{token}", data_dir=str(tmp))
+        app_id=f"streammon-loop-{token}", data_dir=str(tmp), keys=dev_keyring())
     worker_port, actuator_port = free_port(), free_port()
     with contextlib.ExitStack() as services:
         timeline = services.enter_context((tmp / "timeline.txt").open("w"))

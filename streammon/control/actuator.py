@@ -125,7 +125,8 @@ class Actuator:
 
     def __init__(self, *, settings: Settings, client: redis.Redis,
                  verify_weights: WeightsCheck = "unchanged",
-                 clock_ms: Callable[[], int] | None = None) -> None:
+                 clock_ms: Callable[[], int] | None = None,
+                 weights_roots: tuple[str, ...] = ()) -> None:
         keys = settings.keys
         keys.require_trust("the actuator", (DECIDER,))
         self._signer = keys.signer(ACTUATOR)
@@ -134,7 +135,7 @@ class Actuator:
         self._keys = keys
         self._client = client
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
-        self._registry = Registry(client)
+        self._registry = Registry(client, roots=weights_roots)
         self._script = client.register_script(_APPLY_LUA)
         self.stats: Counter[str] = Counter()
 
@@ -351,12 +352,14 @@ def _store_offset(consumer: Consumer, msg: Message) -> None:
 
 
 def run_actuator(settings: Settings, stop: threading.Event, *,
-                 verify_weights: WeightsCheck = "unchanged") -> None:
+                 verify_weights: WeightsCheck = "unchanged",
+                 weights_roots: tuple[str, ...] = ()) -> None:
     """Entry point for the CLI: run one actuator; refuse to start without keys."""
     settings.keys.require_trust("the actuator", (DECIDER,))
     settings.keys.signer(ACTUATOR)
     client = connect(settings)
     try:
-        Actuator(settings=settings, client=client, verify_weights=verify_weights).run(stop)
+        Actuator(settings=settings, client=client, verify_weights=verify_weights,
+                 weights_roots=weights_roots).run(stop)
     finally:
         client.close()

@@ -306,8 +306,9 @@ def test_default_check_does_not_rehash_unchanged_weights_on_rollback(
     import streammon.control.registry as registry_module
 
     calls: list[object] = []
-    real = registry_module.hash_file
-    monkeypatch.setattr(registry_module, "hash_file", lambda p: calls.append(p) or real(p))
+    real = registry_module.hash_file_bounded
+    monkeypatch.setattr(registry_module, "hash_file_bounded",
+                        lambda p, **kw: calls.append(p) or real(p, **kw))
     rid, version, path = f"r-{unique}", f"v-{unique}", tmp_path / "w.bin"
     path.write_bytes(b"good weights")
     _pin_file(redis_client, version, path)

@@ -34,7 +34,7 @@ def _cmd(rid: str, seq: int, action: Action, fraction: float = 0.2, *,
 @pytest.fixture
 def actuator(settings: Settings, redis_client: redis.Redis) -> Actuator:
     Registry(redis_client).pin(Checkpoint(version="v1", weights_uri="s3://m/v1",
-                                          content_hash="sha256:" + "a" * 64))
+                                          content_hash="sha256:" + "e" * 64))
     return Actuator(settings=settings, client=redis_client)
 
 
@@ -130,3 +130,44 @@ def test_route_state_and_log_expire(
     assert actuator.apply(_cmd(rid, 1, "start", 0.1)) == "applied"
     for key in (route_key(rid), log_key(rid)):
         assert 0 < redis_client.ttl(key) <= 30 * 24 * 3600
+
+
+@pytest.mark.parametrize("target", ["directory", "dev_zero", "outside_roots", "too_big"])
+def test_unreadable_baselines_never_crash_or_hang_the_actuator(
+    settings: Settings, redis_client: redis.Redis, unique: str, tmp_path: object,
+    target: str,
+) -> None:
+    """A baseline whose weights are a directory, /dev/zero, outside the weights roots or
+    over the size bound is refused at start and flagged (but routed) at rollback, and the
+    actuator keeps serving."""
+    from pathlib import Path
+
+    root = Path(str(tmp_path)) / "models"
+    root.mkdir()
+    good = root / "good.bin"
+    good.write_bytes(b"fine")
+    uri = {"directory": str(root), "dev_zero": "file:///dev/zero",
+           "outside_roots": str(Path(str(tmp_path)) / "elsewhere.bin"),
+           "too_big": str(good)}[target]
+    if target == "outside_roots":
+        Path(uri).write_bytes(b"elsewhere")
+    version = f"odd-{unique}"
+    Registry(redis_client).pin(Checkpoint(version=version, weights_uri=uri,
+                                          content_hash="sha256:" + "b" * 64))
+    actuator = Actuator(settings=settings, client=redis_client, verify_weights="full",
+                        weights_roots=(str(root), "/dev"))
+    if target == "too_big":
+        actuator._registry._max_bytes = 2
+    rid = f"r-{unique}"
+    start = make_command(rollout_id=rid, seq=1, action="start", baseline=version,
+                         candidate="v2", fraction=0.1, now_ms=NOW_MS, key=DECIDER_KEY)
+    assert actuator.apply(start) == "rejected"
+    assert actuator.stats["rejected_integrity"] == 1
+    Registry(redis_client).pin(Checkpoint(version="v1", weights_uri="s3://m/v1",
+                                          content_hash="sha256:" + "e" * 64))
+    assert actuator.apply(_cmd(rid, 1, "start", 0.1)) == "applied"
+    rollback = make_command(rollout_id=rid, seq=2, action="rollback", baseline=version,
+                            candidate="v2", fraction=0.0, now_ms=NOW_MS, key=DECIDER_KEY,
+                            epoch="ep")
+    assert actuator.apply(rollback) == "applied"
+    assert actuator.stats["rollback_unverified_baseline"] == 1

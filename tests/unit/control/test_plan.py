@@ -24,7 +24,7 @@ def _applied(*cmds: object) -> object:
     """Apply proposals in order through plan(); return the final state."""
     held = None
     for cmd in cmds:
-        verdict, new = plan(held, cmd, NOW)  # type: ignore[arg-type]
+        _verdict, new = plan(held, cmd, NOW)  # type: ignore[arg-type]
         if new is not None:
             held = new
     return held
