@@ -55,7 +55,8 @@ bench: $(STAMP)
 stats-table: $(STAMP)
 	$(BIN)/python scripts/stats_table.py --write
 
-compose-up:
+compose-up: $(STAMP)
+	scripts/compose_keys.sh
 	docker compose up --build -d
 
 compose-down:
