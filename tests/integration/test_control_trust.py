@@ -171,3 +171,34 @@ def test_unreadable_baselines_never_crash_or_hang_the_actuator(
                             epoch="ep")
     assert actuator.apply(rollback) == "applied"
     assert actuator.stats["rollback_unverified_baseline"] == 1
+
+
+def test_two_pins_racing_for_one_version_cannot_both_win(
+    redis_client: redis.Redis, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pin that checked "not pinned yet" and then lost the race to another hash is
+    refused (SET NX), and the history holds the winner only."""
+    from streammon.control.registry import PINS_KEY
+    from streammon.errors import ConfigError
+
+    version = f"race-{unique}"
+    first = Registry(redis_client)
+    second = Registry(redis_client)
+    real_load = second._load
+    calls = {"n": 0}
+
+    def stale_then_real(v: str) -> Checkpoint | None:
+        calls["n"] += 1
+        if calls["n"] == 1:  # the check-then-set window: the rival pins in between
+            first.pin(Checkpoint(version=version, weights_uri="s3://m/a",
+                                 content_hash="sha256:" + "1" * 64))
+            return None
+        return real_load(v)
+
+    monkeypatch.setattr(second, "_load", stale_then_real)
+    with pytest.raises(ConfigError, match="already pinned"):
+        second.pin(Checkpoint(version=version, weights_uri="s3://m/b",
+                              content_hash="sha256:" + "2" * 64))
+    assert first.get(version).weights_uri == "s3://m/a"
+    history = [r for r in redis_client.lrange(PINS_KEY, 0, -1) if version.encode() in r]
+    assert len(history) == 1
