@@ -34,8 +34,11 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "up":
         info = devstack.read_state(settings.data_dir)
         if info is None:
-            info = devstack.DevStack(data_dir=settings.data_dir, tie_to_parent=False).up()
+            info = devstack.DevStack(data_dir=settings.data_dir, tie_to_parent=False,
+                                     durable=args.durable).up()
         print(f"kafka  {info.kafka_bootstrap}\nredis  {info.redis_url}  ({info.redis_flavour})")
+        if info.s3_endpoint:
+            print(f"s3     {info.s3_endpoint}  (topics survive a broker restart)")
     elif args.action == "down":
         stopped = devstack.stop_recorded(settings.data_dir)
         print("stopped" if stopped else "no dev stack recorded")
@@ -345,7 +348,11 @@ def _add_services(sub: Any) -> None:
 
 
 def _add_tools(sub: Any) -> None:
-    _add(sub, "dev", cmd_dev).add_argument("action", choices=["up", "down", "status"])
+    dev = _add(sub, "dev", cmd_dev)
+    dev.add_argument("action", choices=["up", "down", "status"])
+    dev.add_argument("--durable", action="store_true",
+                     help="up: topics in a loopback S3 server (survive a broker restart), "
+                          "Redis with its append-only file")
     _add(sub, "topics", cmd_topics).add_argument("action", choices=["apply", "schemas"])
     pin = _add(sub, "pin", cmd_pin)
     pin.add_argument("version")
