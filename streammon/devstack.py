@@ -237,6 +237,19 @@ class DevStack:
         self.info = StackInfo(**{**asdict(self.info), "broker_pid": self._broker.pid})
         (self.data_dir / STATE_FILE).write_text(json.dumps(asdict(self.info), indent=2))
 
+    def restart_redis(self, *, timeout_s: float = 30.0) -> None:
+        """Stop Redis (SIGTERM: it flushes its append-only file) and start it again on the
+        same port; without ``durable`` it comes back empty."""
+        if self.info is None:
+            raise StackError("no Redis of this stack is running")
+        redis_proc = next(p for p in self._procs if p.pid == self.info.redis_pid)
+        stop_process(redis_proc)
+        self._procs.remove(redis_proc)
+        port = int(self.info.redis_url.rsplit(":", 1)[1].split("/")[0])
+        _url, pid, _flavour = self._start_redis(timeout_s, port=port)
+        self.info = StackInfo(**{**asdict(self.info), "redis_pid": pid})
+        (self.data_dir / STATE_FILE).write_text(json.dumps(asdict(self.info), indent=2))
+
     def _start_broker(self, timeout_s: float, port: int | None = None) -> str:
         port = port or free_port()
         url = f"tcp://127.0.0.1:{port}"
@@ -251,9 +264,9 @@ class DevStack:
         _wait_until(lambda: _kafka_answers(bootstrap), "the Tansu broker", timeout_s, proc)
         return bootstrap
 
-    def _start_redis(self, timeout_s: float) -> tuple[str, int, str]:
+    def _start_redis(self, timeout_s: float, port: int | None = None) -> tuple[str, int, str]:
         _binary, flavour = redis_binary()
-        port = free_port()
+        port = port or free_port()
         aof = ("--appendonly", "yes", "--appendfsync", "everysec") if self.durable else ()
         argv = redis_argv(port, self.data_dir, *aof)
         proc = spawn_logged(argv, self.data_dir / "redis.log", tie_to_parent=self.tie_to_parent)
