@@ -238,8 +238,10 @@ class DevStack:
         (self.data_dir / STATE_FILE).write_text(json.dumps(asdict(self.info), indent=2))
 
     def restart_redis(self, *, timeout_s: float = 30.0) -> None:
-        """Stop Redis (SIGTERM: it flushes its append-only file) and start it again on the
-        same port; without ``durable`` it comes back empty."""
+        """Restart Redis on the same port (SIGTERM: it flushes its append-only file).
+
+        Without ``durable`` it comes back empty.
+        """
         if self.info is None:
             raise StackError("no Redis of this stack is running")
         redis_proc = next(p for p in self._procs if p.pid == self.info.redis_pid)
