@@ -16,7 +16,7 @@ STAMP  := $(VENV)/.installed-py$(PYVER)
 LOCK   := requirements/dev.txt
 
 .PHONY: demo demo-healthy test test-slow bench stats-table lint dev-up dev-down \
-	compose-up compose-down upgrade clean
+	compose-up compose-down upgrade clean chaos
 
 # Installs from the lock only (hashes checked), then streammon itself without touching
 # the resolver. A .venv made by another Python is rebuilt (`make test PYTHON=python3.13`).
@@ -49,13 +49,17 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
 
+chaos: $(STAMP)
+	$(BIN)/python scripts/chaos.py --seeds 10
+
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 stats-table: $(STAMP)
 	$(BIN)/python scripts/stats_table.py --write
 
-compose-up:
+compose-up: $(STAMP)
+	scripts/compose_keys.sh
 	docker compose up --build -d
 
 compose-down:

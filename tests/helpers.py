@@ -10,8 +10,18 @@ from typing import Any
 
 import redis
 
+from streammon.control.keys import Signer, dev_keyring
 from streammon.devstack import free_port, redis_argv, spawn_logged, stop_process
 from streammon.events import Outcome, Prediction
+
+DEV_KEYS = dev_keyring()
+DECIDER_KEY = DEV_KEYS.signer("decider")
+OPERATOR_KEY = DEV_KEYS.signer("operator")
+ACTUATOR_KEY = DEV_KEYS.signer("actuator")
+# a serving node's own key pair: a principal nobody trusts to steer rollouts
+SERVING_NODE_KEY = Signer("serving-node", bytes(range(32)))
+# a wall-clock origin for commands in integration tests (commands expire 10 min after)
+NOW_MS = int(time.time() * 1000)
 
 
 def pred(request_id: str, ts_ms: int = 1_000, **kw: Any) -> Prediction:

@@ -3,9 +3,16 @@
 One agent reads the cohorts topic (cumulative summaries) and the control topic (rollout
 starts and operator commands). Both have one partition, so one worker holds all rollout
 state, in two tables: the latest summary per cell key, and one
-:class:`~streammon.decide.progress.RolloutState` per rollout. After every event it calls the
+:class:`~streammon.decide.progress.RolloutState` per progress. After every event it calls the
 pure :func:`streammon.decide.progress.progress` and sends what that returns: diagnoses to the
-diagnostics topic and signed commands to the control topic.
+diagnostics topic and command proposals, signed with the ``decider`` key, to the control
+topic.
+
+The actuator decides which proposals apply. The decider learns the outcome from the
+applied route state in Redis (signed by the actuator), read before every assessment
+(:func:`streammon.decide.progress.sync_applied`): an operator's hold stops it, a proposal that
+lost its seq is re-made from the state that won. From the control topic it takes only
+``start`` (the rollout's spec and epoch).
 """
 
 from __future__ import annotations
@@ -16,16 +23,20 @@ from collections import defaultdict
 from typing import Any
 
 import msgspec
+import redis
 
 from streammon import events
 from streammon.config.settings import Settings
 from streammon.control import commands
+from streammon.control.keys import DECIDER
+from streammon.control.store import connect
 from streammon.decide import progress
 from streammon.decide.source_watermarks import SourceWatermarks
 from streammon.errors import CommandError, EventError, StreamMonError
 
 log = logging.getLogger(__name__)
 _STATE = msgspec.json.Decoder(progress.RolloutState)
+_ROUTE = msgspec.json.Decoder(commands.RouteState)
 
 
 def _next_close_ms(state: progress.RolloutState) -> float:
@@ -42,6 +53,9 @@ class DecideAgent:
     def __init__(self, app: Any, *, settings: Settings, partitions: int) -> None:
         topics = settings.topics
         self.settings = settings
+        settings.keys.require_trust("the decider", (DECIDER,))
+        self._signer = settings.keys.signer(DECIDER)
+        self._redis = connect(settings)
         self.cohorts_topic, self.control_topic = topics.cohorts, topics.control
         self.source = app.topic(topics.cohorts, topics.control,
                                 key_serializer="raw", value_serializer="raw")
@@ -103,7 +117,7 @@ class DecideAgent:
 
     def _fold_command(self, cmd: events.Command) -> None:
         try:
-            commands.verify(cmd, self.settings.hmac_key)
+            commands.verify(cmd, self.settings.keys)
         except CommandError:
             log.error("decider: ignored an unsigned or forged command for %s (seq %d)",
                       cmd.rollout_id, cmd.seq)
@@ -111,12 +125,20 @@ class DecideAgent:
         key = cmd.rollout_id.encode()
         raw = self.rollouts_table.get(key)
         if cmd.action == "start" and raw is None and cmd.spec is not None:
-            state = progress.start_state(cmd)
-        elif raw is None:
-            return
-        else:
-            state = progress.apply_command(_STATE.decode(raw), cmd)
-        self.rollouts_table[key] = msgspec.json.encode(state)
+            self.rollouts_table[key] = msgspec.json.encode(progress.start_state(cmd))
+
+    def _applied(self, rollout_id: str) -> commands.RouteState | None:
+        """Return the actuator's applied, signed route state; None if unreadable."""
+        try:
+            raw = self._redis.get(commands.route_key(rollout_id))
+            if raw is None:
+                return None
+            state = _ROUTE.decode(raw)
+            commands.verify_state(state, self.settings.keys)
+        except (redis.RedisError, msgspec.DecodeError, CommandError) as exc:
+            log.warning("decider: cannot read the applied state of %s: %s", rollout_id, exc)
+            return None
+        return state
 
     async def _assess(self, rollout_id: str) -> None:
         key = rollout_id.encode()
@@ -124,12 +146,19 @@ class DecideAgent:
         if raw is None:
             return
         state = _STATE.decode(raw)
+        now_ms = int(time.time() * 1000)
+        applied = self._applied(rollout_id)
+        if applied is not None:
+            synced = (state.seq, state.phase, state.stage)
+            progress.sync_applied(state, applied, now_ms)
+            if (state.seq, state.phase, state.stage) != synced:
+                self.rollouts_table[key] = msgspec.json.encode(state)
         before = state.windows_closed
         try:
             diagnoses, cmds, reports = progress.progress(
                 state, list(self.summaries[rollout_id].values()),
-                self.clock.closed_through_ms(), now_ms=int(time.time() * 1000),
-                key=self.settings.hmac_key)
+                self.clock.closed_through_ms(), now_ms=now_ms,
+                key=self._signer)
         except StreamMonError:
             log.exception("decider: cannot assess rollout %s; it stays as it is", rollout_id)
             return

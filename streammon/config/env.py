@@ -5,7 +5,11 @@ Settings come from ``STREAMMON_*`` environment variables, else from the dev stac
 every variable with the settings key it sets; :func:`settings_from_env` reads them,
 :func:`settings_to_env` writes them for a child process, and
 :mod:`streammon.config.settings_file` applies the same table over a settings file.
-Booleans (``STREAMMON_FAST_GROUP_JOIN``) accept ``1``/``true``/``yes``, anything else is false.
+``STREAMMON_KEY_DIR`` names the Ed25519 key directory (``streammon keys new``),
+``STREAMMON_PRINCIPAL`` whom operator commands are signed as, ``STREAMMON_DEV_KEYS`` (or a
+recorded dev stack) selects the public development keys; with none of them no key exists.
+Booleans (``STREAMMON_FAST_GROUP_JOIN``, ``STREAMMON_DEV_KEYS``) accept ``1``/``true``/``yes``,
+anything else is false.
 Per-option overrides: ``STREAMMON_KAFKA_OPT_<NAME>`` and ``STREAMMON_REDIS_OPT_<NAME>``.
 """
 
@@ -17,6 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from streammon.config.settings import KafkaSettings, RedisSettings, Settings, TopicNames
+from streammon.control.keys import OPERATOR, Keyring, dev_keyring, load_keyring
 from streammon.errors import ConfigError
 
 CONFIG_ENV = "STREAMMON_CONFIG"
@@ -27,7 +32,9 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "STREAMMON_REDIS_URL": ("redis", "url"),
     "STREAMMON_TOPIC_PREFIX": ("topics", "prefix"),
     "STREAMMON_APP_ID": ("", "app_id"),
-    "STREAMMON_HMAC_KEY": ("", "hmac_key"),
+    "STREAMMON_KEY_DIR": ("", "key_dir"),
+    "STREAMMON_PRINCIPAL": ("", "principal"),
+    "STREAMMON_DEV_KEYS": ("", "dev_keys"),
     "STREAMMON_DATA_DIR": ("", "data_dir"),
     "STREAMMON_WEB_PORT": ("", "web_port"),
     "STREAMMON_FAST_GROUP_JOIN": ("kafka", "fast_group_join"),
@@ -38,7 +45,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
 def parse_env_value(var: str, text: str) -> Any:
     """Return the value ``text`` of variable ``var`` as its settings key expects it."""
     key = ENV_VARS[var][1]
-    if key == "fast_group_join":
+    if key in ("fast_group_join", "dev_keys"):
         return text.strip().lower() in ("1", "true", "yes")
     if key == "web_port":
         try:
@@ -66,15 +73,27 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         bootstrap_servers=values.get(("kafka", "bootstrap_servers"),
                                      dev.kafka_bootstrap if dev else "127.0.0.1:9092"),
         fast_group_join=values.get(("kafka", "fast_group_join"), dev is not None))
-    hmac = values.get(("", "hmac_key"))
+    key_dir = values.get(("", "key_dir"), "")
     return replace(
         base, kafka=kafka,
         redis=RedisSettings(url=values.get(("redis", "url"),
                                            dev.redis_url if dev else base.redis.url)),
         topics=TopicNames(prefix=values.get(("topics", "prefix"), base.topics.prefix)),
         app_id=values.get(("", "app_id"), base.app_id),
-        hmac_key=hmac.encode() if hmac else base.hmac_key,
+        keys=keyring_for(key_dir, operator=values.get(("", "principal"), OPERATOR),
+                         dev=dev is not None or values.get(("", "dev_keys"), False)),
+        key_dir=key_dir,
         web_port=values.get(("", "web_port"), base.web_port), data_dir=data_dir)
+
+
+def keyring_for(key_dir: str, *, operator: str = OPERATOR, dev: bool = False) -> Keyring:
+    """Return the keys in ``key_dir``, else the public dev keys when ``dev``, else none.
+
+    With no keys, every process that signs or verifies refuses to start (naming the fix).
+    """
+    if key_dir:
+        return load_keyring(key_dir, operator=operator)
+    return dev_keyring() if dev else Keyring()
 
 
 def settings_to_env(settings: Settings) -> dict[str, str]:
@@ -84,7 +103,9 @@ def settings_to_env(settings: Settings) -> dict[str, str]:
         "STREAMMON_REDIS_URL": settings.redis.url,
         "STREAMMON_TOPIC_PREFIX": settings.topics.prefix,
         "STREAMMON_APP_ID": settings.app_id,
-        "STREAMMON_HMAC_KEY": settings.hmac_key.decode(),
+        "STREAMMON_KEY_DIR": settings.key_dir,
+        "STREAMMON_PRINCIPAL": settings.keys.operator,
+        "STREAMMON_DEV_KEYS": "1" if settings.keys.dev else "0",
         "STREAMMON_DATA_DIR": settings.data_dir,
         "STREAMMON_WEB_PORT": settings.web_port,
         "STREAMMON_FAST_GROUP_JOIN": "1" if settings.kafka.fast_group_join else "0",

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-DEV_HMAC_KEY = b"streammon-dev-key-change-me"
+from streammon.control.keys import Keyring
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,12 +120,18 @@ class TopicNames:
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
-    """Everything a streammon process needs to know about its surroundings."""
+    """Everything a streammon process needs to know about its surroundings.
+
+    ``keys`` holds the Ed25519 keys (:mod:`streammon.control.keys`); the default is empty, and
+    processes that sign or verify refuse to start with it. ``key_dir`` records where
+    they were read from, so child processes read the same.
+    """
 
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     topics: TopicNames = field(default_factory=TopicNames)
     app_id: str = "streammon"
-    hmac_key: bytes = DEV_HMAC_KEY
+    keys: Keyring = field(default_factory=Keyring)
+    key_dir: str = ""
     web_port: int | None = None
     data_dir: str = ".streammon"

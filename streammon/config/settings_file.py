@@ -7,7 +7,7 @@ becomes :attr:`KafkaSettings.options` (librdkafka names, e.g. ``"sasl.username"`
 arguments, e.g. ``ssl_ca_certs``)::
 
     app_id = "streammon"
-    hmac_key = "change-me"
+    key_dir = "/etc/streammon/keys"
     [kafka]
     bootstrap_servers = "kafka-1:9092,kafka-2:9092"
     [kafka.options]
@@ -18,7 +18,7 @@ arguments, e.g. ``ssl_ca_certs``)::
     prefix = "streammon."
 
 Environment: ``STREAMMON_KAFKA_BOOTSTRAP``, ``STREAMMON_REDIS_URL``,
-``STREAMMON_TOPIC_PREFIX``, ``STREAMMON_APP_ID``, ``STREAMMON_HMAC_KEY``,
+``STREAMMON_TOPIC_PREFIX``, ``STREAMMON_APP_ID``, ``STREAMMON_KEY_DIR``,
 ``STREAMMON_DATA_DIR``, ``STREAMMON_WEB_PORT``, ``STREAMMON_FAST_GROUP_JOIN`` (1/0), and
 per option ``STREAMMON_KAFKA_OPT_<NAME>`` (``SASL_USERNAME`` -> ``sasl.username``) and
 ``STREAMMON_REDIS_OPT_<NAME>`` (``SSL_CA_CERTS`` -> ``ssl_ca_certs``; JSON values such as
@@ -36,7 +36,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from streammon.config.env import CONFIG_ENV, KAFKA_OPT_PREFIX, REDIS_OPT_PREFIX, env_values
+from streammon.config.env import (
+    CONFIG_ENV,
+    KAFKA_OPT_PREFIX,
+    REDIS_OPT_PREFIX,
+    env_values,
+    keyring_for,
+)
 from streammon.config.settings import KafkaSettings, RedisSettings, Settings, TopicNames
 from streammon.errors import ConfigError
 
@@ -44,7 +50,8 @@ _SCALAR = (str, int, float, bool)
 # section -> key -> (expected type(s), human description, example)
 SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str, str]]] = {
     "": {"app_id": ((str,), "a string", '"streammon"'),
-         "hmac_key": ((str,), "a string (the shared command-signing secret)", '"s3cret"'),
+         "key_dir": ((str,), "a directory of Ed25519 keys (`streammon keys new`)",
+                     '"/etc/streammon/keys"'),
          "data_dir": ((str,), "a directory path", '".streammon"'),
          "web_port": ((int,), "an integer port", "6066")},
     "kafka": {"bootstrap_servers": ((str,), "a string of host:port pairs", '"kafka:9092"'),
@@ -133,7 +140,8 @@ def _check_key(section: str, key: str, value: Any) -> list[str]:
         return [f"unknown key `{where}`{_did_you_mean(key, candidates)}"]
     types, what, example = known[key]
     if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
-        return [f"`{where}` must be {what}, got {type(value).__name__} {value!r}: "
+        # the value is never echoed: a misplaced secret must not end up in a log
+        return [f"`{where}` must be {what}, got a value of type {type(value).__name__}: "
                 f"write e.g. {key} = {example}"]
     return []
 
@@ -211,10 +219,14 @@ def _apply(base: Settings, data: Mapping[str, Any]) -> Settings:
         fast_group_join=kafka.get("fast_group_join", base.kafka.fast_group_join))
     redis_settings = RedisSettings(url=redis_.get("url", base.redis.url),
                                    options={**base.redis.options, **redis_.get("options", {})})
-    hmac = data.get("hmac_key")
+    key_dir = data.get("key_dir")
+    keys = base.keys
+    if key_dir or data.get("dev_keys"):
+        keys = keyring_for(key_dir or "", operator=data.get("principal", base.keys.operator),
+                           dev=bool(data.get("dev_keys")))
     return replace(
         base, kafka=kafka_settings, redis=redis_settings,
         topics=TopicNames(prefix=topics.get("prefix", base.topics.prefix)),
         app_id=data.get("app_id", base.app_id),
-        hmac_key=hmac.encode() if hmac else base.hmac_key,
+        keys=keys, key_dir=key_dir or base.key_dir,
         data_dir=data.get("data_dir", base.data_dir), web_port=data.get("web_port", base.web_port))

@@ -1,21 +1,34 @@
-"""PURE: signed, sequenced control commands, the route state they produce, sticky assignment.
+"""PURE: signed control commands, the signed route state they produce, sticky assignment.
 
-A :class:`~streammon.events.Command` is ordered per rollout by ``seq`` and authenticated
-by ``sig``: a hex HMAC-SHA256 over the command's canonical JSON (keys sorted, ``sig``
-set to ``""``), so the signature covers every field, the sequence number included.
-The actuator and routers apply a command only if its signature verifies and its
-``seq`` is newer than what they hold; replaying the control topic is therefore safe.
+A :class:`~streammon.events.Command` is a *proposal* signed by its principal
+(``issued_by``) with Ed25519 (:mod:`streammon.control.keys`): ``sig`` covers the command's
+canonical JSON (keys sorted, ``sig`` set to ``""``), so every field is covered. The
+actuator is the one sequence authority: :func:`plan` decides, from the applied route
+state, whether a proposal applies and which ``seq`` it gets. A rollback always applies
+(unless already rolled back); a step or promote applies only on top of the state its
+proposer saw (``cmd.seq == held.seq + 1``), so an operator's hold is never stepped over;
+``resume`` applies only to a held rollout. Every command but ``start`` must carry the
+rollout's ``epoch`` and an ``expires_ms`` in the future, so a captured command replayed
+after Redis lost its data is refused.
+
+The route state the actuator writes is signed by the ``actuator`` principal
+(``state_sig``); routers take only route states that verify, so a value written into
+Redis by anyone else (say with ``seq`` = 2**53) is ignored by routers and overwritten by
+the actuator's next command, which continues from the last authentic state.
 
 Redis layout (the shared contract; written by ``actuator.py``, read by ``router.py``):
 
 - ``streammon:rollout:{rollout_id}`` -> JSON :class:`RouteState` (``rollout_id``, ``seq``,
   ``action``, ``weights`` {version: fraction}, ``baseline``, ``candidate``, ``fraction``,
   ``stage``, ``phase`` running|held|promoted|rolled_back, ``ts_ms``, ``reason``,
-  ``issued_by``, ``sig`` of the command applied).
-- ``streammon:rollout:{rollout_id}:log`` -> list of the applied route states, oldest first.
+  ``issued_by``, ``sig`` of the command applied, ``epoch``, ``state_sig``).
+- ``streammon:rollout-log:{rollout_id}`` -> list of the applied route states, oldest first.
+- ``streammon:rollout-seen:{rollout_id}`` -> set of the applied commands' ``sig``.
+  All three expire ``ROUTE_RETENTION_S`` after the rollout's last change.
 - channel ``streammon:changes`` -> the rollout_id, published after every applied change.
 - ``streammon:pin:{version}``, ``streammon:pins`` -> pinned checkpoints (``registry.py``).
-- hash ``streammon:actuator:stats`` -> actuator counters.
+- hash ``streammon:actuator:stats`` -> actuator counters; hash
+  ``streammon:quarantine`` -> rollout_id -> why its stored value was not trusted.
 
 :func:`assign`: a unit id hashes (blake2b, salted with the rollout id) to a uniform ``u``
 in [0, 1); the unit goes to the candidate iff ``u`` is below the candidate's weight, so a
@@ -25,21 +38,27 @@ unit in the canary at 5% stays in it at 10%.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import math
 from typing import Literal
 
 import msgspec
 
+from streammon.control.keys import ACTUATOR, Keyring, Signer
 from streammon.errors import CommandError
 from streammon.events import Action, Arm, Command, RolloutSpec
 
 ROUTE_KEY_PREFIX = "streammon:rollout:"
+LOG_KEY_PREFIX = "streammon:rollout-log:"
+SEEN_KEY_PREFIX = "streammon:rollout-seen:"
+ROUTE_RETENTION_S = 30 * 24 * 3600
+COMMAND_TTL_MS = 10 * 60 * 1000
 CHANGES_CHANNEL = "streammon:changes"
 WEIGHTS_TOLERANCE = 1e-6
 
 Phase = Literal["running", "held", "promoted", "rolled_back"]
 SeqVerdict = Literal["newer", "duplicate", "conflict", "stale"]
+Verdict = Literal["apply", "duplicate", "conflict", "stale", "rejected_expired",
+                  "rejected_epoch", "rejected_unknown", "rejected_terminal"]
 PHASES: dict[str, Phase] = {
     "start": "running",
     "step": "running",
@@ -70,6 +89,8 @@ class RouteState(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
     issued_by: str = ""
     sig: str = ""
+    epoch: str = ""
+    state_sig: str = ""
 
     @property
     def candidate_weight(self) -> float:
@@ -92,23 +113,59 @@ def canonical_bytes(cmd: Command) -> bytes:
     return _CANONICAL.encode(unsigned)
 
 
-def _mac(cmd: Command, key: bytes) -> str:
-    return hmac.new(key, canonical_bytes(cmd), hashlib.sha256).hexdigest()
+def log_key(rollout_id: str) -> str:
+    """Return the Redis key of a rollout's applied-state log (never a route key)."""
+    return f"{LOG_KEY_PREFIX}{rollout_id}"
 
 
-def sign(cmd: Command, key: bytes) -> Command:
-    """Return a copy of ``cmd`` whose ``sig`` is the HMAC-SHA256 of its canonical JSON."""
-    if not key:
-        raise CommandError("cannot sign with an empty key - set Settings.hmac_key")
-    return msgspec.structs.replace(cmd, sig=_mac(cmd, key))
+def seen_key(rollout_id: str) -> str:
+    """Return the Redis key of the set of commands applied to a rollout."""
+    return f"{SEEN_KEY_PREFIX}{rollout_id}"
 
 
-def verify(cmd: Command, key: bytes) -> None:
-    """Raise CommandError unless ``cmd`` carries a valid signature under ``key``."""
+def sign(cmd: Command, signer: Signer) -> Command:
+    """Return ``cmd`` issued by ``signer``'s principal, signed over its canonical JSON."""
+    bound = msgspec.structs.replace(cmd, issued_by=signer.principal, sig="")
+    return msgspec.structs.replace(bound, sig=signer.sign(canonical_bytes(bound)))
+
+
+def verify(cmd: Command, keys: Keyring) -> None:
+    """Raise CommandError unless a trusted key of ``cmd.issued_by`` signed ``cmd``.
+
+    The actuator's key signs route states, never commands: a command claiming to be
+    from it is refused.
+    """
     if not cmd.sig:
         raise CommandError(f"unsigned command {cmd.rollout_id}#{cmd.seq} - at `$.sig`")
-    if not hmac.compare_digest(cmd.sig, _mac(cmd, key)):
-        raise CommandError(f"forged or tampered command {cmd.rollout_id}#{cmd.seq} - at `$.sig`")
+    if cmd.issued_by == ACTUATOR:
+        raise CommandError("the actuator's key does not sign commands - at `$.issued_by`")
+    try:
+        keys.verify(cmd.issued_by, canonical_bytes(cmd), cmd.sig)
+    except CommandError as exc:
+        raise CommandError(f"forged or tampered command {cmd.rollout_id}#{cmd.seq}: {exc}"
+                           ) from None
+
+
+_STATE_CANONICAL = msgspec.json.Decoder(RouteState)
+
+
+def state_bytes(state: RouteState) -> bytes:
+    """Return the canonical JSON a route state's ``state_sig`` covers."""
+    unsigned = _STATE_CANONICAL.decode(
+        _CANONICAL.encode(msgspec.structs.replace(state, state_sig="")))
+    return _CANONICAL.encode(unsigned)
+
+
+def sign_state(state: RouteState, signer: Signer) -> RouteState:
+    """Return ``state`` signed by the actuator's key."""
+    return msgspec.structs.replace(state, state_sig=signer.sign(state_bytes(state)))
+
+
+def verify_state(state: RouteState, keys: Keyring) -> None:
+    """Raise CommandError unless the actuator's trusted key signed ``state``."""
+    if not state.state_sig:
+        raise CommandError(f"unsigned route state {state.rollout_id}#{state.seq}")
+    keys.verify(ACTUATOR, state_bytes(state), state.state_sig)
 
 
 def signature_counter(cmd: Command) -> str:
@@ -151,15 +208,18 @@ def make_command(
     candidate: str,
     fraction: float,
     now_ms: int,
-    key: bytes | None = None,
+    key: Signer | None = None,
     stage: int = 0,
     reason: str = "",
     issued_by: str = "decider",
     spec: RolloutSpec | None = None,
+    epoch: str = "",
+    ttl_ms: int = COMMAND_TTL_MS,
 ) -> Command:
-    """Build a command stamped with ``now_ms``; signed when ``key`` is given.
+    """Build a command stamped with ``now_ms``, expiring ``ttl_ms`` later; signed by ``key``.
 
-    ``rollback`` always routes 100% to the baseline (fraction 0) and ``promote`` 100% to
+    A signed command's ``issued_by`` is the signer's principal. ``rollback`` always routes
+    100% to the baseline (fraction 0) and ``promote`` 100% to
     the candidate (fraction 1), whatever ``fraction`` says.
     """
     if action == "rollback":
@@ -179,6 +239,8 @@ def make_command(
         issued_by=issued_by,
         ts_ms=now_ms,
         spec=spec,
+        epoch=epoch,
+        expires_ms=now_ms + ttl_ms,
     )
     return sign(cmd, key) if key is not None else cmd
 
@@ -212,7 +274,54 @@ def route_state_for(cmd: Command) -> RouteState:
         reason=cmd.reason,
         issued_by=cmd.issued_by,
         sig=cmd.sig,
+        epoch=cmd.epoch,
     )
+
+
+def plan(held: RouteState | None, cmd: Command, now_ms: int) -> tuple[Verdict, RouteState | None]:
+    """Decide, as the sequence authority, what applying ``cmd`` on ``held`` does.
+
+    Returns ("apply", the unsigned new state with its assigned seq) or a refusal:
+    ``duplicate`` (this command is in effect already), ``conflict`` (a step, promote or
+    start proposed on a state that has moved on: the proposer must look again),
+    ``stale`` (a hold or rollback already in effect), ``rejected_expired``,
+    ``rejected_epoch`` (another incarnation of the rollout), ``rejected_unknown`` (no
+    applied state: only ``start`` creates one) and ``rejected_terminal`` (the rollout was
+    rolled back or promoted: only a rollback may follow a promote, nothing a rollback).
+    """
+    if cmd.expires_ms <= now_ms:
+        return "rejected_expired", None
+    if held is None:
+        if cmd.action != "start":
+            return "rejected_unknown", None
+        return "apply", msgspec.structs.replace(route_state_for(cmd), seq=1)
+    if held.sig == cmd.sig:
+        return "duplicate", None
+    if cmd.action == "start":
+        return "conflict", None
+    if cmd.epoch != held.epoch:
+        return "rejected_epoch", None
+    verdict = _phase_verdict(held, cmd)
+    if verdict != "apply":
+        return verdict, None
+    state = msgspec.structs.replace(route_state_for(cmd), seq=held.seq + 1)
+    if cmd.action in ("hold", "resume"):
+        state = msgspec.structs.replace(state, weights=dict(held.weights),
+                                        fraction=held.fraction, stage=held.stage)
+    return "apply", state
+
+
+def _phase_verdict(held: RouteState, cmd: Command) -> Verdict:
+    """Return whether ``cmd`` may follow ``held`` (rollback wins every race)."""
+    if cmd.action == "rollback":
+        return "stale" if held.phase == "rolled_back" else "apply"
+    if held.phase in ("rolled_back", "promoted"):
+        return "rejected_terminal"
+    if cmd.action == "hold":
+        return "stale" if held.phase == "held" else "apply"
+    if cmd.action == "resume":
+        return "apply" if held.phase == "held" else "stale"
+    return "apply" if cmd.seq == held.seq + 1 else "conflict"
 
 
 class Assignment(msgspec.Struct, frozen=True, kw_only=True):

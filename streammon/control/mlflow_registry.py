@@ -15,6 +15,10 @@ Mapping (one pin per MLflow model version):
 
 After a rollout, :meth:`MlflowPins.point_alias` moves an alias (``champion`` say) to the
 version the traffic now goes to: the candidate on promote, the baseline on rollback.
+
+A registry that is down or refuses (any error from the client) raises
+:class:`~streammon.errors.RegistryError` naming the model and alias; the pins already in
+Redis are untouched, so rollbacks to them keep working without MLflow.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from streammon.control.registry import Checkpoint, Registry
-from streammon.errors import ConfigError
+from streammon.errors import ConfigError, RegistryError, StreamMonError
 
 HASH_TAG = "content_hash"
 
@@ -84,7 +88,13 @@ class MlflowPins:
         self, model_name: str, alias: str, *, compute_hash: Callable[[str], str] | None = None
     ) -> Checkpoint:
         """Pin the version ``alias`` points at now; ConfigError if it carries no hash."""
-        model_version = self.client.get_model_version_by_alias(model_name, alias)
+        try:
+            model_version = self.client.get_model_version_by_alias(model_name, alias)
+        except StreamMonError:
+            raise
+        except Exception as exc:  # MLflow, HTTP and database errors alike
+            raise RegistryError(f"MLflow: cannot read alias {alias!r} of {model_name!r}: "
+                                f"{exc}") from exc
         checkpoint = checkpoint_from_model_version(
             model_name, model_version, compute_hash=compute_hash
         )
@@ -96,4 +106,8 @@ class MlflowPins:
         model_name, _, mlflow_version = checkpoint.version.rpartition("/")
         if not model_name:
             raise ConfigError(f"{pinned_version} is not an MLflow pin (want model/version)")
-        self.client.set_registered_model_alias(model_name, alias, mlflow_version)
+        try:
+            self.client.set_registered_model_alias(model_name, alias, mlflow_version)
+        except Exception as exc:  # MLflow, HTTP and database errors alike
+            raise RegistryError(f"MLflow: cannot point alias {alias!r} of {model_name!r} "
+                                f"at {mlflow_version}: {exc}") from exc

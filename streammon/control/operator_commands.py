@@ -1,13 +1,15 @@
 """What an operator (or the demo) does to a rollout: start it, or steer it by hand.
 
-Manual commands go through the same signed, sequenced path as the decider's: they are
-built with :func:`streammon.control.commands.make_command`, signed with the shared key, and
-produced to the control topic, where the actuator and the decider both read them.
+Manual commands go through the same path as the decider's: they are built with
+:func:`streammon.control.commands.make_command`, signed with this operator's own Ed25519 key
+(principal ``settings.keys.operator``), and produced to the control topic as proposals;
+the actuator decides whether and at which seq they apply (a rollback always does).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +67,8 @@ def start_rollout(settings: Settings, spec: RolloutSpec, *, client: Any) -> Comm
     cmd = commands.make_command(
         rollout_id=spec.rollout_id, seq=1, action="start", baseline=spec.baseline,
         candidate=spec.candidate, fraction=strategies.served_fraction(spec, 0),
-        now_ms=now_ms(), key=settings.hmac_key,
-        issued_by="operator", spec=spec, reason="rollout started")
+        now_ms=now_ms(), key=settings.keys.signer(settings.keys.operator),
+        spec=spec, reason="rollout started", epoch=uuid.uuid4().hex)
     produce_command(settings, cmd)
     return cmd
 
@@ -81,7 +83,7 @@ def current_route(client: Any, rollout_id: str) -> commands.RouteState:
 
 def route_history(client: Any, rollout_id: str) -> list[commands.RouteState]:
     """Return every route state the actuator applied for a rollout, oldest first."""
-    raw = client.lrange(commands.route_key(rollout_id) + ":log", 0, -1)
+    raw = client.lrange(commands.log_key(rollout_id), 0, -1)
     if not raw:
         raise ConfigError(f"no history for rollout {rollout_id!r} in Redis")
     return [msgspec.json.decode(r, type=commands.RouteState) for r in raw]
@@ -92,18 +94,19 @@ def send_manual(settings: Settings, rollout_id: str, action: Action, *, client: 
                 attempts: int = 3) -> Command:
     """Send an operator's promote / rollback / hold / resume for a running rollout.
 
-    The command takes the next sequence number after the applied route state. If the
-    decider took that number first (a conflict), the command is re-signed with the next
-    free number and sent again, up to ``attempts`` times; with ``confirm_timeout_s`` the
-    call returns only once the actuator applied it (CommandError otherwise).
+    The command proposes the next sequence number after the applied route state. If the
+    decider's proposal won that number first (a conflict), the command is re-made on
+    the new state and sent again, up to ``attempts`` times; with ``confirm_timeout_s``
+    the call returns only once the actuator applied it (CommandError otherwise).
     """
+    signer = settings.keys.signer(settings.keys.operator)
     for _ in range(attempts):
         route = current_route(client, rollout_id)
         cmd = commands.make_command(
             rollout_id=rollout_id, seq=route.seq + 1, action=action, baseline=route.baseline,
             candidate=route.candidate, fraction=route.fraction, stage=route.stage,
-            now_ms=now_ms(), key=settings.hmac_key, issued_by="operator",
-            reason=reason or f"manual {action}")
+            now_ms=now_ms(), key=signer, reason=reason or f"manual {action}",
+            epoch=route.epoch)
         produce_command(settings, cmd)
         if confirm_timeout_s is None or _applied(client, cmd, confirm_timeout_s):
             return cmd
@@ -112,12 +115,18 @@ def send_manual(settings: Settings, rollout_id: str, action: Action, *, client: 
 
 
 def _applied(client: Any, cmd: Command, timeout_s: float) -> bool:
-    """Wait until the actuator holds ``cmd.seq`` or later; True if ours is in the log."""
+    """Wait until the actuator holds ``cmd.seq`` or later; True if ours (or its effect) is in.
+
+    A rollback or hold that finds the rollout already rolled back or held has its effect.
+    """
     deadline = time.monotonic() + timeout_s
+    effect = commands.PHASES[cmd.action]
     while time.monotonic() < deadline:
         route = current_route(client, cmd.rollout_id)
+        if any(r.sig == cmd.sig for r in route_history(client, cmd.rollout_id)):
+            return True
         if route.seq >= cmd.seq:
-            return any(r.sig == cmd.sig for r in route_history(client, cmd.rollout_id))
+            return cmd.action in ("rollback", "hold") and route.phase == effect
         time.sleep(0.05)
     raise CommandError(f"the actuator did not apply seq {cmd.seq} of {cmd.rollout_id!r} "
                        f"within {timeout_s:.0f} s: is it running?")

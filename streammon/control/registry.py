@@ -9,12 +9,19 @@ Redis layout (shared contract):
 
 - ``streammon:pin:{version}`` -> JSON :class:`Checkpoint`.
 - ``streammon:pins`` -> list of every pin record as JSON, newest last (the history).
+
+Pins are written with ``SET NX`` (in one script with the history append), so two
+processes pinning one version cannot both win. Reading local weights is bounded: only a
+regular file (never a directory, device or FIFO such as ``/dev/zero``), under one of
+``roots`` when roots are configured, at most ``max_bytes`` long, hashed within
+``timeout_s``; anything else is an :class:`IntegrityError` naming the reason.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import stat as stat_mode
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +38,16 @@ PIN_KEY_PREFIX = "streammon:pin:"
 PINS_KEY = "streammon:pins"
 HASH_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
 _CHUNK_BYTES = 1 << 20
+MAX_WEIGHTS_BYTES = 64 << 30
+HASH_TIMEOUT_S = 300.0
+# KEYS: pin key, history list. ARGV: record. 1 if pinned now, 0 if the version was pinned.
+_PIN_LUA = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  redis.call('RPUSH', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
+"""
 
 
 class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,14 +100,42 @@ def local_path(weights_uri: str) -> Path | None:
 
 
 def file_stamp(path: Path, version: str) -> tuple[int, int]:
-    """Return (size, mtime_ns) of a weights file; raise IntegrityError if it is missing."""
+    """Return (size, mtime_ns) of a weights file; IntegrityError unless a regular file.
+
+    A missing file, a directory or a device such as /dev/zero is refused.
+    """
     try:
         stat = path.stat()
     except FileNotFoundError as exc:
         raise IntegrityError(f"{version}: weights file {path} is missing") from exc
     except OSError as exc:
         raise IntegrityError(f"{version}: weights file {path} is unreadable: {exc}") from exc
+    if not stat_mode.S_ISREG(stat.st_mode):
+        raise IntegrityError(f"{version}: weights {path} is not a regular file")
     return stat.st_size, stat.st_mtime_ns
+
+
+def check_confined(path: Path, roots: tuple[Path, ...], version: str) -> Path:
+    """Return the resolved ``path``; raise IntegrityError if it lies outside every root."""
+    resolved = path.resolve()
+    if roots and not any(resolved.is_relative_to(root.resolve()) for root in roots):
+        raise IntegrityError(f"{version}: weights {resolved} are outside the weights roots "
+                             f"{[str(r) for r in roots]}")
+    return resolved
+
+
+def hash_file_bounded(path: Path, *, max_bytes: int, timeout_s: float) -> str:
+    """Return ``sha256:<hex>`` of a regular file; raise IntegrityError past the bounds."""
+    digest, read, deadline = hashlib.sha256(), 0, time.monotonic() + timeout_s
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK_BYTES):
+            read += len(chunk)
+            if read > max_bytes:
+                raise IntegrityError(f"weights {path} exceed {max_bytes} bytes")
+            if time.monotonic() > deadline:
+                raise IntegrityError(f"hashing {path} took over {timeout_s:.0f} s")
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
 
 
 def _check_hash(checkpoint: Checkpoint, actual: str) -> None:
@@ -103,8 +148,13 @@ def _check_hash(checkpoint: Checkpoint, actual: str) -> None:
 class Registry:
     """Pin, look up and verify checkpoints in Redis."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, roots: tuple[str | Path, ...] = (),
+                 max_bytes: int = MAX_WEIGHTS_BYTES, timeout_s: float = HASH_TIMEOUT_S) -> None:
         self._client = client
+        self._roots = tuple(Path(r) for r in roots)
+        self._max_bytes = max_bytes
+        self._timeout_s = timeout_s
+        self._pin_script = client.register_script(_PIN_LUA)
         self._verified: dict[str, tuple[str, int, int]] = {}  # version -> hash, size, mtime
 
     def pin(self, checkpoint: Checkpoint, *, now_ms: int | None = None) -> Checkpoint:
@@ -123,12 +173,11 @@ class Registry:
             checkpoint = msgspec.structs.replace(checkpoint, pinned_at_ms=stamp)
         record = msgspec.json.encode(checkpoint)
         try:
-            pipe = self._client.pipeline(transaction=True)
-            pipe.set(pin_key(checkpoint.version), record)
-            pipe.rpush(PINS_KEY, record)
-            pipe.execute()
+            won = self._pin_script(keys=[pin_key(checkpoint.version), PINS_KEY], args=[record])
         except redis.RedisError as exc:
             raise redis_io_error(f"cannot pin {checkpoint.version}", exc) from exc
+        if not won:  # another process pinned this version between our read and write
+            return self.pin(checkpoint, now_ms=now_ms)
         return checkpoint
 
     def get(self, version: str) -> Checkpoint:
@@ -168,9 +217,11 @@ class Registry:
         path = local_path(checkpoint.weights_uri)
         if path is None:
             return checkpoint
+        path = check_confined(path, self._roots, version)
         stamp = (checkpoint.content_hash, *file_stamp(path, version))
         if not (trust_unchanged and self._verified.get(version) == stamp):
-            _check_hash(checkpoint, hash_file(path))
+            _check_hash(checkpoint, hash_file_bounded(path, max_bytes=self._max_bytes,
+                                                      timeout_s=self._timeout_s))
             self._verified[version] = stamp
         return checkpoint
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from streammon.control import commands
 from streammon.control.commands import Phase
+from streammon.control.keys import Signer
 from streammon.decide import cell_grid, postmortem, strategies
 from streammon.decide.policy import (
     Assessment,
@@ -46,6 +47,7 @@ from streammon.stats.decision import MetricEstimate as StatsEstimate
 from streammon.stats.horizon import FrozenStore, freeze_rows, horizon_windows
 
 SWITCH_MARGIN_MS = 1000
+PENDING_TIMEOUT_MS = 30_000
 
 
 class RolloutState(msgspec.Struct, kw_only=True):
@@ -60,11 +62,13 @@ class RolloutState(msgspec.Struct, kw_only=True):
     phase: Phase = "running"
     stage_changes: list[tuple[int, int]] = msgspec.field(default_factory=list)
     srm_start_window: int = 0
+    """First window of the sample-ratio check: it restarts at every stage and resume."""
     frozen: dict[str, FrozenStore] = msgspec.field(default_factory=dict)
     """Judged cohorts of metrics with a ``horizon_ms``: metric -> window -> segment -> cell."""
-    """First window of the sample-ratio check: it restarts at every stage and resume."""
     last_action: str = "start"
     commands: list[CommandNote] = msgspec.field(default_factory=list)
+    epoch: str = ""
+    proposed_ms: int = 0
 
     @property
     def fraction(self) -> float:
@@ -117,7 +121,7 @@ def start_state(cmd: Command) -> RolloutState:
     assert cmd.spec is not None
     origin = cmd.ts_ms - cmd.ts_ms % cmd.spec.window_ms
     return RolloutState(spec=cmd.spec, origin_ms=origin, seq=cmd.seq, commands=[_note(cmd)],
-                        stage_changes=[(cmd.ts_ms, 0)])
+                        stage_changes=[(cmd.ts_ms, 0)], epoch=cmd.epoch)
 
 
 def _note(cmd: Command) -> CommandNote:
@@ -138,6 +142,32 @@ def apply_command(state: RolloutState, cmd: Command) -> RolloutState:
         state.stage = cmd.stage
         state.stage_start_window = state.srm_start_window = state.windows_closed
         state.stage_changes.append((cmd.ts_ms, cmd.stage))
+    return state
+
+
+def sync_applied(state: RolloutState, applied: commands.RouteState, now_ms: int,
+                 pending_ms: int = PENDING_TIMEOUT_MS) -> RolloutState:
+    """Make the applied route state (the actuator's word) the decider's view of a rollout.
+
+    The decider's own proposal is only a proposal: if another command took its seq (an
+    operator's hold, a rollback), the applied state wins. A proposal not applied yet
+    (applied seq below ours) is waited for ``pending_ms``, then given up.
+    """
+    if applied.epoch != state.epoch or applied.rollout_id != state.spec.rollout_id:
+        return state
+    if applied.seq < state.seq and now_ms - state.proposed_ms < pending_ms:
+        return state
+    if (applied.seq, applied.phase, applied.stage) == (state.seq, state.phase, state.stage):
+        return state
+    state.seq = applied.seq
+    state.phase = applied.phase
+    state.last_action = applied.action
+    state.commands.append(CommandNote(applied.seq, applied.action, applied.fraction,
+                                      applied.ts_ms, applied.issued_by))
+    if applied.stage != state.stage:
+        state.stage = applied.stage
+        state.stage_start_window = state.windows_closed
+        state.stage_changes.append((applied.ts_ms, applied.stage))
     return state
 
 
@@ -203,7 +233,7 @@ class Progress(NamedTuple):
 
 def progress(
     state: RolloutState, summaries: list[CohortSummary], watermark_ms: int, *, now_ms: int,
-    key: bytes | None,
+    key: Signer | None,
 ) -> Progress:
     """Assess every newly closed window; return diagnoses, commands and post-mortems.
 
@@ -231,6 +261,7 @@ def progress(
             continue
         out.commands.append(cmd)
         apply_command(state, cmd)
+        state.proposed_ms = now_ms
         if cmd.action == "rollback":
             out.reports.append(postmortem.build_rollback_report(
                 state.spec, policy, grid, result, drift_p=drift_p, windows_closed=t,
@@ -267,7 +298,7 @@ def _drift_p_value(grid: cell_grid.Grid) -> float:
 
 
 def _command_for(state: RolloutState, action: Decision, reason: str, now_ms: int,
-                 key: bytes | None) -> Command | None:
+                 key: Signer | None) -> Command | None:
     if action == "continue":
         return None
     command: Action = action
@@ -277,7 +308,8 @@ def _command_for(state: RolloutState, action: Decision, reason: str, now_ms: int
         rollout_id=spec.rollout_id, seq=state.seq + 1, action=command,
         baseline=spec.baseline, candidate=spec.candidate,
         fraction=strategies.served_fraction(spec, stage),
-        stage=stage, reason=reason, issued_by="decider", now_ms=now_ms, key=key)
+        stage=stage, reason=reason, issued_by="decider", now_ms=now_ms, key=key,
+        epoch=state.epoch)
 
 
 def _diagnosis(state: RolloutState, result: Assessment, now_ms: int,

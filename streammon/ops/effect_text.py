@@ -48,10 +48,16 @@ def format_effect(name: str, effect: float) -> str:
 
 
 def format_bounds(name: str, lower: float, upper: float) -> str:
-    """Return ``[-5.7, +2.7]`` in display units, or :data:`CHANGED` when the bounds cross."""
-    _label, scale, _unit = UNITS.get(name, (name, 1.0, ""))
+    """Return ``[-5.7, +2.7]`` in display units, or :data:`CHANGED` when the bounds cross.
+
+    A difference of two rates lies in [-1, 1] whatever the evidence, so the bounds of a
+    rate (shown in pp) are clipped to ±100 pp instead of printing ``[-155.2, +146.1]``.
+    """
+    _label, scale, unit = UNITS.get(name, (name, 1.0, ""))
     if lower > upper:
         return CHANGED
+    if unit == "pp":
+        lower, upper = max(lower, -1.0), min(upper, 1.0)
     return f"[{_number(lower, scale)}, {_number(upper, scale)}]"
 
 

@@ -34,8 +34,9 @@ import msgspec
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from redis.exceptions import ResponseError
 
-from streammon.control.commands import PHASES, ROUTE_KEY_PREFIX, RouteState
+from streammon.control.commands import PHASES, ROUTE_KEY_PREFIX, RouteState, log_key
 
 log = logging.getLogger(__name__)
 STATS_KEY = "streammon:actuator:stats"
@@ -203,12 +204,14 @@ def _read_routes(client: Any) -> list[tuple[RouteState, list[RouteState]]]:
     out = []
     for key in client.scan_iter(match=f"{ROUTE_KEY_PREFIX}*", count=500):
         name = key.decode() if isinstance(key, bytes) else key
-        if name.endswith(":log"):
-            continue
-        raw = client.get(name)
-        if raw:
-            entries = client.lrange(f"{name}:log", 0, -1)
-            out.append((_ROUTES.decode(raw), [_ROUTES.decode(e) for e in entries]))
+        try:
+            raw = client.get(name)
+            route = _ROUTES.decode(raw) if raw else None
+        except (ResponseError, msgspec.DecodeError):
+            continue  # a poison value: the actuator quarantines it and counts it
+        if route is not None:
+            entries = client.lrange(log_key(route.rollout_id), 0, -1)
+            out.append((route, [_ROUTES.decode(e) for e in entries]))
     return out
 
 

@@ -3,7 +3,8 @@
 :func:`render_status` is pure: it takes the route state and its log (from Redis), the
 latest :class:`~streammon.events.Diagnosis`, the rollout's spec and the sample-ratio
 check, and returns a rich renderable. :func:`run_status` gathers those inputs (Redis
-route state ``streammon:rollout:{id}`` and its ``:log``; the cohorts, control and
+route state ``streammon:rollout:{id}`` and its log ``streammon:rollout-log:{id}``; the
+cohorts, control and
 diagnostics topics through :class:`RolloutFeed`) and prints once, or redraws until
 interrupted. :class:`RolloutFeed` also feeds ``streammon report``.
 """
@@ -21,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from streammon.config.settings import Settings
-from streammon.control.commands import RouteState, route_key
+from streammon.control.commands import RouteState, log_key, route_key
 from streammon.errors import RedisIOError, StreamMonError
 from streammon.events import Diagnosis, RolloutSpec
 from streammon.ops.effect_text import format_bounds, format_count, format_effect, metric_label
@@ -124,7 +125,7 @@ def read_route(client: Any, rollout_id: str) -> tuple[RouteState | None, list[Ro
 
     key = route_key(rollout_id)
     try:
-        raw, entries = client.get(key), client.lrange(f"{key}:log", -LOG_ENTRIES, -1)
+        raw, entries = client.get(key), client.lrange(log_key(rollout_id), -LOG_ENTRIES, -1)
     except redis.RedisError as exc:
         raise RedisIOError(f"cannot read {key}: {exc}") from exc
     decode = msgspec.json.Decoder(RouteState).decode

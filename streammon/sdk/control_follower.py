@@ -2,7 +2,8 @@
 
 A :class:`ControlFollower` is one librdkafka consumer thread per process, *assigned* (no
 consumer group, nothing committed) to every partition of ``settings.topics.control``,
-starting at the end or at a given offset. For each command it verifies the HMAC once,
+starting at the end or at a given offset. For each command it verifies the Ed25519
+signature once (public keys only),
 then calls :meth:`Router.offer` on every router registered for that rollout, so many
 routers share one consumer. Forged or unsigned commands never reach a router; stale
 ones (a seq the routers already hold) change nothing. Both are counted.
@@ -29,6 +30,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from streammon import events
 from streammon.config.settings import Settings
 from streammon.control.commands import signature_counter, verify
+from streammon.control.keys import Keyring
 from streammon.errors import CommandError, EventError, KafkaIOError
 from streammon.sdk.router import Router
 
@@ -48,12 +50,14 @@ class ControlFollower:
     """
 
     def __init__(
-        self, *, settings: Settings, key: bytes | None = None, start_offset: int | None = None
+        self, *, settings: Settings, keys: Keyring | None = None,
+        start_offset: int | None = None
     ) -> None:
         self.settings = settings
         self.start_offset = start_offset
         self.stats: Counter[str] = Counter()
-        self._key = settings.hmac_key if key is None else key
+        self._keys = settings.keys if keys is None else keys
+        self._keys.require_trust("the control follower")
         self._routers: defaultdict[str, list[Router]] = defaultdict(list)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -81,7 +85,7 @@ class ControlFollower:
         except EventError as exc:
             return self._reject("bad_message", exc)
         try:
-            verify(cmd, self._key)
+            verify(cmd, self._keys)
         except CommandError as exc:
             return self._reject(signature_counter(cmd), exc)
         with self._lock:
@@ -89,7 +93,7 @@ class ControlFollower:
         if not routers:
             self.stats["unrouted"] += 1
             return False
-        switched = [router.offer(cmd, self._key) for router in routers]
+        switched = [router.offer(cmd) for router in routers]
         self.stats["applied" if any(switched) else "rejected_stale"] += 1
         return any(switched)
 

@@ -9,6 +9,12 @@ can feed it straight from the control topic too. If Redis is unreachable the las
 stay; with no weights ever, everything goes to ``default_version`` (the pinned baseline).
 Redis layout read (shared contract, see ``control.py``): ``streammon:rollout:{rollout_id}``
 (JSON route state) and the channel ``streammon:changes`` (payload: rollout_id).
+
+A router holds public keys only (``keys``): it takes a route state from Redis only if
+the actuator's key signed it (``rejected_state`` otherwise, whatever its ``seq``), and a
+command from the control topic only if a trusted principal signed it. A state taken
+from the fast path is provisional: the actuator may assign another outcome to that
+``seq``, so the authentic Redis state for the same ``seq`` replaces it.
 """
 
 from __future__ import annotations
@@ -38,7 +44,9 @@ from streammon.control.commands import (
     signature_counter,
     unit_position,
     verify,
+    verify_state,
 )
+from streammon.control.keys import ACTUATOR, Keyring
 from streammon.control.store import connect, redis_io_error
 from streammon.errors import CommandError, ConfigError, RedisIOError
 from streammon.events import Command
@@ -57,12 +65,15 @@ class Router:
     ``changed_at_s`` is the ``time.monotonic()`` of the last switch (None before any).
     """
 
-    def __init__(self, *, rollout_id: str, default_version: str,
+    def __init__(self, *, rollout_id: str, default_version: str, keys: Keyring,
                  client: redis.Redis | None = None,
                  client_factory: Callable[[], redis.Redis] | None = None,
                  refresh_s: float = 1.0) -> None:
         if (client is None) == (client_factory is None):
             raise ConfigError("pass exactly one of client= or client_factory=")
+        keys.require_trust("a router", (ACTUATOR,))
+        self._keys = keys
+        self._provisional = False
         self.rollout_id = rollout_id
         self.default_version = default_version
         self.refresh_s = refresh_s
@@ -82,7 +93,7 @@ class Router:
         sets ``retry``: an unreachable Redis should be noticed, not waited out.
         """
         client = connect(settings, retry=Retry(NoBackoff(), 1))
-        return cls(client=client, **kwargs)
+        return cls(client=client, keys=settings.keys, **kwargs)
 
     @property
     def snapshot(self) -> RouteState | None:
@@ -124,9 +135,19 @@ class Router:
             self.stats["decode_errors"] += 1
             log.error("router %s: bad route state, keeping last: %s", self.rollout_id, exc)
             return False
-        return self._offer_state(state)
+        try:
+            verify_state(state, self._keys)
+        except CommandError as exc:
+            self.stats["rejected_state"] += 1
+            log.error("router %s: route state not signed by the actuator, keeping last: %s",
+                      self.rollout_id, exc)
+            return False
+        if state.rollout_id != self.rollout_id:
+            self.stats["rejected_state"] += 1
+            return False
+        return self._offer_state(state, authentic=True)
 
-    def offer(self, cmd: Command, key: bytes) -> bool:
+    def offer(self, cmd: Command) -> bool:
         """Fast path: take a command read from the control topic if authentic and newer.
 
         Counts ``rejected_signature`` (forged), ``rejected_unsigned``, ``rejected_stale``
@@ -134,7 +155,7 @@ class Router:
         (:func:`~streammon.control.commands.seq_verdict`).
         """
         try:
-            verify(cmd, key)
+            verify(cmd, self._keys)
         except CommandError as exc:
             self.stats[signature_counter(cmd)] += 1
             log.error("router %s: %s", self.rollout_id, exc)
@@ -153,12 +174,18 @@ class Router:
         self.stats["rejected_stale" if verdict == "stale" else verdict] += 1
         return False
 
-    def _offer_state(self, state: RouteState) -> bool:
+    def _offer_state(self, state: RouteState, *, authentic: bool = False) -> bool:
         with self._changed:
             current = self._snapshot
-            if current is not None and state.seq <= current.seq:
+            if current is not None and state.seq < current.seq:
+                return False
+            if current is not None and state.seq == current.seq and not (
+                    authentic and self._provisional and state.sig != current.sig):
+                if authentic:
+                    self._provisional = False
                 return False
             self._snapshot = state
+            self._provisional = not authentic
             self.changed_at_s = time.monotonic()
             self.stats["changes"] += 1
             self._changed.notify_all()

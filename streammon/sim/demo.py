@@ -25,6 +25,7 @@ from streammon import devstack
 from streammon.config.settings import KafkaSettings, RedisSettings, Settings, TopicNames
 from streammon.control import operator_commands
 from streammon.control.commands import route_key
+from streammon.control.keys import dev_keyring
 from streammon.sdk.control_follower import ControlFollower
 from streammon.sdk.publisher import Publisher
 from streammon.sdk.router import Router
@@ -81,7 +82,7 @@ def run_demo(*, regression: bool = True, seed: int = 7, max_traffic_s: float = 1
         settings = Settings(
             kafka=KafkaSettings(bootstrap_servers=info.kafka_bootstrap, fast_group_join=True),
             redis=RedisSettings(url=info.redis_url), topics=TopicNames(prefix=f"demo-{run_id}."),
-            app_id=f"streammon-demo-{run_id}", data_dir=data_dir)
+            app_id=f"streammon-demo-{run_id}", data_dir=data_dir, keys=dev_keyring())
         result = run_scenario(settings, stack, console=console, regression=regression,
                               seed=seed, max_traffic_s=max_traffic_s, run_id=run_id,
                               false_alarm_at_s=false_alarm_at_s)

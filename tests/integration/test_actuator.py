@@ -20,12 +20,14 @@ from redis.retry import Retry
 from streammon import events
 from streammon.config.settings import Settings
 from streammon.control.actuator import STATS_KEY, Actuator
-from streammon.control.commands import make_command, route_key
+from streammon.control.commands import log_key, make_command, route_key
+from streammon.control.keys import Signer
 from streammon.control.registry import Checkpoint, Registry, hash_file
 from streammon.devstack import free_port
 from streammon.events import Action
+from tests.helpers import DECIDER_KEY, NOW_MS, SERVING_NODE_KEY
 
-KEY = b"integration-key"
+KEY = DECIDER_KEY
 
 
 def _pin(client: redis.Redis, version: str) -> None:
@@ -41,7 +43,7 @@ def _cmd(
     seq: int,
     action: Action = "step",
     fraction: float = 0.1,
-    key: bytes | None = KEY,
+    key: Signer | None = KEY,
     baseline: str = "v1",
 ) -> events.Command:
     return make_command(
@@ -51,7 +53,7 @@ def _cmd(
         baseline=baseline,
         candidate="v2",
         fraction=fraction,
-        now_ms=seq,
+        now_ms=NOW_MS + seq,
         key=key,
     )
 
@@ -90,36 +92,41 @@ def _state(client: redis.Redis, rollout_id: str) -> bytes | None:
 
 @pytest.fixture
 def actuator(settings: Settings, redis_client: redis.Redis) -> Actuator:
-    return Actuator(settings=settings, client=redis_client, key=KEY)
+    return Actuator(settings=settings, client=redis_client)
 
 
-def test_newer_seq_applies_and_older_or_equal_changes_nothing(
+def test_a_step_applies_only_on_the_state_its_proposer_saw(
     actuator: Actuator, redis_client: redis.Redis, unique: str
 ) -> None:
-    """A command applies once; an equal (rival) or older seq leaves the route state unchanged."""
+    """The actuator assigns seqs: a step proposed on an old state is a conflict, the same
+    command delivered twice is a duplicate, and neither changes the route state."""
     _pin(redis_client, "v1")
     rid = f"r-{unique}"
     assert actuator.apply(_cmd(rid, 1, "start", 0.05)) == "applied"
-    assert actuator.apply(_cmd(rid, 3, "step", 0.2)) == "applied"
+    assert actuator.apply(_cmd(rid, 3, "step", 0.2)) == "stale"
+    step = _cmd(rid, 2, "step", 0.2)
+    assert actuator.apply(step) == "applied"
     before = _state(redis_client, rid)
-    assert actuator.apply(_cmd(rid, 3, "step", 0.9)) == "stale"
-    assert actuator.apply(_cmd(rid, 2, "rollback")) == "stale"
+    assert actuator.apply(step) == "stale"
+    assert actuator.apply(_cmd(rid, 2, "step", 0.9)) == "stale"
     assert _state(redis_client, rid) == before
-    assert b'"seq":3' in (before or b"") and b'"phase":"running"' in (before or b"")
-    assert actuator.stats["conflict"] == 1 and actuator.stats["rejected_stale"] == 1
+    assert b'"seq":2' in (before or b"") and b'"phase":"running"' in (before or b"")
+    assert actuator.stats["conflict"] == 2 and actuator.stats["duplicate"] == 1
 
 
 def test_forged_unsigned_and_replayed_are_rejected_and_counted(
     actuator: Actuator, redis_client: redis.Redis, unique: str
 ) -> None:
-    """Wrong-key, unsigned and old-seq commands change nothing and each bumps its counter."""
+    """Untrusted-key, unsigned and replayed commands change nothing and bump their counters."""
+    _pin(redis_client, "v1")
     rid = f"r-{unique}"
     before_stats = {k.decode(): int(v) for k, v in redis_client.hgetall(STATS_KEY).items()}
-    assert actuator.apply(_cmd(rid, 5)) == "applied"
+    start = _cmd(rid, 1, "start")
+    assert actuator.apply(start) == "applied"
     state = _state(redis_client, rid)
-    assert actuator.apply(_cmd(rid, 6, fraction=1.0, key=b"forger")) == "rejected"
-    assert actuator.apply(_cmd(rid, 7, fraction=1.0, key=None)) == "rejected"
-    assert actuator.apply(_cmd(rid, 5)) == "stale"
+    assert actuator.apply(_cmd(rid, 2, "promote", key=SERVING_NODE_KEY)) == "rejected"
+    assert actuator.apply(_cmd(rid, 2, "promote", key=None)) == "rejected"
+    assert actuator.apply(start) == "stale"
     assert _state(redis_client, rid) == state
     after = {k.decode(): int(v) for k, v in redis_client.hgetall(STATS_KEY).items()}
     assert after["rejected_signature"] - before_stats.get("rejected_signature", 0) >= 1
@@ -128,30 +135,34 @@ def test_forged_unsigned_and_replayed_are_rejected_and_counted(
     assert actuator.stats["rejected_signature"] == 1 and actuator.stats["rejected_unsigned"] == 1
 
 
-def test_rollback_to_unpinned_baseline_is_refused(
+def test_start_needs_a_pinned_baseline_but_a_rollback_always_routes_to_it(
     actuator: Actuator, redis_client: redis.Redis, unique: str
 ) -> None:
-    """A rollback (or start) whose baseline is not pinned never reaches Redis."""
+    """A start with an unpinned baseline never reaches Redis; a rollback to an unpinned
+    baseline still routes there (leaving traffic on the candidate is worse) and is counted
+    as ``rollback_unverified_baseline`` for the alert."""
+    _pin(redis_client, "v1")
     rid = f"r-{unique}"
-    assert actuator.apply(_cmd(rid, 1, "step", 0.5)) == "applied"
-    state = _state(redis_client, rid)
     unpinned = f"ghost-{unique}"
-    assert actuator.apply(_cmd(rid, 2, "rollback", baseline=unpinned)) == "rejected"
-    assert actuator.apply(_cmd(rid, 3, "start", baseline=unpinned)) == "rejected"
-    assert _state(redis_client, rid) == state
-    assert actuator.stats["rejected_unpinned"] == 2
-    _pin(redis_client, unpinned)
+    assert actuator.apply(_cmd(rid, 1, "start", baseline=unpinned)) == "rejected"
+    assert _state(redis_client, rid) is None and actuator.stats["rejected_unpinned"] == 1
+    assert actuator.apply(_cmd(rid, 1, "start", 0.5)) == "applied"
     assert actuator.apply(_cmd(rid, 2, "rollback", baseline=unpinned)) == "applied"
-    assert b'"phase":"rolled_back"' in (_state(redis_client, rid) or b"")
+    state = msgspec.json.decode(_state(redis_client, rid) or b"{}")
+    assert state["phase"] == "rolled_back" and state["weights"] == {unpinned: 1.0}
+    assert actuator.stats["rollback_unverified_baseline"] == 1
+    stats = redis_client.hgetall(STATS_KEY)
+    assert int(stats[b"rollback_unverified_baseline"]) >= 1
 
 
 def test_hold_freezes_weights_where_they_are(
     actuator: Actuator, redis_client: redis.Redis, unique: str
 ) -> None:
     """A hold keeps the stored weights whatever fraction it carries; the phase becomes held."""
+    _pin(redis_client, "v1")
     rid = f"r-{unique}"
-    actuator.apply(_cmd(rid, 1, "step", 0.25))
-    actuator.apply(_cmd(rid, 2, "hold", 0.0))
+    actuator.apply(_cmd(rid, 1, "start", 0.25))
+    assert actuator.apply(_cmd(rid, 2, "hold", 0.0)) == "applied"
     state = msgspec.json.decode(_state(redis_client, rid) or b"{}")
     assert state["phase"] == "held" and state["weights"] == {"v1": 0.75, "v2": 0.25}
 
@@ -165,31 +176,33 @@ def test_replaying_the_control_topic_changes_nothing(
     rid = f"r-{unique}"
     commands = [_cmd(rid, 1, "start", 0.05), _cmd(rid, 2, "step", 0.1), _cmd(rid, 3, "step", 0.2)]
     _produce(settings, [events.encode(c) for c in commands] + [b"not json"], rid)
-    first = Actuator(settings=settings, client=redis_client, key=KEY)
+    first = Actuator(settings=settings, client=redis_client)
     with _running(first, f"g1-{unique}"):
         assert wait_until(lambda: first.stats["bad_message"] == 1)
     assert first.stats["applied"] == 3
-    state, log_len = _state(redis_client, rid), redis_client.llen(f"{route_key(rid)}:log")
-    replay = Actuator(settings=settings, client=redis_client, key=KEY)
+    state, log_len = _state(redis_client, rid), redis_client.llen(log_key(rid))
+    replay = Actuator(settings=settings, client=redis_client)
     with _running(replay, f"g2-{unique}"):
         assert wait_until(lambda: replay.stats["bad_message"] == 1)
-    assert replay.stats["applied"] == 0 and replay.stats["duplicate"] == 1
-    assert replay.stats["rejected_stale"] == 2
+    assert replay.stats["applied"] == 0
+    assert replay.stats["duplicate"] + replay.stats["conflict"] == 3
     assert _state(redis_client, rid) == state
-    assert redis_client.llen(f"{route_key(rid)}:log") == log_len
+    assert redis_client.llen(log_key(rid)) == log_len
 
 
 def test_redis_outage_loses_no_command(settings: Settings, unique: str, tmp_path: Path) -> None:
-    """A command produced while Redis is down is applied once Redis is back."""
+    """A command produced while Redis (with AOF on) is down is applied once Redis is back."""
     _create_control_topic(settings)
-    server, rid = PrivateRedis(tmp_path), f"r-{unique}"
+    server = PrivateRedis(tmp_path, "--appendonly", "yes", "--appendfsync", "always")
+    rid = f"r-{unique}"
     client = redis.Redis(
         host="127.0.0.1", port=server.port, socket_timeout=0.5, socket_connect_timeout=0.5
     )
-    actuator = Actuator(settings=settings, client=client, key=KEY)
+    actuator = Actuator(settings=settings, client=client)
     with _running(actuator, f"g-{unique}"):
         with server:
-            _produce(settings, [events.encode(_cmd(rid, 1))], rid)
+            _pin(client, "v1")
+            _produce(settings, [events.encode(_cmd(rid, 1, "start"))], rid)
             assert wait_until(lambda: actuator.stats["applied"] == 1)
         _produce(settings, [events.encode(_cmd(rid, 2, fraction=0.3))], rid)
         assert wait_until(lambda: actuator.stats["redis_errors"] > 0)
@@ -199,41 +212,67 @@ def test_redis_outage_loses_no_command(settings: Settings, unique: str, tmp_path
     client.close()
 
 
+def test_a_replay_after_redis_lost_its_data_is_refused(
+    settings: Settings, unique: str, tmp_path: Path
+) -> None:
+    """After a Redis restart without persistence, a captured step, promote or expired start
+    replayed at the actuator is refused: only a live start recreates a rollout."""
+    server, rid = PrivateRedis(tmp_path), f"r-{unique}"
+    clock = [NOW_MS]
+    with server:
+        client = redis.Redis(port=server.port, socket_timeout=1.0)
+        actuator = Actuator(settings=settings, client=client, clock_ms=lambda: clock[0])
+        _pin(client, "v1")
+        start, step = _cmd(rid, 1, "start", 0.05), _cmd(rid, 2, "step", 0.2)
+        assert actuator.apply(start) == "applied" and actuator.apply(step) == "applied"
+    with server:
+        _pin(client, "v1")
+        promote = _cmd(rid, 3, "promote")
+        assert actuator.apply(step) == "rejected" and actuator.apply(promote) == "rejected"
+        assert actuator.stats["rejected_unknown"] == 2
+        clock[0] = start.expires_ms
+        assert actuator.apply(start) == "rejected"
+        assert actuator.stats["rejected_expired"] == 1 and _state(client, rid) is None
+        client.close()
+
+
 def test_command_received_but_not_written_is_applied_once_after_restart(
     settings: Settings, redis_client: redis.Redis, unique: str
 ) -> None:
     """An actuator that stops between receiving and writing leaves the offset for its successor."""
     _create_control_topic(settings)
     rid, group = f"r-{unique}", f"g-{unique}"
-    _produce(settings, [events.encode(_cmd(rid, 1, fraction=0.4))], rid)
+    _pin(redis_client, "v1")
+    _produce(settings, [events.encode(_cmd(rid, 1, "start", fraction=0.4))], rid)
     dead = redis.Redis(host="127.0.0.1", port=free_port(), retry=Retry(NoBackoff(), 0))
-    stuck = Actuator(settings=settings, client=dead, key=KEY)
+    stuck = Actuator(settings=settings, client=dead)
     with _running(stuck, group):
         assert wait_until(lambda: stuck.stats["redis_errors"] >= 1)
-    successor = Actuator(settings=settings, client=redis_client, key=KEY)
+    successor = Actuator(settings=settings, client=redis_client)
     with _running(successor, group):
         assert wait_until(lambda: successor.stats["applied"] == 1)
         time.sleep(0.3)
     assert successor.stats["applied"] == 1 and stuck.stats["applied"] == 0
-    assert redis_client.llen(f"{route_key(rid)}:log") == 1
+    assert redis_client.llen(log_key(rid)) == 1
     assert b'"seq":1' in (_state(redis_client, rid) or b"")
 
 
-def test_rollback_to_tampered_weights_is_refused_when_verifying(
+def test_rollback_to_tampered_weights_still_routes_there_and_raises_the_alert(
     settings: Settings, redis_client: redis.Redis, unique: str, tmp_path: Path
 ) -> None:
-    """With verify_weights, a rollback whose pinned weights file changed is refused."""
+    """With verify_weights, a rollback whose pinned weights file changed still routes to
+    the baseline and is counted as unverified."""
     rid, version, path = f"r-{unique}", f"v-{unique}", tmp_path / "w.bin"
     path.write_bytes(b"good weights")
     Registry(redis_client).pin(
         Checkpoint(version=version, weights_uri=str(path), content_hash=hash_file(path))
     )
-    actuator = Actuator(settings=settings, client=redis_client, key=KEY, verify_weights="full")
+    actuator = Actuator(settings=settings, client=redis_client, verify_weights="full")
     assert actuator.apply(_cmd(rid, 1, "start", 0.5, baseline=version)) == "applied"
     path.write_bytes(b"overwritten")
-    assert actuator.apply(_cmd(rid, 2, "rollback", baseline=version)) == "rejected"
-    assert b'"seq":1' in (_state(redis_client, rid) or b"")
-    assert actuator.stats["rejected_integrity"] == 1
+    assert actuator.apply(_cmd(rid, 2, "rollback", baseline=version)) == "applied"
+    assert b'"phase":"rolled_back"' in (_state(redis_client, rid) or b"")
+    assert actuator.stats["rollback_unverified_baseline"] == 1
 
 
 def _pin_file(client: redis.Redis, version: str, path: Path) -> None:
@@ -242,20 +281,21 @@ def _pin_file(client: redis.Redis, version: str, path: Path) -> None:
     )
 
 
-def test_default_check_refuses_rollback_to_overwritten_weights(
+def test_default_check_flags_a_rollback_to_overwritten_weights(
     settings: Settings, redis_client: redis.Redis, unique: str, tmp_path: Path
 ) -> None:
-    """By default a rollback to a local baseline whose file changed since start is refused."""
+    """By default a rollback to a local baseline whose file changed since start is flagged;
+    a start on such a file is refused."""
     rid, version, path = f"r-{unique}", f"v-{unique}", tmp_path / "w.bin"
     path.write_bytes(b"good weights")
     _pin_file(redis_client, version, path)
-    actuator = Actuator(settings=settings, client=redis_client, key=KEY)
+    actuator = Actuator(settings=settings, client=redis_client)
     assert actuator.apply(_cmd(rid, 1, "start", 0.5, baseline=version)) == "applied"
     path.write_bytes(b"tampered, and longer")
-    assert actuator.apply(_cmd(rid, 2, "rollback", baseline=version)) == "rejected"
+    assert actuator.apply(_cmd(rid, 2, "rollback", baseline=version)) == "applied"
+    assert actuator.stats["rollback_unverified_baseline"] == 1
+    assert actuator.apply(_cmd(f"{rid}-b", 1, "start", baseline=version)) == "rejected"
     assert actuator.stats["rejected_integrity"] == 1
-    path.write_bytes(b"good weights")
-    assert actuator.apply(_cmd(rid, 3, "rollback", baseline=version)) == "applied"
 
 
 def test_default_check_does_not_rehash_unchanged_weights_on_rollback(
@@ -266,28 +306,31 @@ def test_default_check_does_not_rehash_unchanged_weights_on_rollback(
     import streammon.control.registry as registry_module
 
     calls: list[object] = []
-    real = registry_module.hash_file
-    monkeypatch.setattr(registry_module, "hash_file", lambda p: calls.append(p) or real(p))
+    real = registry_module.hash_file_bounded
+    monkeypatch.setattr(registry_module, "hash_file_bounded",
+                        lambda p, **kw: calls.append(p) or real(p, **kw))
     rid, version, path = f"r-{unique}", f"v-{unique}", tmp_path / "w.bin"
     path.write_bytes(b"good weights")
     _pin_file(redis_client, version, path)
     calls.clear()
-    actuator = Actuator(settings=settings, client=redis_client, key=KEY)
+    actuator = Actuator(settings=settings, client=redis_client)
     assert actuator.apply(_cmd(rid, 1, "start", 0.5, baseline=version)) == "applied"
     assert actuator.apply(_cmd(rid, 2, "rollback", baseline=version)) == "applied"
-    assert actuator.apply(_cmd(rid, 3, "rollback", baseline=version)) == "applied"
-    assert len(calls) == 1
+    assert actuator.apply(_cmd(f"{rid}-b", 1, "start", baseline=version)) == "applied"
+    assert actuator.apply(_cmd(f"{rid}-b", 2, "rollback", baseline=version)) == "applied"
+    assert len(calls) == 1  # hashed once; later checks trust the unchanged file
 
 
-def test_two_commands_racing_for_one_seq_are_a_counted_conflict(
+def test_a_rollback_racing_a_step_for_one_seq_still_applies(
     actuator: Actuator, redis_client: redis.Redis, unique: str
 ) -> None:
-    """A second, different command with an applied seq is refused and counted as a conflict."""
+    """Rollback wins: proposed on the same seq as an applied step it takes the next seq."""
     _pin(redis_client, "v1")
     rid = f"r-{unique}"
     assert actuator.apply(_cmd(rid, 1, "start", 0.05)) == "applied"
     assert actuator.apply(_cmd(rid, 2, "step", 0.2)) == "applied"
-    assert actuator.apply(_cmd(rid, 2, "rollback")) == "stale"
-    assert actuator.apply(_cmd(rid, 2, "step", 0.2)) == "stale"
-    assert actuator.stats["conflict"] == 1 and actuator.stats["duplicate"] == 1
-    assert b'"phase":"running"' in (_state(redis_client, rid) or b"")
+    assert actuator.apply(_cmd(rid, 2, "rollback")) == "applied"
+    assert actuator.apply(_cmd(rid, 3, "step", 0.4)) == "rejected"  # after a rollback: over
+    state = msgspec.json.decode(_state(redis_client, rid) or b"{}")
+    assert (state["seq"], state["phase"]) == (3, "rolled_back")
+    assert actuator.stats["rejected_terminal"] == 1

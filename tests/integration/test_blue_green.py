@@ -11,12 +11,13 @@ import numpy as np
 
 from streammon.config.settings import Settings
 from streammon.control.actuator import Actuator
-from streammon.control.commands import make_command, route_key
+from streammon.control.commands import log_key, make_command
 from streammon.control.registry import Checkpoint, Registry, hash_file
 from streammon.decide import progress
 from streammon.events import CohortSummary, Command, MetricSpecWire, MetricSums, RolloutSpec
+from tests.helpers import DECIDER_KEY, OPERATOR_KEY
 
-KEY = b"test-key"
+KEY = DECIDER_KEY
 T0_MS = 1_800_000_000_000
 WINDOW_MS = 1000
 
@@ -59,7 +60,7 @@ def run_blue_green(settings: Settings, client: Any, tmp_path: Path, rollout_id: 
     Registry(client).pin(Checkpoint(version="blue", weights_uri=str(weights), config={},
                                     features=[], environment={},
                                     content_hash=hash_file(weights), pinned_at_ms=0))
-    actuator = Actuator(settings=settings, client=client, key=KEY)
+    actuator = Actuator(settings=settings, client=client)
     spec = bg_spec(rollout_id)
     start = make_command(rollout_id=rollout_id, seq=1, action="start", baseline="blue",
                                  candidate="green", fraction=0.0, now_ms=T0_MS, key=KEY,
@@ -81,8 +82,7 @@ def run_blue_green(settings: Settings, client: Any, tmp_path: Path, rollout_id: 
 
 
 def route_log(client: Any, rollout_id: str) -> list[dict[str, Any]]:
-    key = route_key(rollout_id) + ":log"
-    return [json.loads(r) for r in client.lrange(key, 0, -1)]
+    return [json.loads(r) for r in client.lrange(log_key(rollout_id), 0, -1)]
 
 
 def test_green_failing_validation_never_gets_traffic(
@@ -126,7 +126,7 @@ def test_rollback_after_the_switch_flips_back(
     assert log[-1]["weights"] == {"green": 1.0}
     flip: Command = make_command(
         rollout_id=rollout_id, seq=log[-1]["seq"] + 1, action="rollback", baseline="blue",
-        candidate="green", fraction=0.0, now_ms=T0_MS, key=KEY, issued_by="operator")
-    assert Actuator(settings=settings, client=redis_client, key=KEY).apply(flip) == "applied"
+        candidate="green", fraction=0.0, now_ms=T0_MS, key=OPERATOR_KEY)
+    assert Actuator(settings=settings, client=redis_client).apply(flip) == "applied"
     after = route_log(redis_client, rollout_id)
     assert after[-1]["weights"] == {"blue": 1.0} and after[-1]["phase"] == "rolled_back"

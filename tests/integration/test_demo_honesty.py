@@ -16,6 +16,7 @@ from rich.console import Console
 
 from streammon import events
 from streammon.config.settings import KafkaSettings, RedisSettings, Settings, TopicNames
+from streammon.control.keys import dev_keyring
 from streammon.devstack import StackInfo
 from streammon.envelope import decode_message
 from streammon.kafka.topic_reader import read_topic
@@ -28,7 +29,7 @@ def _settings(stack: StackInfo, tmp: Path, token: str) -> Settings:
     return Settings(
         kafka=KafkaSettings(bootstrap_servers=stack.kafka_bootstrap, fast_group_join=True),
         redis=RedisSettings(url=stack.redis_url), topics=TopicNames(prefix=f"honest{token}."),
-        app_id=f"streammon-honest-{token}", data_dir=str(tmp))
+        app_id=f"streammon-honest-{token}", data_dir=str(tmp), keys=dev_keyring())
 
 
 def _published(settings: Settings) -> list[events.Prediction]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from conftest import LoopRun
 
-from streammon.control.commands import route_key
+from streammon.control.commands import log_key, route_key
 
 
 def route(client: Any, rollout_id: str) -> dict[str, Any]:
@@ -17,7 +17,7 @@ def route(client: Any, rollout_id: str) -> dict[str, Any]:
 
 
 def applied_actions(client: Any, rollout_id: str) -> list[str]:
-    return [json.loads(r)["action"] for r in client.lrange(route_key(rollout_id) + ":log", 0, -1)]
+    return [json.loads(r)["action"] for r in client.lrange(log_key(rollout_id), 0, -1)]
 
 
 def test_regression_is_rolled_back(regression_run: LoopRun, redis_client: Any) -> None:

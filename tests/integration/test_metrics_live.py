@@ -27,8 +27,9 @@ from streammon.kafka.topics import apply_topics
 from streammon.ops.prometheus import actuator_registry, start_metrics_server
 from streammon.ops.report import generate_report
 from streammon.sdk.publisher import Publisher
+from tests.helpers import DECIDER_KEY, NOW_MS, SERVING_NODE_KEY
 
-KEY = b"metrics-live-key"
+KEY = DECIDER_KEY
 
 
 def scrape(port: int) -> str:
@@ -63,7 +64,7 @@ def test_actuator_endpoint_counts_applied_rejected_and_the_rollback(
     Registry(redis_client).pin(Checkpoint(version=base, weights_uri="s3://m/v1",
                                           content_hash="sha256:" + "a" * 64))
     rid = f"r-{unique}"
-    actuator = Actuator(settings=settings, client=redis_client, key=KEY)
+    actuator = Actuator(settings=settings, client=redis_client)
     port = free_port()
     server = start_metrics_server(port, actuator_registry(redis_client))
     try:
@@ -71,9 +72,9 @@ def test_actuator_endpoint_counts_applied_rejected_and_the_rollback(
         for seq, action, f in ((1, "start", 0.1), (2, "step", 0.2), (3, "rollback", 0.0)):
             assert actuator.apply(make_command(rollout_id=rid, seq=seq, action=action,
                                                baseline=base, candidate="v2", fraction=f,
-                                               now_ms=seq, key=KEY)) == "applied"
+                                               now_ms=NOW_MS + seq, key=KEY)) == "applied"
         forged = make_command(rollout_id=rid, seq=4, action="promote", baseline=base,
-                              candidate="v2", fraction=1.0, now_ms=4, key=b"wrong")
+                              candidate="v2", fraction=1.0, now_ms=4, key=SERVING_NODE_KEY)
         assert actuator.apply(forged) == "rejected"
         after = scrape(port)
     finally:

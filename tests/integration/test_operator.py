@@ -15,6 +15,7 @@ from streammon.config.settings import Settings
 from streammon.control import operator_commands
 from streammon.control.registry import Checkpoint, Registry, hash_file
 from streammon.kafka.topics import apply_topics
+from tests.helpers import DECIDER_KEY, NOW_MS
 
 
 def wait_for_seq(client: Any, rollout_id: str, seq: int, timeout_s: float = 20.0) -> dict[str, Any]:
@@ -105,7 +106,7 @@ def test_manual_command_that_loses_a_seq_race_is_resent(
     for seq, action, fraction in ((1, "start", 0.1), (2, "step", 0.2)):
         operator_commands.produce_command(cli_env, commands.make_command(
             rollout_id=rid, seq=seq, action=action, baseline=base, candidate="v2",
-            fraction=fraction, now_ms=seq, key=cli_env.hmac_key))
+            fraction=fraction, now_ms=NOW_MS + seq, key=DECIDER_KEY))
         wait_for_seq(redis_client, rid, seq)
     stale = operator_commands.current_route(redis_client, rid)
     stale = type(stale)(**{**{f: getattr(stale, f) for f in stale.__struct_fields__}, "seq": 1})

@@ -17,17 +17,20 @@ from streammon import events
 from streammon.config.settings import Settings
 from streammon.control.actuator import Actuator
 from streammon.control.commands import RouteState, make_command, route_key
+from streammon.control.keys import Signer
 from streammon.control.registry import Checkpoint, Registry
 from streammon.events import Action
 from streammon.sdk.control_follower import ControlFollower
 from streammon.sdk.router import Router
+from tests.helpers import DECIDER_KEY, DEV_KEYS, NOW_MS, SERVING_NODE_KEY
 
-# attack -> the counter it must bump (and no other state change)
+# attack -> the counter it must bump (and no other state change), at the actuator
 ATTACKS: dict[str, str] = {
     "forged": "rejected_signature",
     "unsigned": "rejected_unsigned",
-    "replayed": "rejected_stale",
+    "replayed": "duplicate",
 }
+FOLLOWER_ATTACKS = {**ATTACKS, "replayed": "rejected_stale"}
 
 
 class Scenario:
@@ -42,21 +45,21 @@ class Scenario:
         self.producer = Producer(settings.kafka.to_librdkafka(acks="all"))
 
     def command(self, rid: str, seq: int, action: Action, fraction: float,
-                key: bytes | None) -> bytes:
+                key: Signer | None) -> bytes:
         cmd = make_command(rollout_id=rid, seq=seq, action=action, baseline=self.baseline,
-                           candidate="v2", fraction=fraction, now_ms=seq, key=key)
+                           candidate="v2", fraction=fraction, now_ms=NOW_MS + seq, key=key)
         return events.encode(cmd)
 
     def play(self, attack: str) -> None:
-        key = self.settings.hmac_key
+        key = DECIDER_KEY
         first = self.command(self.rid, 1, "start", 0.05, key)
         bad = {
-            "forged": self.command(self.rid, 3, "promote", 1.0, b"not-the-shared-key"),
+            "forged": self.command(self.rid, 3, "promote", 1.0, SERVING_NODE_KEY),
             "unsigned": self.command(self.rid, 3, "promote", 1.0, None),
             "replayed": first,  # the very bytes of seq 1, sent again
         }[attack]
         values = [first, self.command(self.rid, 2, "step", 0.2, key), bad,
-                  self.command(self.sentinel, 1, "step", 0.5, key)]
+                  self.command(self.sentinel, 1, "start", 0.5, key)]
         for value in values:
             self.producer.produce(self.settings.topics.control, key=self.rid, value=value)
         assert self.producer.flush(10) == 0
@@ -73,7 +76,7 @@ def scenario(settings: Settings, unique: str, redis_client: redis.Redis) -> Scen
 @pytest.fixture
 def running_actuator(settings: Settings, redis_client: redis.Redis,
                      unique: str) -> Iterator[Actuator]:
-    actuator = Actuator(settings=settings, client=redis_client, key=settings.hmac_key)
+    actuator = Actuator(settings=settings, client=redis_client)
     stop = threading.Event()
     thread = threading.Thread(target=actuator.run, args=(stop,), kwargs={"group_id": unique})
     thread.start()
@@ -102,8 +105,9 @@ def test_follower_rejects_and_counts_attack(
 ) -> None:
     """Routers fed by the follower stay at seq 2; the follower counts the attack once."""
     offline = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
-    router = Router(client=offline, rollout_id=scenario.rid, default_version="v1")
-    sentinel = Router(client=offline, rollout_id=scenario.sentinel, default_version="v1")
+    router = Router(keys=DEV_KEYS, client=offline, rollout_id=scenario.rid, default_version="v1")
+    sentinel = Router(keys=DEV_KEYS, client=offline, rollout_id=scenario.sentinel,
+                      default_version="v1")
     follower = ControlFollower(settings=settings)
     follower.register(router)
     follower.register(sentinel)
@@ -112,4 +116,4 @@ def test_follower_rejects_and_counts_attack(
         assert sentinel.wait_for_seq(1, 15.0)
     assert router.snapshot is not None and router.snapshot.seq == 2
     assert {router.route(f"u{i}").version for i in range(200)} == {scenario.baseline, "v2"}
-    assert follower.stats[ATTACKS[attack]] == 1 and follower.stats["applied"] == 3
+    assert follower.stats[FOLLOWER_ATTACKS[attack]] == 1 and follower.stats["applied"] == 3

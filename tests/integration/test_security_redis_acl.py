@@ -22,6 +22,7 @@ from streammon.devstack import free_port, stop_process
 from streammon.errors import RedisIOError
 from streammon.events import Action, Command
 from streammon.sdk.router import Router
+from tests.helpers import DECIDER_KEY, NOW_MS
 
 ADMIN_PASSWORD = "admin-secret"
 # The least privilege each role needs (the same lines as docs/control-plane.md).
@@ -60,12 +61,12 @@ def _with_redis(settings: Settings, url: str, **options: object) -> Settings:
 def _actuator(settings: Settings) -> Actuator:
     """Build the actuator exactly as ``run_actuator`` does: ``control.store.connect``."""
     client = connect(settings)
-    return Actuator(settings=settings, client=client, key=settings.hmac_key)
+    return Actuator(settings=settings, client=client)
 
 
 def _cmd(settings: Settings, seq: int, action: Action, fraction: float) -> Command:
     return make_command(rollout_id="r-acl", seq=seq, action=action, baseline="v1",
-                        candidate="v2", fraction=fraction, now_ms=seq, key=settings.hmac_key)
+                        candidate="v2", fraction=fraction, now_ms=NOW_MS + seq, key=DECIDER_KEY)
 
 
 def test_actuator_and_router_work_with_acl_users(settings: Settings, acl_redis: int) -> None:

@@ -13,14 +13,22 @@ from streammon.config.env import settings_from_env, settings_to_env
 
 
 def test_environment_overrides_defaults(tmp_path: Path) -> None:
-    """STREAMMON_* variables set the broker, Redis, prefix, app id and HMAC key."""
+    """STREAMMON_* variables set the broker, Redis, prefix, app id and key directory."""
+    assert main(["keys", "new", "decider", "--dir", str(tmp_path / "keys")]) == 0
     env = {"STREAMMON_KAFKA_BOOTSTRAP": "k:1", "STREAMMON_REDIS_URL": "redis://r:2/0",
-           "STREAMMON_TOPIC_PREFIX": "p.", "STREAMMON_APP_ID": "a", "STREAMMON_HMAC_KEY": "s",
-           "STREAMMON_DATA_DIR": str(tmp_path)}
+           "STREAMMON_TOPIC_PREFIX": "p.", "STREAMMON_APP_ID": "a",
+           "STREAMMON_KEY_DIR": str(tmp_path / "keys"), "STREAMMON_DATA_DIR": str(tmp_path)}
     s = settings_from_env(env)
-    assert (s.kafka.bootstrap_servers, s.redis.url, s.topics.control, s.app_id, s.hmac_key) == (
-        "k:1", "redis://r:2/0", "p.control", "a", b"s")
+    assert (s.kafka.bootstrap_servers, s.redis.url, s.topics.control, s.app_id) == (
+        "k:1", "redis://r:2/0", "p.control", "a")
+    assert list(s.keys.signing) == ["decider"] and not s.keys.dev
     assert not s.kafka.fast_group_join
+
+
+def test_no_keys_outside_dev_means_an_empty_keyring(tmp_path: Path) -> None:
+    """Without STREAMMON_KEY_DIR or a dev stack no key is made up (no built-in secret)."""
+    s = settings_from_env({"STREAMMON_DATA_DIR": str(tmp_path)})
+    assert s.keys.empty and not s.keys.dev
 
 
 def test_settings_survive_the_round_trip_to_a_child(tmp_path: Path) -> None:

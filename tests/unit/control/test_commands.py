@@ -16,8 +16,9 @@ from streammon.control.commands import (
 )
 from streammon.errors import CommandError
 from streammon.events import Action
+from tests.helpers import DECIDER_KEY, DEV_KEYS, OPERATOR_KEY, SERVING_NODE_KEY
 
-KEY = b"test-key"
+KEY = DECIDER_KEY
 
 
 def _cmd(**overrides: object) -> events.Command:
@@ -38,21 +39,24 @@ def _cmd(**overrides: object) -> events.Command:
 def test_sign_verify_round_trip_through_the_wire() -> None:
     """A signed command still verifies after encode -> decode, as the actuator sees it."""
     cmd = _cmd()
-    assert len(cmd.sig) == 64
-    verify(events.decode(events.Command, events.encode(cmd)), KEY)
+    assert len(cmd.sig) == 128  # Ed25519: 64 bytes
+    verify(events.decode(events.Command, events.encode(cmd)), DEV_KEYS)
 
 
 def test_integer_fraction_signs_the_same_as_float() -> None:
     """A sender's int 0 and the receiver's decoded 0.0 produce the same signature."""
     cmd = msgspec.structs.replace(_cmd(key=None), weights={"v1": 1}, fraction=0)
     signed = sign(cmd, KEY)
-    verify(events.decode(events.Command, events.encode(signed)), KEY)
+    verify(events.decode(events.Command, events.encode(signed)), DEV_KEYS)
 
 
 def test_wrong_key_is_rejected() -> None:
-    """A command signed with another key is a forgery."""
+    """A command signed by an untrusted key is a forgery, whatever issued_by it claims."""
     with pytest.raises(CommandError, match="forged"):
-        verify(_cmd(key=b"attacker"), KEY)
+        verify(_cmd(key=SERVING_NODE_KEY), DEV_KEYS)
+    claimed = msgspec.structs.replace(_cmd(key=SERVING_NODE_KEY), issued_by="decider")
+    with pytest.raises(CommandError, match="forged"):
+        verify(claimed, DEV_KEYS)
 
 
 @pytest.mark.parametrize(
@@ -63,19 +67,22 @@ def test_tampered_field_is_rejected(field: str, value: object) -> None:
     """Changing any field after signing, the sequence number included, breaks the signature."""
     tampered = msgspec.structs.replace(_cmd(), **{field: value})
     with pytest.raises(CommandError):
-        verify(tampered, KEY)
+        verify(tampered, DEV_KEYS)
 
 
 def test_unsigned_command_is_rejected() -> None:
     """A command without a signature never verifies."""
     with pytest.raises(CommandError, match="unsigned"):
-        verify(_cmd(key=None), KEY)
+        verify(_cmd(key=None), DEV_KEYS)
 
 
-def test_signing_with_empty_key_is_refused() -> None:
-    """An empty HMAC key is a configuration mistake, not a signature."""
+def test_issued_by_is_bound_to_the_signing_key() -> None:
+    """Signing sets issued_by to the signer's principal; another principal's name fails."""
+    cmd = _cmd(key=OPERATOR_KEY, issued_by="decider")
+    assert cmd.issued_by == "operator"
+    verify(cmd, DEV_KEYS)
     with pytest.raises(CommandError):
-        sign(_cmd(key=None), b"")
+        verify(msgspec.structs.replace(cmd, issued_by="decider"), DEV_KEYS)
 
 
 @pytest.mark.parametrize(
@@ -144,7 +151,7 @@ def test_seq_verdict_tells_duplicates_from_conflicts() -> None:
     from streammon.control.commands import seq_verdict
 
     common = {"rollout_id": "r1", "baseline": "v1", "candidate": "v2", "now_ms": 0,
-              "key": b"k"}
+              "key": KEY}
     held = route_state_for(make_command(seq=5, action="step", fraction=0.2, **common))
     same = make_command(seq=5, action="step", fraction=0.2, **common)
     rival = make_command(seq=5, action="rollback", fraction=0.0, **common)

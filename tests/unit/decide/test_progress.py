@@ -16,8 +16,9 @@ from streammon.decide.progress import (
 )
 from streammon.decide.strategies import fraction_at
 from streammon.events import CohortSummary, MetricSpecWire, MetricSums, RolloutSpec
+from tests.helpers import DECIDER_KEY, DEV_KEYS
 
-KEY = b"k"
+KEY = DECIDER_KEY
 ORIGIN = 1_000_000
 
 
@@ -115,7 +116,7 @@ def test_progress_rolls_back_a_clearly_worse_canary_with_a_signed_command() -> N
         rows += [summary(w, "baseline", 0.30 * 900, 900), summary(w, "canary", 0.05 * 100, 100)]
     diagnoses, commands, reports = progress(st, rows, ORIGIN + 12_600, now_ms=5, key=KEY)
     assert [c.action for c in commands] == ["rollback"]
-    verify(commands[0], KEY)
+    verify(commands[0], DEV_KEYS)
     assert commands[0].seq == 2 and commands[0].weights == {"v1": 1.0}
     assert st.phase == "rolled_back"
     assert diagnoses[-1].action == "rollback"

@@ -25,9 +25,15 @@ def test_crossed_bounds_are_never_printed_as_an_interval() -> None:
     assert "[" not in format_estimate("latency_ms", 2.28, 0.92, 0.2)
 
 
+def test_rate_bounds_never_exceed_100_pp() -> None:
+    """A rate difference lies in [-100, +100] pp, so wider early bounds are clipped there."""
+    assert format_bounds("label", -1.552, 1.461) == "[-100.0, +100.0]"
+    assert format_bounds("latency_ms", -155.2, 146.1) == "[-155.2, +146.1]"
+
+
 def test_unbounded_and_missing_values() -> None:
     """Infinite bounds print as inf, a missing effect as n/a."""
-    assert format_bounds("error", -math.inf, 0.0485) == "[-inf, +4.9]"
+    assert format_bounds("latency_ms", -math.inf, 4.86) == "[-inf, +4.9]"
     assert format_effect("label", math.nan) == "n/a"
 
 

@@ -16,9 +16,10 @@ from streammon.devstack import free_port
 from streammon.events import MetricSpecWire, RolloutSpec
 from streammon.join.state import JoinConfig, JoinState
 from streammon.ops.prometheus import actuator_metrics, start_metrics_server, worker_registry
+from tests.helpers import DECIDER_KEY
 
 TP = msgspec.defstruct("TP", [("topic", str), ("partition", int)], frozen=True)
-KEY = b"k"
+KEY = DECIDER_KEY
 SPEC = RolloutSpec(rollout_id="r1", baseline="v1", candidate="v2",
                    metrics=[MetricSpecWire(name="label", kind="binary",
                                            bad_direction="decrease")])

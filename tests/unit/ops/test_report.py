@@ -24,9 +24,10 @@ from streammon.join.cells import SCORE_BINS
 from streammon.ops.report import build_report, write_report
 from streammon.ops.report_analysis import analyse
 from streammon.ops.status import RolloutEvents
+from tests.helpers import DECIDER_KEY
 
 T0_MS = 1_700_000_000_000
-KEY = b"test-key"
+KEY = DECIDER_KEY
 
 
 def spec(rollout_id: str = "r-report") -> RolloutSpec:

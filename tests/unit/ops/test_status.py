@@ -78,7 +78,7 @@ def test_status_fits_80_columns_without_cutting_numbers() -> None:
     out = console.export_text()
     assert max(len(line.rstrip()) for line in out.splitlines()) <= 80
     assert "…" not in out
-    for text in ("-1.5pp", "[-5.7, +2.7]", "1.23M", "987k", "12.3M", "[-inf, +4.9]",
+    for text in ("-1.5pp", "[-5.7, +2.7]", "1.23M", "987k", "12.3M", "[-100.0, +4.9]",
                  "effect changed", "-7.1%"):
         assert text in out, text
     assert "[+0.92" not in out

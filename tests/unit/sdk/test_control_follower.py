@@ -7,20 +7,22 @@ import redis
 from streammon import events
 from streammon.config.settings import Settings
 from streammon.control.commands import make_command
+from streammon.control.keys import Signer
 from streammon.events import Action
 from streammon.sdk.control_follower import ControlFollower
 from streammon.sdk.router import Router
+from tests.helpers import DECIDER_KEY, DEV_KEYS, SERVING_NODE_KEY
 
-KEY = b"follower-key"
+KEY = DECIDER_KEY
 
 
 def _router(rollout_id: str) -> Router:
     client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
-    return Router(client=client, rollout_id=rollout_id, default_version="v1")
+    return Router(client=client, rollout_id=rollout_id, default_version="v1", keys=DEV_KEYS)
 
 
 def _msg(
-    seq: int, fraction: float, *, rollout_id: str = "r1", key: bytes | None = KEY,
+    seq: int, fraction: float, *, rollout_id: str = "r1", key: Signer | None = KEY,
     action: Action = "step",
 ) -> bytes:
     cmd = make_command(rollout_id=rollout_id, seq=seq, action=action, baseline="v1",
@@ -29,7 +31,7 @@ def _msg(
 
 
 def _follower() -> ControlFollower:
-    return ControlFollower(settings=Settings(hmac_key=KEY))
+    return ControlFollower(settings=Settings(keys=DEV_KEYS))
 
 
 def test_one_command_reaches_every_router_of_its_rollout_only() -> None:
@@ -47,7 +49,7 @@ def test_forged_command_is_counted_and_never_offered() -> None:
     """A command signed with the wrong key is counted once and leaves routers untouched."""
     follower = _follower()
     router = follower.register(_router("r1"))
-    assert not follower.handle(_msg(1, 1.0, key=b"forger"))
+    assert not follower.handle(_msg(1, 1.0, key=SERVING_NODE_KEY))
     assert router.snapshot is None and router.stats["rejected_signature"] == 0
     assert follower.stats["rejected_signature"] == 1
 

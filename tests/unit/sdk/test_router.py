@@ -10,8 +10,9 @@ import redis
 from streammon.control.commands import RouteState, make_command, route_state_for
 from streammon.events import Action
 from streammon.sdk.router import Router, assign, unit_position
+from tests.helpers import DECIDER_KEY, DEV_KEYS, SERVING_NODE_KEY
 
-KEY = b"k"
+KEY = DECIDER_KEY
 
 
 def _state(fraction: float, seq: int = 1, action: Action = "step") -> RouteState:
@@ -83,7 +84,7 @@ def test_rollback_and_promote_extremes() -> None:
 
 def _offline_router() -> Router:
     client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
-    return Router(client=client, rollout_id="r1", default_version="v1")
+    return Router(client=client, rollout_id="r1", default_version="v1", keys=DEV_KEYS)
 
 
 def test_router_fast_path_takes_only_newer_signed_commands() -> None:
@@ -97,13 +98,13 @@ def test_router_fast_path_takes_only_newer_signed_commands() -> None:
         "now_ms": 0,
     }
     good = make_command(seq=2, fraction=0.5, key=KEY, **common)
-    assert router.offer(good, KEY)
-    forged = make_command(seq=3, fraction=1.0, key=b"evil", **common)
+    assert router.offer(good)
+    forged = make_command(seq=3, fraction=1.0, key=SERVING_NODE_KEY, **common)
     unsigned = make_command(seq=3, fraction=1.0, **common)
     replayed = make_command(seq=1, fraction=0.0, key=KEY, **common)
-    assert not router.offer(forged, KEY)
-    assert not router.offer(unsigned, KEY)
-    assert not router.offer(replayed, KEY)
+    assert not router.offer(forged)
+    assert not router.offer(unsigned)
+    assert not router.offer(replayed)
     assert router.snapshot is not None and router.snapshot.seq == 2
     assert router.stats["rejected_signature"] == 1 and router.stats["rejected_unsigned"] == 1
     assert router.stats["rejected_stale"] == 1
@@ -113,8 +114,8 @@ def test_router_hold_keeps_current_weights() -> None:
     """A hold through the fast path freezes traffic at the current weights."""
     router = _offline_router()
     common = {"rollout_id": "r1", "baseline": "v1", "candidate": "v2", "now_ms": 0, "key": KEY}
-    router.offer(make_command(seq=1, action="step", fraction=0.2, **common), KEY)
-    router.offer(make_command(seq=2, action="hold", fraction=0.9, **common), KEY)
+    router.offer(make_command(seq=1, action="step", fraction=0.2, **common))
+    router.offer(make_command(seq=2, action="hold", fraction=0.9, **common))
     assert router.snapshot is not None
     assert router.snapshot.phase == "held"
     assert router.snapshot.weights == {"v1": 0.8, "v2": 0.2}

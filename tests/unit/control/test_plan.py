@@ -1,0 +1,99 @@
+"""The actuator's sequence authority (control.commands.plan) and the decider's sync from it."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from streammon.control.commands import make_command, plan, route_state_for
+from streammon.decide.progress import RolloutState, sync_applied
+from streammon.events import Action, MetricSpecWire, RolloutSpec
+from tests.helpers import DECIDER_KEY, OPERATOR_KEY
+
+NOW = 1_700_000_000_000
+
+
+def _cmd(seq: int, action: Action, *, key: object = DECIDER_KEY, epoch: str = "e1",
+         now_ms: int = NOW, fraction: float = 0.2) -> object:
+    return make_command(rollout_id="r1", seq=seq, action=action, baseline="v1",
+                        candidate="v2", fraction=fraction, now_ms=now_ms,
+                        key=key, epoch=epoch)  # type: ignore[arg-type]
+
+
+def _applied(*cmds: object) -> object:
+    """Apply proposals in order through plan(); return the final state."""
+    held = None
+    for cmd in cmds:
+        _verdict, new = plan(held, cmd, NOW)  # type: ignore[arg-type]
+        if new is not None:
+            held = new
+    return held
+
+
+@pytest.mark.parametrize("order", ["operator_first", "decider_first"])
+def test_operator_promote_racing_a_decider_rollback_ends_rolled_back(order: str) -> None:
+    """Both proposed on seq 2 (start at 1): in either arrival order the rollout ends rolled
+    back, the rollback taking the next free seq."""
+    start = _cmd(1, "start")
+    promote = _cmd(2, "promote", key=OPERATOR_KEY)
+    rollback = _cmd(2, "rollback", fraction=0.0)
+    pair = (promote, rollback) if order == "operator_first" else (rollback, promote)
+    final = _applied(start, *pair)
+    assert final.phase == "rolled_back" and final.weights == {"v1": 1.0}  # type: ignore[attr-defined]
+    assert final.seq == (3 if order == "operator_first" else 2)  # type: ignore[attr-defined]
+
+
+def test_operator_hold_is_never_stepped_over_by_a_stale_decider_step() -> None:
+    """A decider step proposed before it saw the operator's hold is a conflict."""
+    held = _applied(_cmd(1, "start"), _cmd(2, "hold", key=OPERATOR_KEY))
+    verdict, new = plan(held, _cmd(2, "step", fraction=0.5), NOW)  # type: ignore[arg-type]
+    assert verdict == "conflict" and new is None
+
+
+def test_resume_is_refused_after_a_rollback_and_a_rollback_after_a_promote_applies() -> None:
+    """A rolled-back rollout stays rolled back; a promoted one can still be rolled back."""
+    rolled = _applied(_cmd(1, "start"), _cmd(2, "rollback", fraction=0.0))
+    assert plan(rolled, _cmd(3, "resume", key=OPERATOR_KEY), NOW)[0] == "rejected_terminal"  # type: ignore[arg-type]
+    assert plan(rolled, _cmd(3, "step"), NOW)[0] == "rejected_terminal"  # type: ignore[arg-type]
+    promoted = _applied(_cmd(1, "start"), _cmd(2, "promote", key=OPERATOR_KEY))
+    verdict, new = plan(promoted, _cmd(2, "rollback", fraction=0.0), NOW)  # type: ignore[arg-type]
+    assert verdict == "apply" and new is not None and new.phase == "rolled_back"
+
+
+def test_expired_other_epoch_and_stateless_commands_are_refused() -> None:
+    """Replays: an expired command, one of another incarnation, and any non-start command
+    when no applied state exists (Redis lost its data) never apply."""
+    held = _applied(_cmd(1, "start"))
+    assert plan(held, _cmd(2, "step", now_ms=NOW - 11 * 60_000), NOW)[0] == "rejected_expired"  # type: ignore[arg-type]
+    assert plan(held, _cmd(2, "step", epoch="old"), NOW)[0] == "rejected_epoch"  # type: ignore[arg-type]
+    assert plan(None, _cmd(5, "promote"), NOW)[0] == "rejected_unknown"  # type: ignore[arg-type]
+    assert plan(None, _cmd(5, "rollback", fraction=0.0), NOW)[0] == "rejected_unknown"  # type: ignore[arg-type]
+
+
+def _spec() -> RolloutSpec:
+    return RolloutSpec(rollout_id="r1", baseline="v1", candidate="v2",
+                       metrics=[MetricSpecWire(name="label", kind="binary",
+                                               bad_direction="decrease")])
+
+
+def test_decider_learns_the_applied_hold_not_its_own_proposal() -> None:
+    """The decider proposed a step on seq 2; the operator's hold took seq 2: after syncing
+    from the applied state the decider is held at the old stage and proposes nothing."""
+    state = RolloutState(spec=_spec(), origin_ms=0, seq=2, stage=1, epoch="e1",
+                         proposed_ms=NOW)
+    hold = msgspec.structs.replace(route_state_for(_cmd(2, "hold", key=OPERATOR_KEY)),  # type: ignore[arg-type]
+                                   stage=0)
+    sync_applied(state, hold, NOW + 1)
+    assert (state.seq, state.phase, state.stage) == (2, "held", 0)
+
+
+def test_decider_waits_for_a_pending_proposal_then_gives_it_up() -> None:
+    """An applied state behind the decider's proposal is ignored for a while (in flight),
+    then taken (the proposal was refused)."""
+    state = RolloutState(spec=_spec(), origin_ms=0, seq=3, stage=2, epoch="e1",
+                         proposed_ms=NOW)
+    applied = msgspec.structs.replace(route_state_for(_cmd(2, "step")), stage=1)  # type: ignore[arg-type]
+    sync_applied(state, applied, NOW + 1_000)
+    assert state.seq == 3
+    sync_applied(state, applied, NOW + 60_000)
+    assert (state.seq, state.stage) == (2, 1)
