@@ -201,6 +201,9 @@ class MetricEstimate(msgspec.Struct, frozen=True, kw_only=True):
     n_baseline: int
     n_canary: int
     verdict: str
+    changed: bool = False
+    """True when the effect changed during the rollout (the running bounds no longer
+    overlap): ``effect``, ``lower`` and ``upper`` are then the current stage's."""
 
 
 class Diagnosis(msgspec.Struct, frozen=True, kw_only=True):

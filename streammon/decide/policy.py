@@ -252,7 +252,7 @@ def _estimates(policy: RolloutPolicy, evidence: list[MetricEvidence],
         else:
             verdict = Verdict.RUNNING
         out.append(MetricEstimate(spec.name, verdict, e.effect, e.relative, e.lower, e.upper,
-                                  e.p_harm, e.n_a, e.n_b, e.windows_judged))
+                                  e.p_harm, e.n_a, e.n_b, e.windows_judged, changed=e.crossed))
     return tuple(out)
 
 

@@ -57,6 +57,13 @@ def build_rollback_report(
         commands=list(commands))
 
 
+def _interval(lower: float, upper: float, scale: float) -> str:
+    """Return ``[lo, hi]``, or words when the running bounds crossed (the effect changed)."""
+    if lower > upper:
+        return "(effect changed during the rollout: no single effect fits every window)"
+    return f"[{lower * scale:+.2f}, {upper * scale:+.2f}]"
+
+
 def render_text(report: RollbackReport, scale: dict[str, tuple[float, str]] | None = None) -> str:
     """Return a plain-text post-mortem a person can read in a terminal or a ticket."""
     scale = scale or {"label": (100.0, "pp"), "error": (100.0, "pp"), "latency_ms": (1.0, "ms")}
@@ -69,10 +76,10 @@ def render_text(report: RollbackReport, scale: dict[str, tuple[float, str]] | No
         last = m.overall[-1] if m.overall else EffectPoint(0, 0.0, 0.0, 0.0)
         flag = "FAILED" if m.failed else "ok"
         lines.append(f"  {m.name:12s} {flag:6s} effect {last.effect * k:+.2f}{unit} "
-                     f"[{last.lower * k:+.2f}, {last.upper * k:+.2f}]")
+                     f"{_interval(last.lower, last.upper, k)}")
         for segment, p in sorted(m.by_segment.items()):
             lines.append(f"      {segment:10s} {p.effect * k:+.2f}{unit} "
-                         f"[{p.lower * k:+.2f}, {p.upper * k:+.2f}]")
+                         f"{_interval(p.lower, p.upper, k)}")
     lines.append("commands:")
     lines += [f"  seq {c.seq:3d} {c.action:8s} {c.fraction:5.0%}  by {c.issued_by}  "
               f"at {c.ts_ms}" for c in report.commands]

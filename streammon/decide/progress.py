@@ -328,4 +328,5 @@ def _estimate(e: StatsEstimate) -> MetricEstimate:
     return MetricEstimate(name=e.name, effect=json_number(e.effect),
                           rel_effect=json_number(e.relative),
                           lower=json_number(e.lower), upper=json_number(e.upper),
-                          n_baseline=int(e.n_a), n_canary=int(e.n_b), verdict=str(e.verdict))
+                          n_baseline=int(e.n_a), n_canary=int(e.n_b), verdict=str(e.verdict),
+                          changed=e.changed)

@@ -61,9 +61,14 @@ def format_bounds(name: str, lower: float, upper: float) -> str:
     return f"[{_number(lower, scale)}, {_number(upper, scale)}]"
 
 
-def format_estimate(name: str, effect: float, lower: float, upper: float) -> str:
-    """Return e.g. ``conversion -1.3pp [-5.6, +3.1]`` (or ``... effect changed``)."""
-    return f"{metric_label(name)} {format_effect(name, effect)} {format_bounds(name, lower, upper)}"
+def format_estimate(name: str, effect: float, lower: float, upper: float, *,
+                    changed: bool = False) -> str:
+    """Return e.g. ``conversion -1.3pp [-5.6, +3.1]``; ``changed`` adds ``(changed: now)``.
+
+    A changed effect is shown with the current stage's estimate and bounds, and says so.
+    """
+    text = f"{metric_label(name)} {format_effect(name, effect)} {format_bounds(name, lower, upper)}"
+    return f"{text} (changed: now)" if changed else text
 
 
 def format_count(n: int) -> str:

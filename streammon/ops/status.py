@@ -88,10 +88,11 @@ def _metrics_table(d: Diagnosis | None) -> RenderableType:
     for col in ("metric", "effect", "rel.", "bounds", "n base", "n canary", "verdict"):
         table.add_column(col, no_wrap=True, justify="left" if col == "metric" else "right")
     for m in d.metrics:
+        verdict = f"{m.verdict} (changed)" if m.changed else m.verdict
         table.add_row(metric_label(m.name), format_effect(m.name, m.effect),
                       f"{m.rel_effect:+.1%}", format_bounds(m.name, m.lower, m.upper),
                       format_count(m.n_baseline), format_count(m.n_canary),
-                      Text(m.verdict, style=_VERDICT_STYLE.get(m.verdict, "")))
+                      Text(verdict, style=_VERDICT_STYLE.get(m.verdict, "")))
     return table
 
 

@@ -127,7 +127,8 @@ class Timeline:
                                "  closed before any traffic: nothing to judge[/dim]")
             return
         self.traffic_seen = True
-        parts = [format_estimate(m.name, m.effect, m.lower, m.upper) for m in d.metrics]
+        parts = [format_estimate(m.name, m.effect, m.lower, m.upper, changed=m.changed)
+                 for m in d.metrics]
         self.console.print(f"[dim]{self._at(d.ts_ms):+7.1f}s  window {d.windows_closed:3d}  "
                            f"canary {d.fraction:4.0%}[/dim]  " + "  ".join(parts) +
                            f"  [dim]-> {d.action}[/dim]")

@@ -44,6 +44,8 @@ class MetricEstimate:
     n_a: float
     n_b: float
     windows_judged: int
+    changed: bool = False
+    """The effect changed during the rollout: effect and bounds are the current stage's."""
 
 
 def summarize_metric(name: str, cells: Mapping[str, object], *, kind: str, bad_direction: str,

@@ -81,31 +81,32 @@ def assess_metric_evidence(cells: Mapping[str, object], *, kind: str, bad_direct
     assert whole.log_e_harm is not None
     log_e[label_delay_windows:] = np.nan_to_num(whole.log_e_harm, nan=0.0, neginf=-700.0)
     lower, upper = float(whole.lower[-1]), float(whole.upper[-1])
-    stage_ok, stage_low, stage_up = _stage_check(data, stage_start, judged, kind=kind,
-                                                 bad_direction=bad_direction, margin=margin,
-                                                 alpha=half)
+    stage_ok, stage_low, stage_up, stage_effect = _stage_check(
+        data, stage_start, judged, kind=kind, bad_direction=bad_direction, margin=margin,
+        alpha=half)
+    effect = float(whole.effect[-1])
     crossed = lower > upper
-    if crossed:
-        lower, upper = stage_low, stage_up
+    if crossed:  # the effect changed: show the current stage's estimate and its bounds
+        lower, upper, effect = stage_low, stage_up, stage_effect
     return MetricEvidence(
-        effect=float(whole.effect[-1]), relative=float(whole.relative[-1]), lower=lower,
+        effect=effect, relative=float(whole.relative[-1]), lower=lower,
         upper=upper, crossed=crossed, stage_noninferior=stage_ok, log_e_harm=log_e,
         p_harm=float(whole.p_harm[-1]), n_a=float(whole.n_a[-1]), n_b=float(whole.n_b[-1]),
         windows_judged=judged)
 
 
 def _stage_check(data: Cells, stage_start: int, judged: int, *, kind: str, bad_direction: str,
-                 margin: float, alpha: float) -> tuple[bool, float, float]:
-    """Return (non-inferior, lower, upper) of a confidence sequence over the stage's windows."""
+                 margin: float, alpha: float) -> tuple[bool, float, float, float]:
+    """Return (non-inferior, lower, upper, effect) of a sequence over the stage's windows."""
     start = max(stage_start, 0)
     if judged <= start:
-        return False, -np.inf, np.inf
+        return False, -np.inf, np.inf, float("nan")
     stage = Cells(*(getattr(data, f)[start:judged] for f in
                     ("n_a", "sum_a", "sumsq_a", "n_b", "sum_b", "sumsq_b")))
     result = compute_sequence(stage, kind=kind, bad_direction=bad_direction, alpha=alpha,
                               margin=margin, tau_min=margin)
     low, up = float(result.lower[-1]), float(result.upper[-1])
-    return bool(result.noninferior[-1]) and low <= up, low, up
+    return bool(result.noninferior[-1]) and low <= up, low, up, float(result.effect[-1])
 
 
 def log_mean_e(log_es: Sequence[FloatArray]) -> FloatArray:
