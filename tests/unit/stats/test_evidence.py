@@ -57,6 +57,8 @@ def test_crossed_bounds_are_flagged_and_replaced_by_the_stage_bounds() -> None:
                                label_delay_windows=0, alpha=0.05, stage_start=20)
     assert e.crossed
     assert e.lower <= -0.005 <= e.upper  # the current stage's interval covers its effect
+    assert e.effect == pytest.approx(-0.005, abs=1e-9)  # and the effect shown is the stage's
+    assert e.lower <= e.effect <= e.upper
 
 
 def test_label_delay_pads_the_e_values_with_ones() -> None:
