@@ -117,6 +117,11 @@ class JoinService:
             "message.max.bytes": RECORD_MAX_BYTES + 100_000}))
         self._consumer = Consumer(kafka.consumer_config(self.group_id, **{
             "enable.auto.commit": False, "partition.assignment.strategy": "range",
+            # A batch (or a restore inside the assignment callback) on a saturated machine
+            # may take longer than fast_group_join's 6 s poll interval; the group must not
+            # hand this worker's partitions to another while it still applies them.
+            # Liveness comes from librdkafka's heartbeats (session.timeout.ms).
+            "max.poll.interval.ms": 300_000,
             "fetch.max.bytes": 16_777_216, "queued.max.messages.kbytes": 16_384}))
         self._thread = threading.Thread(target=self._run, name="streammon-join", daemon=True)
         self._thread.start()
