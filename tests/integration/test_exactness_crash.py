@@ -31,6 +31,10 @@ from streammon.sim.join_workload import (
 )
 
 WORKER_ARGS = ("worker", "--window-ms", "5000", "--ttl-ms", "20000")
+STREAM_EVENTS_PER_S = 4_000
+"""The join keeps up with the publisher, so what is applied is what was published: a stream
+of 15-20 s leaves room for the kill to land mid-stream even on a saturated machine, where
+each poll of the changelog takes seconds."""
 
 
 def publish_throttled(settings: Settings, workload: JoinWorkload, events_per_s: int) -> Any:
@@ -145,7 +149,7 @@ def test_sigkill_mid_stream_then_restart_is_exact(settings: Settings, spawn: Any
     workload, partitions, truth = setup(settings, unique, 30_000)
     total = count_events(workload)
     worker = spawn(*WORKER_ARGS)
-    publisher = publish_throttled(settings, workload, events_per_s=10_000)
+    publisher = publish_throttled(settings, workload, events_per_s=STREAM_EVENTS_PER_S)
     at_kill = wait_applied(settings, partitions, total // 5, timeout_s=60)
     kill9(worker)
     assert total // 5 <= at_kill < total
@@ -163,7 +167,7 @@ def test_rebalance_between_two_workers_and_a_kill_is_exact(settings: Settings, s
     workload, partitions, truth = setup(settings, unique, 40_000)
     total = count_events(workload)
     first = spawn(*WORKER_ARGS)
-    publisher = publish_throttled(settings, workload, events_per_s=8_000)
+    publisher = publish_throttled(settings, workload, events_per_s=STREAM_EVENTS_PER_S)
     wait_applied(settings, partitions, total // 10, timeout_s=60)
     spawn(*WORKER_ARGS)
     at_kill = wait_applied(settings, partitions, total // 2, timeout_s=60)
