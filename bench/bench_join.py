@@ -47,15 +47,19 @@ from streammon.sim.join_workload import (
 STEADY_EVENTS_PER_S = 40_000
 
 
-def preload(settings: Settings, workload: JoinWorkload) -> float:
-    """Publish the workload through the SDK (a progress bar on stderr); return events/s."""
+def preload(settings: Settings, workload: JoinWorkload, batch_max_events: int = 500) -> float:
+    """Publish the workload through the SDK (a progress bar on stderr); return events/s.
+
+    ``batch_max_events=1`` sends one event per Kafka message, as kcat, Go or Node do.
+    """
     from rich.console import Console
     from rich.progress import Progress
 
     total = count_events(workload)
     start = time.perf_counter()
     with Progress(console=Console(stderr=True), transient=True) as bar, \
-            Publisher(settings=settings, strict=True, max_queue_messages=1_000_000) as pub:
+            Publisher(settings=settings, strict=True, max_queue_messages=2_000_000,
+                      batch_max_events=batch_max_events) as pub:
         task = bar.add_task("preloading the workload", total=total)
         for i, (kind, fields) in enumerate(generate(workload), 1):
             (pub.prediction if kind == "prediction" else pub.outcome)(**fields)
@@ -86,6 +90,27 @@ def run_join(settings: Settings, workload: JoinWorkload, partitions: int, log_di
             "exact": progress.events() == total and not diffs, "peak_rss_mb": rss_mb}
 
 
+def run_two_workers(settings: Settings, workload: JoinWorkload, partitions: int,
+                    log_dir: Path, tag: str, truth: Any) -> dict[str, Any]:
+    """Run two workers in one group over the preloaded topics; return their joint rate."""
+    total = count_events(workload)
+    cohorts_start = joinrun.end_offsets(settings, settings.topics.cohorts, 1)[0]
+    run, first = joinrun.start_worker(settings, log_dir, window_ms=workload.window_ms,
+                                      ttl_ms=workload.ttl_ms, tag=f"{tag}a")
+    _, second = joinrun.start_worker(settings, log_dir, window_ms=workload.window_ms,
+                                     ttl_ms=workload.ttl_ms, tag=f"{tag}b", app_id=run.app_id)
+    try:
+        progress = joinrun.follow_changelog(settings, run.app_id, partitions, total, 300, first)
+        want_n = sum(int(c.sums.get("label", [0])[0]) for c in truth.values())
+        cells, _ = joinrun.read_cells(settings, cohorts_start, want_n, timeout_s=30)
+    finally:
+        joinrun.stop_worker(first)
+        joinrun.stop_worker(second)
+    rate, _ = progress.rate() if progress.points else (0.0, 0.0)
+    return {"events_per_s": rate,
+            "exact": progress.events() == total and not diff_cells(cells, truth)}
+
+
 def run_latency(settings: Settings, log_dir: Path, partitions: int) -> dict[str, float]:
     """Measure outcome-to-summary latency at 10,000 events/s on fresh topics."""
     live = Settings(kafka=settings.kafka, topics=TopicNames(prefix="bench-live."),
@@ -112,12 +137,27 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--predictions", type=int, default=500_000)
+    parser.add_argument("--single-predictions", type=int, default=250_000,
+                        help="predictions of the single-event workload (one event/message)")
+    parser.add_argument("--cardinality-units", type=int, default=1_000_000,
+                        help="predictions (one distinct unit each) of the memory phase")
+    parser.add_argument("--cardinality-segments", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--join-engine", choices=["batch", "faust"], default="batch",
+                        help="the worker's join engine (faust: the per-message agent)")
     args = parser.parse_args(argv)
+    joinrun.WORKER_ARGS = ("--join-engine", args.join_engine)
     with tempfile.TemporaryDirectory() as tmp, DevStack(data_dir=tmp) as info:
         log_dir = Path(tmp)
         kafka = KafkaSettings(bootstrap_servers=info.kafka_bootstrap, fast_group_join=True)
         result = bench(kafka, log_dir, args.predictions, args.repeat)
+        result.update(bench_single(kafka, log_dir, args.single_predictions, args.repeat))
+        if args.cardinality_units:
+            result.update(run_cardinality(kafka, log_dir, args.cardinality_units,
+                                          args.cardinality_units, args.cardinality_segments))
+        result["join_engine"] = args.join_engine
+        result["envelope_exact"] = result["exact"]
+        result["exact"] = result["exact"] and result["single_event_exact"]
     print(json.dumps(result))
     return 0
 
@@ -145,6 +185,70 @@ def run_steady(kafka: KafkaSettings, log_dir: Path, n: int, events_per_s: int) -
         joinrun.stop_worker(proc)
 
 
+def join_and_ceiling(settings: Settings, workload: JoinWorkload, partitions: int,
+                     log_dir: Path, tag: str, repeat: int) -> tuple[list[Any], list[Any]]:
+    """Run the worker and the ceiling ``repeat`` times each over preloaded topics."""
+    truth = compute_truth(workload, partitions)
+    runs = [run_join(settings, workload, partitions, log_dir, f"{tag}{i}", truth)
+            for i in range(repeat)]
+    ceiling = [run_ceiling(settings, partitions=partitions, total_events=count_events(workload),
+                           window_ms=workload.window_ms) for _ in range(repeat)]
+    return runs, ceiling
+
+
+def run_cardinality(kafka: KafkaSettings, log_dir: Path, n: int, units: int,
+                    segments: int) -> dict[str, Any]:
+    """Preload ``n`` predictions over ``units`` units and ``segments`` segments (beyond the
+    default segment cap, so the excess goes to dead letters); return the peak RSS of a
+    join-only worker (``--no-decide``) and of a full one (join + decider)."""
+    settings = Settings(kafka=kafka, topics=TopicNames(prefix="bench-card."))
+    apply_topics(kafka, settings.topics)
+    partitions = check_copartitioned(kafka, settings.topics)
+    workload = JoinWorkload(n_predictions=n, seed=13, units=units,
+                            segments=tuple(f"segment-{i}" for i in range(segments)))
+    preload(settings, workload)
+    out: dict[str, Any] = {"cardinality_predictions": n, "cardinality_units": units,
+                           "cardinality_segments_attempted": segments}
+    for name, extra in (("join_only", ("--no-decide",)), ("with_decider", ())):
+        run, proc = joinrun.start_worker(settings, log_dir, window_ms=workload.window_ms,
+                                         ttl_ms=workload.ttl_ms, tag=f"card-{name}",
+                                         extra=extra)
+        try:
+            progress = joinrun.follow_changelog(settings, run.app_id, partitions,
+                                                count_events(workload), 600, proc)
+            out[f"cardinality_complete_{name}"] = progress.events() == count_events(workload)
+            out[f"peak_rss_mb_1m_units_10k_segments_{name}"] = round(
+                joinrun.peak_rss_mb(proc.pid), 1)
+        finally:
+            joinrun.stop_worker(proc)
+    out["peak_rss_mb_1m_units_10k_segments"] = out[
+        "peak_rss_mb_1m_units_10k_segments_join_only"]
+    return out
+
+
+def bench_single(kafka: KafkaSettings, log_dir: Path, n: int, repeat: int) -> dict[str, Any]:
+    """The join and its ceiling over single-event messages (one event per Kafka message)."""
+    settings = Settings(kafka=kafka, topics=TopicNames(prefix="bench-single."))
+    apply_topics(kafka, settings.topics)
+    partitions = check_copartitioned(kafka, settings.topics)
+    workload = JoinWorkload(n_predictions=n, seed=11)
+    publish_rate = preload(settings, workload, batch_max_events=1)
+    runs, ceiling = join_and_ceiling(settings, workload, partitions, log_dir, "single", repeat)
+    join_rate = statistics.median(r["events_per_s"] for r in runs)
+    ceiling_rate = statistics.median(c["events_per_s"] for c in ceiling)
+    return {
+        "single_event_predictions": n, "single_event_events": count_events(workload),
+        "single_event_publish_events_per_s": round(publish_rate),
+        "single_event_join_events_per_s": round(join_rate),
+        "single_event_join_runs_events_per_s": [round(r["events_per_s"]) for r in runs],
+        "single_event_ceiling_events_per_s": round(ceiling_rate),
+        "single_event_ceiling_runs_events_per_s": [round(c["events_per_s"]) for c in ceiling],
+        "single_event_ratio": round(join_rate / ceiling_rate, 3),
+        "single_event_exact": all(r["exact"] for r in runs),
+        "single_event_peak_rss_mb_backlog": round(max(r["peak_rss_mb"] for r in runs), 1),
+    }
+
+
 def bench(kafka: KafkaSettings, log_dir: Path, n: int, repeat: int) -> dict[str, Any]:
     """Run every phase against the stack at ``kafka``; return the result dict."""
     settings = Settings(kafka=kafka, topics=TopicNames(prefix="bench."))
@@ -152,11 +256,10 @@ def bench(kafka: KafkaSettings, log_dir: Path, n: int, repeat: int) -> dict[str,
     partitions = check_copartitioned(kafka, settings.topics)
     workload = JoinWorkload(n_predictions=n)
     publish_rate = preload(settings, workload)
+    runs, ceiling = join_and_ceiling(settings, workload, partitions, log_dir, "run", repeat)
     truth = compute_truth(workload, partitions)
-    runs = [run_join(settings, workload, partitions, log_dir, f"run{i}", truth)
-            for i in range(repeat)]
-    ceiling = [run_ceiling(settings, partitions=partitions, total_events=count_events(workload),
-                           window_ms=workload.window_ms) for _ in range(repeat)]
+    two = [run_two_workers(settings, workload, partitions, log_dir, f"two{i}", truth)
+           for i in range(repeat)]
     steady = {size: run_steady(kafka, log_dir, size, STEADY_EVENTS_PER_S)
               for size in (n // 2, n)}
     latency = run_latency(settings, log_dir, partitions)
@@ -170,7 +273,11 @@ def bench(kafka: KafkaSettings, log_dir: Path, n: int, repeat: int) -> dict[str,
         "ceiling_events_per_s": round(ceiling_rate),
         "ceiling_runs_events_per_s": [round(c["events_per_s"]) for c in ceiling],
         "ratio": round(join_rate / ceiling_rate, 3),
-        "exact": all(r["exact"] for r in runs),
+        "exact": all(r["exact"] for r in runs) and all(t["exact"] for t in two),
+        "two_workers_events_per_s": round(statistics.median(t["events_per_s"] for t in two)),
+        "two_workers_runs_events_per_s": [round(t["events_per_s"]) for t in two],
+        "two_workers_speedup": round(
+            statistics.median(t["events_per_s"] for t in two) / join_rate, 2),
         "peak_rss_mb": round(steady[n], 1),
         "steady_events_per_s": STEADY_EVENTS_PER_S,
         "peak_rss_mb_steady_by_predictions": {str(k): round(v, 1) for k, v in steady.items()},

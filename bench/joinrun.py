@@ -130,12 +130,18 @@ def _label_n(latest: dict[str, events.CohortSummary]) -> int:
     return sum(s.metrics["label"].n for s in latest.values() if "label" in s.metrics)
 
 
+WORKER_ARGS: tuple[str, ...] = ()
+"""Arguments every worker the bench starts gets (``--join-engine``)."""
+
+
 def start_worker(settings: Settings, log_dir: Path, *, window_ms: int, ttl_ms: int,
-                 tag: str) -> tuple[Settings, Any]:
-    """Start ``streammon worker`` with a fresh app id (so it reads every input from the start)."""
-    run = dataclasses.replace(settings, app_id=f"bench-{tag}-{uuid.uuid4().hex[:6]}")
-    proc = spawn_streammon(["worker", "--window-ms", str(window_ms), "--ttl-ms", str(ttl_ms)],
-                           run, log_dir / f"worker-{tag}.log")
+                 tag: str, extra: tuple[str, ...] = (),
+                 app_id: str | None = None) -> tuple[Settings, Any]:
+    """Start ``streammon worker`` with a fresh app id (so it reads every input from the
+    start), or with ``app_id`` (to join another worker's group)."""
+    run = dataclasses.replace(settings, app_id=app_id or f"bench-{tag}-{uuid.uuid4().hex[:6]}")
+    proc = spawn_streammon(["worker", "--window-ms", str(window_ms), "--ttl-ms", str(ttl_ms),
+                            *WORKER_ARGS, *extra], run, log_dir / f"worker-{tag}.log")
     return run, proc
 
 

@@ -19,10 +19,12 @@ from typing import Any
 BENCH_DIR = Path(__file__).parent
 SCRIPTS = ("bench_join.py", "bench_decide.py", "bench_switch.py")
 HEADLINE = ("join_events_per_s", "ceiling_events_per_s", "ratio", "exact", "peak_rss_mb",
-            "p99_outcome_to_summary_ms")
+            "p99_outcome_to_summary_ms", "single_event_join_events_per_s",
+            "single_event_ceiling_events_per_s", "single_event_ratio", "single_event_exact",
+            "peak_rss_mb_1m_units_10k_segments", "two_workers_speedup")
 
 
-def run_script(name: str, timeout_s: float = 900.0) -> dict[str, Any]:
+def run_script(name: str, timeout_s: float = 2700.0) -> dict[str, Any]:
     """Run one benchmark script; return its last JSON line (or an error record)."""
     path = BENCH_DIR / name
     if not path.exists():

@@ -69,8 +69,12 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from streammon.join.state import JoinConfig
 
     join_config = JoinConfig(window_ms=args.window_ms, ttl_ms=args.ttl_ms,
-                             grace_ms=args.grace_ms)
-    run_worker(settings, join_config=join_config,
+                             grace_ms=args.grace_ms, cell_retention_ms=args.cell_retention_ms,
+                             max_rollouts=args.max_rollouts, max_segments=args.max_segments)
+    if args.max_lead_ms < 0:
+        raise ConfigError(f"--max-lead-ms={args.max_lead_ms} must be >= 0")
+    run_worker(settings, join_config=join_config, max_lead_ms=args.max_lead_ms,
+               join_engine=args.join_engine, decide=not args.no_decide,
                loglevel=args.loglevel, metrics_port=args.metrics_port,
                metrics_addr=args.metrics_addr)
     return 0
@@ -343,6 +347,21 @@ def _add_services(sub: Any) -> None:
                         help="how long (event time) a prediction waits for its outcome")
     worker.add_argument("--grace-ms", type=int, default=60_000,
                         help="how late a prediction may arrive for its window")
+    worker.add_argument("--cell-retention-ms", type=int, default=None,
+                        help="keep a rollout's cells this long after its last window "
+                             "(default and minimum: ttl + grace)")
+    worker.add_argument("--max-lead-ms", type=int, default=30_000,
+                        help="dead-letter events stamped further ahead of their message's "
+                             "Kafka timestamp (clock skew)")
+    worker.add_argument("--no-decide", action="store_true",
+                        help="run only the join (scale join workers apart from the decider)")
+    worker.add_argument("--join-engine", choices=["batch", "faust"], default="batch",
+                        help="batch: librdkafka batch loop hosted by the Faust app (fast); "
+                             "faust: a Faust agent over per-message streams")
+    worker.add_argument("--max-rollouts", type=int, default=256,
+                        help="rollouts a partition's join holds at once; more are dead-lettered")
+    worker.add_argument("--max-segments", type=int, default=1_000,
+                        help="segments per rollout; more are dead-lettered")
     worker.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info"])
     actuator = _add(sub, "actuator", cmd_actuator)
     actuator.add_argument("--verify-weights", choices=["pinned", "unchanged", "full"],

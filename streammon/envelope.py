@@ -5,14 +5,21 @@ A message is either one event (``{"v":1,"request_id":...}``, as any stack keyed 
 publisher SDK sends; see :class:`~streammon.events.PredictionBatch`). A well-formed
 batch decodes in one msgspec pass; a batch with a bad event falls back to decoding
 event by event so that only the bad ones are rejected. Beyond the schema, every event
-is checked for absurd values: non-finite numbers, timestamps far in the future, and
-(in a batch) a request id that does not hash to the partition the batch arrived on,
-which would break co-partitioning.
+is checked at this edge, so nothing downstream can overflow or be misled:
+
+* a metric value beyond ``MAX_METRIC_ABS`` (or not finite): its square, summed, could
+  overflow to infinity, which JSON cannot carry;
+* a timestamp more than ``max_lead_ms`` ahead of the message's arrival time (its Kafka
+  timestamp; the worker's clock when it has none): one such event would move the
+  partition's watermark and make every real event after it late (clock skew);
+* a request id that does not hash (murmur2) to the partition the message arrived on,
+  single event or batch: its other half would land on another partition and never join
+  (a producer using librdkafka's default CRC32 partitioner does this);
+* a rollout id containing the join key separator (NUL).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -20,10 +27,15 @@ import msgspec
 
 from streammon import events
 from streammon.errors import EventError
+from streammon.join.state import KEY_SEPARATOR
 from streammon.kafka.partitioner import partition_for
 
 MAX_FUTURE_SKEW_MS = 86_400_000
 """Events stamped more than this ahead of the worker's clock are rejected as absurd."""
+MAX_LEAD_MS = 30_000
+"""Default bound on how far an event's ts_ms may lead its message's arrival time."""
+MAX_METRIC_ABS = 1e15
+"""Largest metric value accepted: 1e30 per square leaves room for 1e270 events in Σx²."""
 
 E = TypeVar("E", events.Prediction, events.Outcome)
 _BATCH_OF: dict[type[msgspec.Struct], type[msgspec.Struct]] = {
@@ -39,6 +51,8 @@ class _Probe(msgspec.Struct):
 _PROBE = msgspec.json.Decoder(_Probe)
 _DECODERS: dict[type[msgspec.Struct], msgspec.json.Decoder[Any]] = {
     kind: msgspec.json.Decoder(batch) for kind, batch in _BATCH_OF.items()}
+_SINGLE: dict[type[msgspec.Struct], msgspec.json.Decoder[Any]] = {
+    kind: msgspec.json.Decoder(kind) for kind in _BATCH_OF}
 
 
 @dataclass(frozen=True)
@@ -60,21 +74,34 @@ class Decoded(Generic[E]):
 
 
 def decode_message(kind: type[E], raw: bytes, *, partition: int, partitions: int,
-                   now_ms: int) -> Decoded[E]:
-    """Decode one message of ``kind`` events (batch or single); never raise on bad input."""
+                   now_ms: int, arrival_ms: int | None = None,
+                   max_lead_ms: int = MAX_LEAD_MS) -> Decoded[E]:
+    """Decode one message of ``kind`` events (batch or single); never raise on bad input.
+
+    ``arrival_ms`` is the message's Kafka timestamp (``now_ms`` when None or negative);
+    an event stamped more than ``max_lead_ms`` after it is rejected as clock-skewed.
+    """
     out: Decoded[E] = Decoded()
-    try:
-        batch = _DECODERS[kind].decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        _decode_slow(kind, raw, out)
+    if b'"events"' not in raw:  # a single event (the common case of other stacks): one pass
+        try:
+            out.events.append(_SINGLE[kind].decode(raw))
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            _decode_slow(kind, raw, out)
     else:
-        out.batched = True
-        if batch.v != events.SCHEMA_VERSION:
-            out.rejects.append(Reject(raw, f"unsupported batch envelope version v={batch.v} "
-                                           "- at `$.v`; this build reads v=1"))
-            return out
-        out.events = list(batch.events)
-    _screen(out, partition if out.batched else -1, partitions, now_ms)
+        try:
+            batch = _DECODERS[kind].decode(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            _decode_slow(kind, raw, out)
+        else:
+            out.batched = True
+            if batch.v != events.SCHEMA_VERSION:
+                out.rejects.append(Reject(raw, f"unsupported batch envelope version "
+                                               f"v={batch.v} - at `$.v`; this build reads v=1"))
+                return out
+            out.events = list(batch.events)
+    arrival = arrival_ms if arrival_ms is not None and arrival_ms >= 0 else now_ms
+    _screen(out, partition, partitions, now_ms, min(arrival + max_lead_ms,
+                                                    now_ms + MAX_FUTURE_SKEW_MS))
     return out
 
 
@@ -98,42 +125,59 @@ def _decode_one(kind: type[E], raw: bytes, index: int, out: Decoded[E]) -> None:
         out.rejects.append(Reject(raw, str(exc), index))
 
 
-def check_event(event: events.Prediction | events.Outcome, now_ms: int) -> None:
-    """Raise EventError for values a schema cannot rule out: versions, NaN, far future."""
+def check_event(event: events.Prediction | events.Outcome, now_ms: int,
+                latest_ms: int | None = None) -> None:
+    """Raise EventError for values a schema cannot rule out.
+
+    Versions, non-finite or huge numbers, timestamps past ``latest_ms`` (default: a day
+    ahead of ``now_ms``), rollout ids holding the join key separator.
+    """
     events.check_semantics(event)
-    if event.ts_ms > now_ms + MAX_FUTURE_SKEW_MS:
-        raise EventError(f"ts_ms={event.ts_ms} is more than a day ahead of the worker's "
-                         f"clock ({now_ms}) - at `$.ts_ms`")
-    if (isinstance(event, events.Prediction) and event.latency_ms is not None
-            and not math.isfinite(event.latency_ms)):
-        raise EventError("Prediction: `latency_ms` must be finite - at `$.latency_ms`")
+    latest = now_ms + MAX_FUTURE_SKEW_MS if latest_ms is None else latest_ms
+    if event.ts_ms > latest:
+        raise EventError(f"ts_ms={event.ts_ms} leads the message's arrival time by more than "
+                         f"the bound (latest accepted {latest}; clock skew on the producer?) "
+                         "- at `$.ts_ms`; stamp events with the serving node's synchronised "
+                         "clock, or raise the worker's --max-lead-ms")
+    for name in ("latency_ms", "value"):
+        x = getattr(event, name, None)
+        if x is not None and not (-MAX_METRIC_ABS <= x <= MAX_METRIC_ABS):
+            raise EventError(f"{type(event).__name__}: `{name}`={x!r} must be finite and "
+                             f"within ±{MAX_METRIC_ABS:g} (its square is summed) - at "
+                             f"`$.{name}`")
+    if KEY_SEPARATOR in event.rollout_id:
+        raise EventError("`rollout_id` must not contain the NUL character - at `$.rollout_id`")
 
 
 def _plausible(event: events.Prediction | events.Outcome, latest_ms: int) -> bool:
     """Return True when :func:`check_event` would pass (a fast path without exceptions)."""
-    if event.v != events.SCHEMA_VERSION or event.ts_ms > latest_ms:
+    if event.v != events.SCHEMA_VERSION or event.ts_ms > latest_ms \
+            or KEY_SEPARATOR in event.rollout_id:
         return False
     if isinstance(event, events.Prediction):
-        return event.latency_ms is None or event.latency_ms != math.inf
+        return event.latency_ms is None or event.latency_ms <= MAX_METRIC_ABS
     if event.value is None:
         return event.label is not None
-    return math.isfinite(event.value)
+    return -MAX_METRIC_ABS <= event.value <= MAX_METRIC_ABS
 
 
-def _screen(out: Decoded[E], partition: int, partitions: int, now_ms: int) -> None:
-    """Keep plausible events; reject the rest (and, for a batch, misrouted request ids)."""
+def _screen(out: Decoded[E], partition: int, partitions: int, now_ms: int,
+            latest_ms: int) -> None:
+    """Keep plausible events on their murmur2 partition; reject the rest with the reason."""
     kept: list[E] = []
-    latest_ms = now_ms + MAX_FUTURE_SKEW_MS
     for index, event in enumerate(out.events):
-        if partition >= 0 and partition_for(event.request_id.encode(), partitions) != partition:
+        if partition_for(event.request_id.encode(), partitions) != partition:
+            shape = "batches must be grouped by partition" if out.batched else (
+                "produce with Kafka's murmur2 partitioner keyed by request_id (librdkafka: "
+                "partitioner=murmur2_random), so its outcome lands on the same partition")
             reason = (f"request_id {event.request_id!r} hashes (murmur2) to another partition "
-                      f"than {partition} of {partitions}; batches must be grouped by partition")
+                      f"than {partition} of {partitions}; {shape}")
         elif _plausible(event, latest_ms):
             kept.append(event)
             continue
         else:
             try:
-                check_event(event, now_ms)
+                check_event(event, now_ms, latest_ms)
             except EventError as exc:
                 reason = str(exc)
             else:

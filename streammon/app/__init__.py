@@ -12,20 +12,29 @@ import logging
 from typing import Any
 
 from streammon.config.settings import Settings
+from streammon.envelope import MAX_LEAD_MS
+from streammon.errors import ConfigError
 from streammon.join.state import JoinConfig
 
 log = logging.getLogger(__name__)
 
 
 def create_app(
-    settings: Settings, *, join_config: JoinConfig, partitions: int, decide: bool = True
+    settings: Settings, *, join_config: JoinConfig, partitions: int, decide: bool = True,
+    max_lead_ms: int = MAX_LEAD_MS, join_engine: str = "batch",
 ) -> Any:
-    """Return a Faust app with the join (and, unless ``decide=False``, the decider)."""
+    """Return a Faust app with the join (and, unless ``decide=False``, the decider).
+
+    ``join_engine="batch"`` (the default) runs the join as a librdkafka batch loop hosted
+    by the app (:mod:`streammon.app.join_service`); ``"faust"`` as a Faust agent over
+    per-message streams (:mod:`streammon.app.join_agent`; slower, kept for comparison).
+    """
     import faust
 
     from streammon.app.credentials import faust_credentials
     from streammon.app.decide_agent import DecideAgent
     from streammon.app.join_agent import JoinAgent
+    from streammon.app.join_service import JoinHost, JoinService
 
     opts: dict[str, Any] = {
         "broker": settings.kafka.faust_broker_url(),
@@ -47,8 +56,18 @@ def create_app(
         opts.update(broker_rebalance_timeout=3, broker_session_timeout=6,
                     broker_heartbeat_interval=1)
     app = faust.App(settings.app_id, **opts)
-    app.streammon_join = JoinAgent(  # type: ignore[attr-defined]
-        app, settings=settings, config=join_config, partitions=partitions)
+    if join_engine == "batch":
+        join = JoinService(settings=settings, config=join_config, partitions=partitions,
+                           app_id=settings.app_id, max_lead_ms=max_lead_ms)
+        JoinHost.attach(app, join)
+        app.streammon_join = join  # type: ignore[attr-defined]
+    elif join_engine == "faust":
+        app.streammon_join = JoinAgent(  # type: ignore[attr-defined]
+            app, settings=settings, config=join_config, partitions=partitions,
+            max_lead_ms=max_lead_ms)
+    else:
+        raise ConfigError(f"join engine {join_engine!r} (flag --join-engine) must be "
+                          "'batch' or 'faust'")
     if decide:
         decider = DecideAgent(app, settings=settings, partitions=partitions)
         app.streammon_decide = decider  # type: ignore[attr-defined]
@@ -56,7 +75,9 @@ def create_app(
 
 
 def run_worker(settings: Settings, *, join_config: JoinConfig, loglevel: str = "warning",
-               metrics_port: int | None = None, metrics_addr: str = "127.0.0.1") -> None:
+               metrics_port: int | None = None, metrics_addr: str = "127.0.0.1",
+               max_lead_ms: int = MAX_LEAD_MS, join_engine: str = "batch",
+               decide: bool = True) -> None:
     """Check the topic layout, then run the app in this process until stopped.
 
     With ``metrics_port`` the worker serves Prometheus metrics on 127.0.0.1:PORT/metrics.
@@ -66,7 +87,8 @@ def run_worker(settings: Settings, *, join_config: JoinConfig, loglevel: str = "
     from streammon.kafka.topics import check_copartitioned
 
     partitions = check_copartitioned(settings.kafka, settings.topics)
-    app = create_app(settings, join_config=join_config, partitions=partitions)
+    app = create_app(settings, join_config=join_config, partitions=partitions,
+                     max_lead_ms=max_lead_ms, join_engine=join_engine, decide=decide)
     if metrics_port is not None:
         from streammon.ops.prometheus import start_metrics_server, worker_registry
 

@@ -33,6 +33,7 @@ from streammon.control.store import connect
 from streammon.decide import progress
 from streammon.decide.source_watermarks import SourceWatermarks
 from streammon.errors import CommandError, EventError, StreamMonError
+from streammon.join.state import check_rollout_window
 
 log = logging.getLogger(__name__)
 _STATE = msgspec.json.Decoder(progress.RolloutState)
@@ -154,10 +155,12 @@ class DecideAgent:
             if (state.seq, state.phase, state.stage) != synced:
                 self.rollouts_table[key] = msgspec.json.encode(state)
         before = state.windows_closed
+        summaries = list(self.summaries[rollout_id].values())
         try:
+            for join_window_ms in {s.window_ms for s in summaries}:
+                check_rollout_window(state.spec.window_ms, join_window_ms)
             diagnoses, cmds, reports = progress.progress(
-                state, list(self.summaries[rollout_id].values()),
-                self.clock.closed_through_ms(), now_ms=now_ms,
+                state, summaries, self.clock.closed_through_ms(), now_ms=now_ms,
                 key=self._signer)
         except StreamMonError:
             log.exception("decider: cannot assess rollout %s; it stays as it is", rollout_id)

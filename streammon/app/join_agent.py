@@ -28,8 +28,8 @@ from streammon import events
 from streammon.app.producer_flush import drain_fully
 from streammon.app.tablestore import RecordStore
 from streammon.config.settings import Settings
-from streammon.envelope import Reject, decode_message
-from streammon.join.cells import CellKey
+from streammon.envelope import MAX_LEAD_MS, Reject, decode_message
+from streammon.join.cells import CellKey, CellState
 from streammon.join.changelog import JoinLog, restore
 from streammon.join.state import JoinConfig, JoinState
 
@@ -54,6 +54,8 @@ class PartitionJoin:
     store: RecordStore
     offsets: dict[str, int]
     dirty: set[CellKey] = field(default_factory=set)
+    final: dict[CellKey, CellState] = field(default_factory=dict)
+    """Dropped cells whose last value is still to be sent."""
     announced_wm_ms: int = 0
     """The watermark the cohorts topic has been told: every cell below it was sent before."""
 
@@ -63,9 +65,10 @@ class JoinAgent:
 
     def __init__(self, app: Any, *, settings: Settings, config: JoinConfig, partitions: int,
                  batch_max: int = 32, batch_within_s: float = 0.05,
-                 flush_interval_s: float = 0.5) -> None:
+                 flush_interval_s: float = 0.5, max_lead_ms: int = MAX_LEAD_MS) -> None:
         topics = settings.topics
         self.app, self.settings, self.config = app, settings, config
+        self.max_lead_ms = max_lead_ms
         self.partitions = partitions
         self.roles = {topics.predictions: "predictions", topics.outcomes: "outcomes"}
         self.source = app.topic(topics.predictions, topics.outcomes, key_serializer="raw",
@@ -77,10 +80,11 @@ class JoinAgent:
                                value_type=bytes)
         self.joins: dict[int, PartitionJoin] = {}
         self.counters: Counter[str] = Counter()
+        self.failed: BaseException | None = None
 
         async def join(stream: Any) -> None:
             async for batch in stream.take_events(batch_max, within=batch_within_s):
-                await self.handle_batch(batch)
+                await self.run_batch(batch)
 
         app.agent(self.source, name="streammon-join")(join)
         app.timer(flush_interval_s)(self.flush)
@@ -101,15 +105,48 @@ class JoinAgent:
                      len(state.cells), len(state.pending), offsets)
         return pj
 
+    def owns(self, message: Any, pj: PartitionJoin | None = None) -> bool:
+        """Return True while this worker owns the message's partition (and ``pj`` is live)."""
+        if message.tp not in self.app.consumer.assignment():
+            return False
+        return pj is None or self.joins.get(message.partition) is pj
+
+    async def run_batch(self, batch: list[Any]) -> None:
+        """Handle a batch; if it fails or is cancelled, stop the worker without applying more.
+
+        Faust's ``take_events`` acks a batch in a ``finally``, even a failed one, and may
+        commit those offsets. The join does not rely on them: its records are the offset
+        authority (see :meth:`on_recovered`), and a failed batch drops the in-memory state
+        it may have half-changed and stops the worker, so nothing after it is applied on
+        top of that state; the restarted worker re-reads from the records' offsets.
+        """
+        if self.failed is not None:
+            self.counters["messages_after_failure_ignored"] += len(batch)
+            return
+        try:
+            await self.handle_batch(batch)
+        except BaseException as exc:
+            self.failed = exc
+            for event in batch:
+                self.joins.pop(event.message.partition, None)
+            if isinstance(exc, asyncio.CancelledError):
+                raise  # the worker is stopping anyway
+            log.critical("join batch failed; stopping the worker (its records are intact, "
+                         "a restart re-reads from their offsets)", exc_info=exc)
+            await self.app.crash(exc)
+
     async def handle_batch(self, batch: list[Any]) -> None:
-        """Process one batch of messages from any partitions, then persist what changed."""
-        touched: set[int] = set()
+        """Process one batch of messages from any partitions, then persist what changed.
+
+        A partition revoked while the batch runs is fenced: nothing more is applied to it
+        and its record is not written (its new owner rebuilds from the records it finds).
+        """
+        touched: dict[int, PartitionJoin] = {}
         sent: list[Any] = []
         now_ms = int(time.time() * 1000)
-        owned = self.app.consumer.assignment()
         for event in batch:
             message = event.message
-            if message.tp not in owned:
+            if not self.owns(message):
                 self.counters["revoked_messages_skipped"] += 1
                 continue
             role = self.roles[message.topic]
@@ -117,45 +154,58 @@ class JoinAgent:
             if message.offset < pj.offsets.get(role, 0):
                 self.counters["replayed_messages_skipped"] += 1
                 continue
-            touched.add(message.partition)
-            await self._apply(pj, message, role, event.value, now_ms)
+            touched[message.partition] = pj
+            rejects = self._apply(pj, message, role, event.value, now_ms)
             pj.offsets[role] = message.offset + 1
-            if pj.state.changed_entries >= RECORD_MAX_ENTRIES:
-                sent.append(self._persist(pj))
-                touched.discard(message.partition)
-        for partition in touched:
-            sent.append(self._persist(self.joins[partition]))
+            for reject in rejects:
+                await self._dead_letter(message, reject)
+            if pj.state.changed_entries >= RECORD_MAX_ENTRIES and self.owns(message, pj):
+                sent.extend(self._persist(pj))
+                touched.pop(message.partition)
+        for partition, pj in touched.items():
+            if self.joins.get(partition) is pj and any(
+                    tp.partition == partition and tp.topic in self.roles
+                    for tp in self.app.consumer.assignment()):
+                sent.extend(self._persist(pj))
+            else:
+                self.counters["revoked_records_fenced"] += 1
         # The batch's messages are acked (and so may be committed) when this returns: not
         # before the records holding their effects are on the broker, or a crash in
         # between would lose them (offsets committed, state not).
         if sent:
             await asyncio.gather(*sent)
 
-    async def _apply(self, pj: PartitionJoin, message: Any, role: str, value: bytes,
-                     now_ms: int) -> None:
+    def _apply(self, pj: PartitionJoin, message: Any, role: str, value: bytes,
+               now_ms: int) -> list[Reject]:
+        """Apply one message to the partition's state; return what must be dead-lettered."""
         self.counters["messages"] += 1
+        stamp_s = getattr(message, "timestamp", None)
+        arrival_ms = int(stamp_s * 1000) if stamp_s else None
+        where = {"partition": message.partition, "partitions": self.partitions, "now_ms": now_ms,
+                 "arrival_ms": arrival_ms, "max_lead_ms": self.max_lead_ms}
         if role == "predictions":
-            preds = decode_message(events.Prediction, value, partition=message.partition,
-                                   partitions=self.partitions, now_ms=now_ms)
-            pj.state.add_predictions(preds.events)
-            rejects = preds.rejects
-        else:
-            outs = decode_message(events.Outcome, value, partition=message.partition,
-                                  partitions=self.partitions, now_ms=now_ms)
-            pj.state.add_outcomes(outs.events)
-            rejects = outs.rejects
-        for reject in rejects:
-            await self._dead_letter(message, reject)
+            preds = decode_message(events.Prediction, value, **where)
+            capped = pj.state.add_predictions(preds.events)
+            preds.rejects.extend(Reject(events.encode(preds.events[i]), reason, i)
+                                 for i, reason in capped)
+            return preds.rejects
+        outs = decode_message(events.Outcome, value, **where)
+        pj.state.add_outcomes(outs.events)
+        return outs.rejects
 
-    def _persist(self, pj: PartitionJoin) -> Any:
-        """Write the partition's record for what changed; return the send's future."""
+    def _persist(self, pj: PartitionJoin) -> list[Any]:
+        """Write the partition's records for what changed; return the sends' futures."""
         pj.state.expire()
         changes = pj.state.take_changes()
-        seq, record, dead = pj.log.write(pj.state, changes, pj.offsets)
-        sent = pj.store.put(seq, record)
+        records, dead = pj.log.write(pj.state, changes, pj.offsets)
+        sent = [pj.store.put(seq, record) for seq, record in records]
         pj.store.delete(dead)
         pj.dirty |= changes.cells
-        self.counters["records_written"] += 1
+        for key, cell in changes.dropped_cells.items():
+            if key in pj.dirty:
+                pj.dirty.discard(key)
+                pj.final[key] = cell
+        self.counters["records_written"] += len(records)
         self.counters["records_deleted"] += len(dead)
         return sent
 
@@ -178,13 +228,19 @@ class JoinAgent:
         still on their way.
         """
         for partition, pj in list(self.joins.items()):
-            keys, pj.dirty = list(pj.dirty), set()
+            final, pj.final = pj.final, {}  # last values of cells dropped after retention
+            cells = pj.state.cells
+            keys = [key for key in pj.dirty if key in cells] + list(final)
+            pj.dirty = set()
             new_wm_ms = pj.state.watermark_ms
             for i, key in enumerate(keys):
                 if self.joins.get(partition) is not pj:
                     break  # revoked while sending: the new owner re-sends everything
                 last = i == len(keys) - 1
-                summary = pj.state.cells[key].to_summary(
+                cell = cells.get(key) or final.get(key)
+                if cell is None:
+                    continue  # dropped while this flush awaited a send
+                summary = cell.to_summary(
                     key, window_ms=self.config.window_ms, source=f"p{partition}",
                     watermark_ms=new_wm_ms if last else pj.announced_wm_ms)
                 await self.cohorts.send(key=summary.key.encode(), value=events.encode(summary))
@@ -198,10 +254,25 @@ class JoinAgent:
         input offsets but before its summaries were sent; re-sending everything recovered
         closes that gap even if no new input ever arrives.
         """
-        for tp in self.app.assignor.assigned_actives():
-            if tp.topic in self.roles:
-                self.join_for(tp.partition)
+        await self.seek_to_records()
         await self.flush()
+
+    async def seek_to_records(self) -> None:
+        """Make every assigned input partition resume where its records say it was applied.
+
+        Called after table recovery and before Faust seeks its streams to the committed
+        offsets: it commits, per input partition, the offset its latest record holds (0
+        without records), so a commit Faust made ahead of applied state (a failed or
+        cancelled batch it acked anyway) is rolled back and those messages are read again.
+        """
+        offsets: dict[Any, int] = {}
+        for tp in self.app.assignor.assigned_actives():
+            role = self.roles.get(tp.topic)
+            if role is not None:
+                offsets[tp] = self.join_for(tp.partition).offsets.get(role, 0)
+        if offsets:
+            await self.app.consumer._commit(offsets)
+            self.counters["record_offset_commits"] += 1
 
     async def on_revoked(self, app: Any, revoked: Any, **_: Any) -> None:
         """Forget the in-memory state of partitions this worker no longer owns."""

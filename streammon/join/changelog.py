@@ -8,19 +8,30 @@ offsets applied, watermarks, counters). Because state and offsets travel in one
 record, a record is applied entirely or not at all: after a crash, input messages
 below the recovered offsets are skipped, so a replay never counts an event twice.
 
+A record has a byte bound (:data:`RECORD_TARGET_BYTES`, far below Kafka's 1 MB): when a
+batch's changes (or the cells carried out of dead records after a lull) would not fit,
+:meth:`JoinLog.write` splits them over several records with consecutive ``seq``; all but
+the last say ``final=False``, and recovery ignores records after the last final one, so a
+crash between the parts applies none of them.
+
 Old records are deleted (tombstoned) once everything in them is dead:
 :meth:`JoinLog.write` deletes a record when all its entries have expired (entries a
 later record overwrote expire at the same time, so they do not outlive it) after
 carrying any cell whose latest value it still holds into the new record. Recovery
 (:func:`restore`) replays the surviving records in ``seq`` order, later values
 overwriting earlier ones, and drops entries whose expiry is at or before the recovered
-``expired_through_ms`` - they were expired, and counted, before the crash.
+``expired_through_ms`` - they were expired, and counted, before the crash. Recovery
+never raises: a record it cannot decode, or a sum an old build wrote as ``null`` (an
+overflow to infinity), is skipped and counted (``unreadable_records``,
+``unreadable_sums``), and the join goes on with the rest.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+import logging
+import math
+from collections.abc import Iterable, Iterator
 
 import msgspec
 
@@ -32,9 +43,18 @@ from streammon.join.state import (
     JoinState,
     PendingOutcome,
     PendingPrediction,
+    expiry_of,
 )
 
+log = logging.getLogger(__name__)
 CellWire = tuple[str, int, str, str, dict[str, tuple[int, float, float]], list[int], int]
+CellWireIn = tuple[str, int, str, str, dict[str, tuple[int, float | None, float | None]],
+                   list[int], int]
+"""A cell as read back: an old build may have written an overflowed sum as ``null``."""
+RECORD_TARGET_BYTES = 256_000
+"""Estimated size at which a write starts a new record."""
+RECORD_MAX_BYTES = 900_000
+"""Hard bound on one encoded record (Kafka's default message limit is 1 MB)."""
 
 
 class JoinRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -47,14 +67,21 @@ class JoinRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     outcome_wm_ms: int
     expired_through_ms: int
     counters: dict[str, int]
+    final: bool = True
     cells: list[CellWire] = []
     predictions: list[tuple[str, int, int]] = []
     outcomes: list[tuple[str, int, float | None, float | None]] = []
     joined: list[tuple[str, int]] = []
 
 
+class _JoinRecordIn(JoinRecord, kw_only=True, omit_defaults=True):
+    """A record as read back (tolerates ``null`` sums of old builds)."""
+
+    cells: list[CellWireIn] = []  # type: ignore[assignment]
+
+
 _ENCODER = msgspec.json.Encoder()
-_DECODER = msgspec.json.Decoder(JoinRecord)
+_DECODER = msgspec.json.Decoder(_JoinRecordIn)
 
 
 def _cell_wire(key: CellKey, cell: CellState) -> CellWire:
@@ -62,12 +89,19 @@ def _cell_wire(key: CellKey, cell: CellState) -> CellWire:
     return (key[0], key[1], key[2], key[3], sums, list(cell.score_hist), cell.expired)
 
 
-def _cell_from_wire(wire: CellWire) -> tuple[CellKey, CellState]:
+def _cell_from_wire(wire: CellWireIn, counters: dict[str, int]) -> tuple[CellKey, CellState]:
     rollout_id, start_ms, segment, arm, sums, hist, expired = wire
     key: CellKey = (rollout_id, start_ms, segment, "canary" if arm == "canary" else "baseline")
-    cell = CellState(sums={m: [n, s, ss] for m, (n, s, ss) in sums.items()},
-                     score_hist=list(hist), expired=expired)
-    return key, cell
+    good: dict[str, list[float]] = {}
+    for metric, (n, total, sumsq) in sums.items():
+        if total is None or sumsq is None or not math.isfinite(total) \
+                or not math.isfinite(sumsq):
+            counters["unreadable_sums"] = counters.get("unreadable_sums", 0) + 1
+            log.error("join record: cell %s metric %s has a non-finite sum; dropped", key,
+                      metric)
+            continue
+        good[metric] = [n, total, sumsq]
+    return key, CellState(sums=good, score_hist=list(hist), expired=expired)
 
 
 class JoinLog:
@@ -80,22 +114,41 @@ class JoinLog:
         self._by_expiry: list[tuple[int, int]] = []
 
     def write(self, state: JoinState, changes: JoinChanges,
-              offsets: dict[str, int]) -> tuple[int, bytes, list[int]]:
-        """Return (seq, record bytes, seqs of records to delete) after one batch."""
+              offsets: dict[str, int]) -> tuple[list[tuple[int, bytes]], list[int]]:
+        """Return ([(seq, record bytes)], seqs of records to delete) after one batch.
+
+        Several records (consecutive seqs, the last one ``final``) when one would exceed
+        the byte bound; send them in order, and the deletions after them.
+        """
+        for key in changes.dropped_cells:
+            old = self.cell_seq.pop(key, None)
+            if old is not None:
+                self.seq_cells.get(old, set()).discard(key)
         dead = self._pop_dead(state.expired_through_ms)
         cells = set(changes.cells)
         for seq in dead:
             cells |= self.seq_cells.pop(seq, set())
-        self.seq += 1
-        record = _build(self.seq, state, changes, cells, offsets)
-        for key in cells:
-            old = self.cell_seq.get(key)
-            if old is not None and old != self.seq:
-                self.seq_cells.get(old, set()).discard(key)
-            self.cell_seq[key] = self.seq
-        self.seq_cells[self.seq] = cells
-        self.track(self.seq, changes.max_expiry_ms)
-        return self.seq, _ENCODER.encode(record), dead
+        cells &= state.cells.keys()
+        parts = list(_pack(state, changes, cells))
+        out: list[tuple[int, bytes]] = []
+        while parts:
+            part_cells, entries = parts.pop(0)
+            final = not parts
+            raw = _ENCODER.encode(_build(self.seq + 1, state, part_cells, entries, offsets,
+                                         final))
+            if len(raw) > RECORD_MAX_BYTES and len(part_cells) + len(entries) > 1:
+                parts[:0] = _halves(part_cells, entries)  # the estimate was beaten
+                continue
+            self.seq += 1
+            out.append((self.seq, raw))
+            for key in part_cells:
+                old = self.cell_seq.get(key)
+                if old is not None and old != self.seq:
+                    self.seq_cells.get(old, set()).discard(key)
+                self.cell_seq[key] = self.seq
+            self.seq_cells[self.seq] = set(part_cells)
+            self.track(self.seq, max((expiry_of(e) for _, e in entries), default=-1))
+        return out, dead
 
     def track(self, seq: int, max_expiry_ms: int) -> None:
         """Remember that record ``seq`` holds entries expiring by ``max_expiry_ms``."""
@@ -108,59 +161,125 @@ class JoinLog:
         return dead
 
 
-def _build(seq: int, state: JoinState, changes: JoinChanges, cells: set[CellKey],
-           offsets: dict[str, int]) -> JoinRecord:
+Part = tuple[list[CellKey], list[tuple[str, Entry]]]
+
+
+def _cell_bytes(key: CellKey, cell: CellState) -> int:
+    """Return a generous estimate of a cell's encoded size."""
+    return 2 * (len(key[0]) + len(key[2])) + 120 + 80 * len(cell.sums)
+
+
+def _pack(state: JoinState, changes: JoinChanges, cells: set[CellKey]) -> Iterator[Part]:
+    """Split cells and entries into parts of at most ~RECORD_TARGET_BYTES (at least one)."""
+    part_cells: list[CellKey] = []
+    in_part: set[CellKey] = set()
+    entries: list[tuple[str, Entry]] = []
+    size = 0
+    for key in cells:
+        if size > RECORD_TARGET_BYTES:
+            yield part_cells, entries
+            part_cells, in_part, entries, size = [], set(), [], 0
+        part_cells.append(key)
+        in_part.add(key)
+        size += _cell_bytes(key, state.cells[key])
+    dead_through_ms = state.expired_through_ms
+    for request_key, entry in changes.entries.items():
+        if expiry_of(entry) <= dead_through_ms:
+            continue  # expired in this batch: recovery would drop it (and its cell may be gone)
+        if size > RECORD_TARGET_BYTES:
+            yield part_cells, entries
+            part_cells, in_part, entries, size = [], set(), [], 0
+        if isinstance(entry, PendingPrediction) and entry.cell not in in_part:
+            part_cells.append(entry.cell)
+            in_part.add(entry.cell)
+            size += _cell_bytes(entry.cell, state.cells[entry.cell])
+        entries.append((request_key, entry))
+        size += 2 * len(request_key) + 40
+    yield part_cells, entries
+
+
+def _halves(cells: list[CellKey], entries: list[tuple[str, Entry]]
+            ) -> list[Part]:
+    """Split a part that encoded too large in two (each keeps the cells its entries need)."""
+    cell_mid, entry_mid = len(cells) // 2, len(entries) // 2
+    out: list[Part] = []
+    for own, chunk in ((cells[:cell_mid], entries[:entry_mid]),
+                       (cells[cell_mid:], entries[entry_mid:])):
+        have = set(own)
+        needed = [e.cell for _, e in chunk
+                  if isinstance(e, PendingPrediction) and e.cell not in have]
+        out.append((own + list(dict.fromkeys(needed)), chunk))
+    return out
+
+
+def _build(seq: int, state: JoinState, cells: list[CellKey], entries: list[tuple[str, Entry]],
+           offsets: dict[str, int], final: bool) -> JoinRecord:
     record = JoinRecord(seq=seq, offsets=dict(offsets), prediction_wm_ms=state.prediction_wm_ms,
                         outcome_wm_ms=state.outcome_wm_ms,
                         expired_through_ms=state.expired_through_ms,
-                        counters=dict(state.counters))
+                        counters=dict(state.counters), final=final)
     index: dict[CellKey, int] = {}
     for key in cells:
         index[key] = len(record.cells)
         record.cells.append(_cell_wire(key, state.cells[key]))
-    for request_id, entry in changes.entries.items():
+    for request_id, entry in entries:
         if isinstance(entry, int):
             record.joined.append((request_id, entry))
         elif isinstance(entry, PendingOutcome):
             record.outcomes.append((request_id, entry.expires_at_ms, entry.label, entry.value))
         else:
-            if entry.cell not in index:
-                index[entry.cell] = len(record.cells)
-                record.cells.append(_cell_wire(entry.cell, state.cells[entry.cell]))
             record.predictions.append((request_id, entry.expires_at_ms, index[entry.cell]))
     return record
 
 
 def decode_record(raw: bytes) -> JoinRecord:
-    """Decode one changelog record."""
+    """Decode one changelog record (raises msgspec errors on bytes that are not one)."""
     return _DECODER.decode(raw)
 
 
 def restore(raw_records: Iterable[bytes], config: JoinConfig
             ) -> tuple[JoinState, JoinLog, dict[str, int]]:
-    """Rebuild (state, log, applied offsets) of a partition from its surviving records."""
-    records = sorted((decode_record(r) for r in raw_records), key=lambda r: r.seq)
-    state, log = JoinState(config=config), JoinLog()
+    """Rebuild (state, log, applied offsets) of a partition from its surviving records.
+
+    Never raises on record contents: unreadable records and sums are skipped and counted.
+    """
+    problems: dict[str, int] = {}
+    decoded: list[JoinRecord] = []
+    for raw in raw_records:
+        try:
+            decoded.append(decode_record(raw))
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            problems["unreadable_records"] = problems.get("unreadable_records", 0) + 1
+            log.error("join record unreadable, skipped: %s", exc)
+    decoded.sort(key=lambda r: r.seq)
+    last_final = max((r.seq for r in decoded if r.final), default=0)
+    records = [r for r in decoded if r.seq <= last_final]
+    state, jlog = JoinState(config=config), JoinLog()
     if not records:
-        return state, log, {}
+        state.counters.update(problems)
+        return state, jlog, {}
     entries: dict[str, Entry] = {}
     cells: dict[CellKey, CellState] = {}
     for record in records:
-        _replay(record, entries, cells, log)
+        _replay(record, entries, cells, jlog, problems)
     last = records[-1]
-    log.seq = last.seq
+    jlog.seq = last.seq
     state.prediction_wm_ms, state.outcome_wm_ms = last.prediction_wm_ms, last.outcome_wm_ms
     state.expired_through_ms = last.expired_through_ms
     state.counters.update(last.counters)
+    for name, count in problems.items():
+        state.counters[name] += count
     state.restore(entries, cells)
-    return state, log, dict(last.offsets)
+    for key in [key for key in jlog.cell_seq if key not in state.cells]:  # expired cells
+        jlog.seq_cells.get(jlog.cell_seq.pop(key), set()).discard(key)
+    return state, jlog, dict(last.offsets)
 
 
 def _replay(record: JoinRecord, entries: dict[str, Entry], cells: dict[CellKey, CellState],
-            log: JoinLog) -> None:
+            log: JoinLog, problems: dict[str, int]) -> None:
     keys: list[CellKey] = []
     for wire in record.cells:
-        key, cell = _cell_from_wire(wire)
+        key, cell = _cell_from_wire(wire, problems)  # type: ignore[arg-type]
         keys.append(key)
         cells[key] = cell
         old = log.cell_seq.get(key)

@@ -6,7 +6,9 @@ cohort cells they feed. It takes decoded events and never touches Kafka, Faust o
 clock, so every rule below is unit-tested without a broker:
 
 * either side may arrive first; the first arrival waits in ``pending``;
-* a second prediction or outcome for the same request id is dropped and counted;
+* requests are identified by (rollout, request id): two rollouts that happen to share
+  request ids never meet; a second prediction or outcome for the same request of the same
+  rollout is dropped and counted;
 * a prediction's own metrics (latency, error, score) count when it arrives; its
   outcome's metrics count when the two meet, in the prediction's window (a late
   outcome re-opens that window's cumulative summary);
@@ -16,7 +18,13 @@ clock, so every rule below is unit-tested without a broker:
   prediction without an outcome is counted as expired (unlabelled) in its cell, an
   outcome without a prediction as an orphan. Joined tombstones expire the same way.
   Event time for expiry is the lower of the two inputs' watermarks, so a fast
-  predictions stream cannot expire predictions whose outcomes are merely queued.
+  predictions stream cannot expire predictions whose outcomes are merely queued;
+* cells are bounded: a cell is dropped once the expiry clock passes the end of its window
+  plus ``cell_retention_ms`` (no event can change it any more: the retention is at least
+  ``ttl_ms + grace_ms``), and a rollout is forgotten with its last cell (so a quiet
+  rollout is gone a retention after its last window); a prediction that would open
+  a rollout beyond ``max_rollouts``, or a segment beyond ``max_segments`` of its
+  rollout, is rejected with the reason (the caller dead-letters it).
 
 Entries are compact: a waiting prediction is (expiry, cell), a waiting outcome
 (expiry, label, value), a joined tombstone just its expiry (an ``int``).
@@ -32,8 +40,17 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from streammon.errors import ConfigError
 from streammon.events import Outcome, Prediction
 from streammon.join.cells import CellKey, CellState
+
+KEY_SEPARATOR = "\x00"
+"""Between rollout id and request id in a join key (the edge rejects ids that hold it)."""
+
+
+def join_key(rollout_id: str, request_id: str) -> str:
+    """Return the key the join matches a prediction and its outcome by."""
+    return rollout_id + KEY_SEPARATOR + request_id
 
 
 class PendingPrediction(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -62,11 +79,55 @@ def expiry_of(entry: Entry) -> int:
 
 @dataclass(frozen=True, kw_only=True)
 class JoinConfig:
-    """Join timing: window width, how long a half waits, and how late a prediction may be."""
+    """Join timing and cardinality caps, checked on creation.
+
+    Window width, how long a half waits, how late a prediction may be, how long a quiet
+    rollout's cells are kept, how many rollouts and segments per rollout a partition holds.
+    """
 
     window_ms: int = 10_000
     ttl_ms: int = 3_600_000
     grace_ms: int = 60_000
+    cell_retention_ms: int | None = None
+    """A cell is kept this long after its window ends; None means ``ttl_ms + grace_ms``."""
+    max_rollouts: int = 256
+    max_segments: int = 1_000
+
+    def __post_init__(self) -> None:
+        for name, flag, minimum in (("window_ms", "--window-ms", 1), ("ttl_ms", "--ttl-ms", 1),
+                                    ("grace_ms", "--grace-ms", 0),
+                                    ("max_rollouts", "--max-rollouts", 1),
+                                    ("max_segments", "--max-segments", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < minimum:
+                raise ConfigError(f"{name}={value!r} (flag {flag}) must be an integer >= "
+                                  f"{minimum}")
+        if self.cell_retention_ms is not None and self.cell_retention_ms < self.ttl_ms \
+                + self.grace_ms:
+            raise ConfigError(f"cell_retention_ms={self.cell_retention_ms} (flag "
+                              f"--cell-retention-ms) must be at least ttl_ms + grace_ms = "
+                              f"{self.ttl_ms + self.grace_ms}: an outcome may still join a cell "
+                              "that long after its window")
+
+    @property
+    def retention_ms(self) -> int:
+        """Return how long after its window ends a cell is kept."""
+        if self.cell_retention_ms is None:
+            return self.ttl_ms + self.grace_ms
+        return self.cell_retention_ms
+
+    def check_rollout_window(self, rollout_window_ms: int) -> None:
+        """Raise ConfigError unless a rollout's decision window is a multiple of the join's."""
+        check_rollout_window(rollout_window_ms, self.window_ms)
+
+
+def check_rollout_window(rollout_window_ms: int, join_window_ms: int) -> None:
+    """Raise ConfigError unless a rollout's decision window is a multiple of the join's."""
+    if join_window_ms <= 0 or rollout_window_ms <= 0 or rollout_window_ms % join_window_ms:
+        raise ConfigError(f"rollout window_ms={rollout_window_ms} must be a positive "
+                          f"multiple of the join's --window-ms={join_window_ms}, or its "
+                          "windows would mix cells of neighbouring decision windows; "
+                          "restart the rollout with a multiple")
 
 
 @dataclass
@@ -76,6 +137,31 @@ class JoinChanges:
     entries: dict[str, Entry] = field(default_factory=dict)
     cells: set[CellKey] = field(default_factory=set)
     max_expiry_ms: int = -1
+    dropped_cells: dict[CellKey, CellState] = field(default_factory=dict)
+    """Cells dropped after their retention, with their final value (send it before the
+    record that drops them)."""
+
+
+@dataclass
+class RolloutCells:
+    """A rollout's live cells: per window start, its cells; per segment, how many."""
+
+    windows: dict[int, list[CellKey]] = field(default_factory=dict)
+    segments: Counter[str] = field(default_factory=Counter)
+
+    def add(self, key: CellKey) -> bool:
+        """Track a live cell; return True if it opens a new window."""
+        self.segments[key[2]] += 1
+        cells = self.windows.get(key[1])
+        if cells is None:
+            self.windows[key[1]] = [key]
+            return True
+        cells.append(key)
+        return False
+
+
+Rejected = tuple[int, str]
+"""(index of the event in the call's input, reason) of an event the join refuses."""
 
 
 class JoinState:
@@ -89,8 +175,10 @@ class JoinState:
         self.outcome_wm_ms = 0
         self.expired_through_ms = 0
         self.counters: Counter[str] = Counter()
+        self.rollouts: dict[str, RolloutCells] = {}
         self._changes = JoinChanges()
         self._expiry: list[tuple[int, str]] = []
+        self._cells_by_end: list[tuple[int, str, int]] = []
 
     @property
     def watermark_ms(self) -> int:
@@ -105,12 +193,17 @@ class JoinState:
         """Take one outcome: join with its waiting prediction, or wait for it."""
         self.add_outcomes((outcome,))
 
-    def add_predictions(self, preds: Iterable[Prediction]) -> None:
-        """Take predictions in order (the same as add_prediction in a loop, faster)."""
+    def add_predictions(self, preds: Iterable[Prediction]) -> list[Rejected]:
+        """Take predictions in order (the same as add_prediction in a loop, faster).
+
+        Return the predictions refused by a cardinality cap, with the reason.
+        """
         window_ms, ttl_ms = self.config.window_ms, self.config.ttl_ms
         closes_after_ms = window_ms + self.config.grace_ms
-        pending_get, counters = self.pending.get, self.counters
-        for pred in preds:
+        pending_get, counters, cells = self.pending.get, self.counters, self.cells
+        changed_cells = self._changes.cells
+        rejected: list[Rejected] = []
+        for index, pred in enumerate(preds):
             counters["predictions"] += 1
             ts_ms = pred.ts_ms
             start_ms = ts_ms - ts_ms % window_ms
@@ -119,21 +212,52 @@ class JoinState:
                 continue
             if ts_ms > self.prediction_wm_ms:
                 self.prediction_wm_ms = ts_ms
-            entry = pending_get(pred.request_id)
+            jkey = pred.rollout_id + KEY_SEPARATOR + pred.request_id
+            entry = pending_get(jkey)
             if entry is not None and not isinstance(entry, PendingOutcome):
                 counters["duplicate_predictions"] += 1
                 continue
             key: CellKey = (pred.rollout_id, start_ms, pred.segment, pred.arm)
-            cell = self._cell(key)
+            cell = cells.get(key)
+            if cell is None:
+                reason = self._admit(key)
+                if reason:
+                    counters["capped_predictions"] += 1
+                    rejected.append((index, reason))
+                    continue
+                cell = cells[key] = CellState()
+            changed_cells.add(key)
             cell.add_prediction(pred)
             if isinstance(entry, PendingOutcome):
-                self._join(pred.request_id, cell, entry.label, entry.value, entry.expires_at_ms)
+                self._join(jkey, cell, entry.label, entry.value, entry.expires_at_ms)
             elif pred.shadow:  # mirrored, never served: no outcome will come; keep a tombstone
                 counters["shadow_predictions"] += 1
-                self._put(pred.request_id, ts_ms + ttl_ms, ts_ms + ttl_ms, new=True)
+                self._put(jkey, ts_ms + ttl_ms, ts_ms + ttl_ms, new=True)
             else:
-                self._put(pred.request_id, PendingPrediction(ts_ms + ttl_ms, key), ts_ms + ttl_ms,
+                self._put(jkey, PendingPrediction(ts_ms + ttl_ms, key), ts_ms + ttl_ms,
                           new=True)
+        return rejected
+
+    def _admit(self, key: CellKey) -> str:
+        """Track a new cell's rollout and segment; return why it is refused ('' if not)."""
+        rollout_id, start_ms, segment, _ = key
+        rollout = self.rollouts.get(rollout_id)
+        if rollout is None:
+            if len(self.rollouts) >= self.config.max_rollouts:
+                return (f"rollout {rollout_id!r} would be rollout number "
+                        f"{len(self.rollouts) + 1} in this partition's join; the cap is "
+                        f"max_rollouts={self.config.max_rollouts} (--max-rollouts)")
+            rollout = self.rollouts[rollout_id] = RolloutCells()
+        if segment not in rollout.segments and len(rollout.segments) >= self.config.max_segments:
+            if not rollout.windows:
+                del self.rollouts[rollout_id]
+            return (f"segment {segment!r} would be segment number "
+                    f"{len(rollout.segments) + 1} of rollout {rollout_id!r}; the cap is "
+                    f"max_segments={self.config.max_segments} (--max-segments)")
+        if rollout.add(key):
+            heapq.heappush(self._cells_by_end,
+                           (start_ms + self.config.window_ms, rollout_id, start_ms))
+        return ""
 
     def add_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         """Take outcomes in order (the same as add_outcome in a loop, faster)."""
@@ -143,13 +267,14 @@ class JoinState:
             counters["outcomes"] += 1
             if outcome.ts_ms > self.outcome_wm_ms:
                 self.outcome_wm_ms = outcome.ts_ms
-            entry = pending_get(outcome.request_id)
+            jkey = outcome.rollout_id + KEY_SEPARATOR + outcome.request_id
+            entry = pending_get(jkey)
             if entry is None:
                 expires_ms = outcome.ts_ms + ttl_ms
-                self._put(outcome.request_id, PendingOutcome(expires_ms, outcome.label,
-                                                             outcome.value), expires_ms, new=True)
+                self._put(jkey, PendingOutcome(expires_ms, outcome.label, outcome.value),
+                          expires_ms, new=True)
             elif isinstance(entry, PendingPrediction):
-                self._join(outcome.request_id, self._cell(entry.cell), outcome.label,
+                self._join(jkey, self._cell(entry.cell), outcome.label,
                            outcome.value, entry.expires_at_ms)
             else:
                 counters["duplicate_outcomes"] += 1
@@ -167,7 +292,35 @@ class JoinState:
             self._expire_one(request_id, entry)
             expired += 1
         self.expired_through_ms = max(self.expired_through_ms, now)
+        self._expire_cells(now)
         return expired
+
+    def _expire_cells(self, now_ms: int) -> None:
+        """Drop every cell whose window ended a retention before ``now_ms``.
+
+        No event can change such a cell any more; a rollout is forgotten with its last cell.
+        """
+        retention_ms = self.config.retention_ms
+        heap = self._cells_by_end
+        dropped = self._changes.dropped_cells
+        count = 0
+        while heap and heap[0][0] + retention_ms <= now_ms:
+            _, rollout_id, start_ms = heapq.heappop(heap)
+            rollout = self.rollouts.get(rollout_id)
+            keys = rollout.windows.pop(start_ms, None) if rollout is not None else None
+            if rollout is None or keys is None:
+                continue
+            for key in keys:
+                dropped[key] = self.cells.pop(key)
+                self._changes.cells.discard(key)
+                rollout.segments[key[2]] -= 1
+                if not rollout.segments[key[2]]:
+                    del rollout.segments[key[2]]
+            count += len(keys)
+            if not rollout.windows:
+                del self.rollouts[rollout_id]
+        if count:
+            self.counters["cells_dropped"] += count
 
     @property
     def changed_entries(self) -> int:
@@ -180,8 +333,19 @@ class JoinState:
         return changes
 
     def restore(self, entries: dict[str, Entry], cells: dict[CellKey, CellState]) -> None:
-        """Load recovered entries and cells; drop entries already expired (not recounted)."""
+        """Load recovered entries and cells; drop entries and cells already expired.
+
+        They were expired, counted and sent before the crash; an old record may still
+        hold them.
+        """
+        window_ms, retention_ms = self.config.window_ms, self.config.retention_ms
+        cells = {key: cell for key, cell in cells.items()
+                 if key[1] + window_ms + retention_ms > self.expired_through_ms}
         self.cells.update(cells)
+        for key in sorted(cells):
+            if self.rollouts.setdefault(key[0], RolloutCells()).add(key):
+                self._cells_by_end.append((key[1] + window_ms, key[0], key[1]))
+        heapq.heapify(self._cells_by_end)
         for request_id, entry in entries.items():
             if expiry_of(entry) > self.expired_through_ms:
                 self.pending[request_id] = entry
@@ -216,7 +380,7 @@ class JoinState:
 
     def _cell(self, key: CellKey) -> CellState:
         cell = self.cells.get(key)
-        if cell is None:
+        if cell is None:  # only a waiting prediction's own cell: retention outlives the TTL
             cell = self.cells[key] = CellState()
         self._changes.cells.add(key)
         return cell

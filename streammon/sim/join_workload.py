@@ -39,14 +39,19 @@ class JoinWorkload:
     """Every ``outcome_every``-th prediction gets no outcome (10 -> 90% labelled)."""
     duplicate_every: int = 97
     segments: tuple[str, ...] = ("mobile", "desktop")
+    units: int = 0
+    """Distinct ``unit_id`` s cycled through (0: predictions carry none)."""
 
 
 def _prediction(w: JoinWorkload, i: int, rng: random.Random) -> dict[str, Any]:
     arm = "canary" if i % 4 == 0 else "baseline"
-    return {"request_id": f"req-{w.seed}-{i}", "rollout_id": w.rollout_id,
-            "model_version": f"m-{arm}", "arm": arm, "ts_ms": w.t0_ms + i * w.step_ms,
-            "segment": w.segments[i % len(w.segments)], "score": rng.randrange(0, 5) / 4,
-            "latency_ms": rng.randrange(4, 200) / 4, "error": rng.random() < 0.01}
+    fields = {"request_id": f"req-{w.seed}-{i}", "rollout_id": w.rollout_id,
+              "model_version": f"m-{arm}", "arm": arm, "ts_ms": w.t0_ms + i * w.step_ms,
+              "segment": w.segments[i % len(w.segments)], "score": rng.randrange(0, 5) / 4,
+              "latency_ms": rng.randrange(4, 200) / 4, "error": rng.random() < 0.01}
+    if w.units:
+        fields["unit_id"] = f"unit-{i % w.units}"
+    return fields
 
 
 def _outcome(w: JoinWorkload, pred: dict[str, Any], rng: random.Random) -> dict[str, Any]:

@@ -4,11 +4,15 @@ cohort statistics equal to the truth computed from the input."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from kafka_helpers import read_topic
 
@@ -27,6 +31,10 @@ from streammon.sim.join_workload import (
 )
 
 WORKER_ARGS = ("worker", "--window-ms", "5000", "--ttl-ms", "20000")
+STREAM_EVENTS_PER_S = 4_000
+"""The join keeps up with the publisher, so what is applied is what was published: a stream
+of 15-20 s leaves room for the kill to land mid-stream even on a saturated machine, where
+each poll of the changelog takes seconds."""
 
 
 def publish_throttled(settings: Settings, workload: JoinWorkload, events_per_s: int) -> Any:
@@ -115,41 +123,56 @@ def setup(settings: Settings, unique: str, n: int) -> tuple[JoinWorkload, int, A
     return workload, partitions, compute_truth(workload, partitions)
 
 
+@pytest.fixture(params=[0, 2], ids=["idle", "cores-saturated"])
+def busy_loops(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Run ``param`` CPU-bound busy loops (one per core of this 2-core machine) meanwhile."""
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+             for _ in range(request.param)]
+    try:
+        yield request.param
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait(10)
+
+
 def kill9(proc: Any) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
 
 
 def test_sigkill_mid_stream_then_restart_is_exact(settings: Settings, spawn: Any,
-                                                  unique: str) -> None:
+                                                  unique: str, busy_loops: int) -> None:
     """A worker killed with SIGKILL while events stream in, then restarted, ends with cohort
-    statistics equal to the truth: nothing lost, nothing counted twice."""
+    statistics equal to the truth: nothing lost, nothing counted twice (also with both
+    cores saturated by busy loops)."""
     workload, partitions, truth = setup(settings, unique, 30_000)
     total = count_events(workload)
     worker = spawn(*WORKER_ARGS)
-    publisher = publish_throttled(settings, workload, events_per_s=10_000)
-    at_kill = wait_applied(settings, partitions, total // 5, timeout_s=30)
+    publisher = publish_throttled(settings, workload, events_per_s=STREAM_EVENTS_PER_S)
+    at_kill = wait_applied(settings, partitions, total // 5, timeout_s=60)
     kill9(worker)
     assert total // 5 <= at_kill < total
     spawn(*WORKER_ARGS)
-    publisher.join(30)
-    assert wait_applied(settings, partitions, total, timeout_s=120) == total
+    publisher.join(60)
+    assert wait_applied(settings, partitions, total, timeout_s=180) == total
     assert diff_cells(final_cells(settings, truth), truth) == []
 
 
 def test_rebalance_between_two_workers_and_a_kill_is_exact(settings: Settings, spawn: Any,
-                                                           unique: str) -> None:
+                                                           unique: str, busy_loops: int) -> None:
     """A second worker joining mid-stream (rebalance), then the first one SIGKILLed (its
-    partitions move), ends with cohort statistics equal to the truth."""
+    partitions move), ends with cohort statistics equal to the truth (also with both cores
+    saturated by busy loops)."""
     workload, partitions, truth = setup(settings, unique, 40_000)
     total = count_events(workload)
     first = spawn(*WORKER_ARGS)
-    publisher = publish_throttled(settings, workload, events_per_s=8_000)
-    wait_applied(settings, partitions, total // 10, timeout_s=30)
+    publisher = publish_throttled(settings, workload, events_per_s=STREAM_EVENTS_PER_S)
+    wait_applied(settings, partitions, total // 10, timeout_s=60)
     spawn(*WORKER_ARGS)
-    at_kill = wait_applied(settings, partitions, total // 2, timeout_s=30)
+    at_kill = wait_applied(settings, partitions, total // 2, timeout_s=60)
     kill9(first)
     assert at_kill < total
-    publisher.join(30)
-    assert wait_applied(settings, partitions, total, timeout_s=120) == total
+    publisher.join(60)
+    assert wait_applied(settings, partitions, total, timeout_s=180) == total
     assert diff_cells(final_cells(settings, truth), truth) == []

@@ -1,4 +1,7 @@
-"""Events from non-Python clients (the Tansu CLI, kcat) are joined into cohort summaries."""
+"""Events from non-Python clients (KafkaJS, the Tansu CLI, kcat) are joined exactly.
+
+Each client sends one event per Kafka message keyed by request_id, as other stacks do.
+"""
 
 from __future__ import annotations
 
@@ -64,6 +67,39 @@ def kcat_produce(settings: Settings, topic: str, partition: int,
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
 
 
+KAFKAJS_VERSION = "2.2.4"
+KAFKAJS_SCRIPT = Path(__file__).parent / "clients" / "kafkajs_produce.js"
+
+
+def kafkajs_dir() -> Path:
+    """Return a directory holding node_modules/kafkajs, installing it with npm if needed.
+
+    Skipped where node or npm is missing, except in CI (``CI`` set), where it must run.
+    """
+    where = Path(os.environ.get("STREAMMON_KAFKAJS_DIR",
+                                Path.home() / ".cache" / "streammon" / "kafkajs"))
+    if (where / "node_modules" / "kafkajs").is_dir():
+        return where
+    npm = shutil.which("npm")
+    if shutil.which("node") is None or npm is None:
+        if os.environ.get("CI"):
+            pytest.fail("node and npm are needed for the KafkaJS test in CI")
+        pytest.skip("node/npm not installed")
+    where.mkdir(parents=True, exist_ok=True)
+    subprocess.run([npm, "install", "--prefix", str(where), "--no-audit", "--no-fund",
+                    f"kafkajs@{KAFKAJS_VERSION}"], check=True, capture_output=True, timeout=300)
+    return where
+
+
+def kafkajs_produce(settings: Settings, topic: str, partition: int,
+                    records: list[dict[str, Any]]) -> None:
+    """Produce with KafkaJS (Node.js), whose default partitioner is Java's murmur2."""
+    lines = "".join(f"{topic}\t{r['request_id']}\t{json.dumps(r)}\n" for r in records)
+    subprocess.run(["node", str(KAFKAJS_SCRIPT), settings.kafka.bootstrap_servers],
+                   input=lines.encode(), check=True, capture_output=True, timeout=120,
+                   env={**os.environ, "NODE_PATH": str(kafkajs_dir() / "node_modules")})
+
+
 def by_partition(records: list[dict[str, Any]], partitions: int) -> dict[int, list[dict[str, Any]]]:
     out: dict[int, list[dict[str, Any]]] = {}
     for r in records:
@@ -121,6 +157,14 @@ def test_tansu_cli_events_reach_a_cohort_summary(settings: Settings, spawn: Any,
     Not mixed with another producer: Tansu 0.6 advances a partition's offset by one per
     `cat produce` batch, so a later producer's record would reuse an offset."""
     run_clients(settings, spawn, f"r-{unique}", tansu_produce, mix_python=False)
+
+
+def test_kafkajs_events_reach_a_cohort_summary(settings: Settings, spawn: Any,
+                                              unique: str) -> None:
+    """A Node.js service publishing with KafkaJS, one event per message and its default
+    (murmur2) partitioner, co-partitions with the Python publisher and is joined exactly."""
+    kafkajs_dir()
+    run_clients(settings, spawn, f"r-{unique}", kafkajs_produce, mix_python=True)
 
 
 @pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed (apt: kcat)")

@@ -40,11 +40,23 @@ def test_batch_decodes_every_event_in_order() -> None:
 
 
 def test_single_event_message_is_accepted() -> None:
-    """A plain single-event message (another stack's producer) is accepted on any partition."""
-    raw = events.encode(pred("x", ts_ms=NOW_MS))
+    """A plain single-event message (another stack's producer) on its murmur2 partition is
+    accepted."""
+    rid = ids_on(3, 1)[0]
+    raw = events.encode(pred(rid, ts_ms=NOW_MS))
     out = decode_message(events.Prediction, raw, partition=3, partitions=PARTS, now_ms=NOW_MS)
-    assert [e.request_id for e in out.events] == ["x"]
+    assert [e.request_id for e in out.events] == [rid]
     assert not out.batched
+
+
+def test_single_event_on_the_wrong_partition_is_rejected() -> None:
+    """A single event that a CRC32 partitioner put on another partition than murmur2 would
+    never meet its other half: it is rejected, and the reason names the fix."""
+    rid = ids_on(1, 1)[0]
+    raw = events.encode(pred(rid, ts_ms=NOW_MS))
+    out = decode_message(events.Prediction, raw, partition=2, partitions=PARTS, now_ms=NOW_MS)
+    assert not out.events
+    assert "murmur2" in out.rejects[0].reason and "partitioner" in out.rejects[0].reason
 
 
 def test_bad_event_in_batch_rejects_only_it() -> None:
@@ -79,9 +91,10 @@ def test_malformed_json_is_rejected_with_reason() -> None:
 
 def test_infinite_latency_and_far_future_are_rejected() -> None:
     """A latency that overflows to infinity and a timestamp a day ahead are absurd values."""
-    inf = json.dumps({"request_id": "a", "rollout_id": "r", "model_version": "m",
+    a, b = ids_on(0, 2)
+    inf = json.dumps({"request_id": a, "rollout_id": "r", "model_version": "m",
                       "arm": "canary", "ts_ms": NOW_MS}).replace("}", ',"latency_ms":1e999}')
-    future = events.encode(pred("b", ts_ms=NOW_MS + MAX_FUTURE_SKEW_MS + 1))
+    future = events.encode(pred(b, ts_ms=NOW_MS + MAX_FUTURE_SKEW_MS + 1))
     for raw, where in ((inf.encode(), "$.latency_ms"), (future, "$.ts_ms")):
         out = decode_message(events.Prediction, raw, partition=0, partitions=PARTS,
                              now_ms=NOW_MS)

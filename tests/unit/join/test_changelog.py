@@ -5,7 +5,7 @@ from __future__ import annotations
 from helpers import outcome, pred
 
 from streammon.join.changelog import JoinLog, decode_record, restore
-from streammon.join.state import JoinConfig, JoinState
+from streammon.join.state import JoinConfig, JoinState, join_key
 
 CONFIG = JoinConfig(window_ms=1_000, ttl_ms=5_000)
 
@@ -13,8 +13,8 @@ CONFIG = JoinConfig(window_ms=1_000, ttl_ms=5_000)
 def persist(state: JoinState, log: JoinLog, store: dict[int, bytes],
             offsets: dict[str, int]) -> list[int]:
     state.expire()
-    seq, record, dead = log.write(state, state.take_changes(), offsets)
-    store[seq] = record
+    records, dead = log.write(state, state.take_changes(), offsets)
+    store.update(records)
     for d in dead:
         del store[d]
     return dead
@@ -29,8 +29,8 @@ def test_record_holds_entries_cells_and_offsets() -> None:
     persist(state, log, store, {"predictions": 2, "outcomes": 1})
     record = decode_record(store[1])
     assert record.offsets == {"predictions": 2, "outcomes": 1}
-    assert [r[0] for r in record.predictions] == ["b"]
-    assert record.joined == [("a", 1_000 + CONFIG.ttl_ms)]
+    assert [r[0] for r in record.predictions] == [join_key("r1", "b")]
+    assert record.joined == [(join_key("r1", "a"), 1_000 + CONFIG.ttl_ms)]
     assert record.cells[0][4]["label"] == (1, 1.0, 1.0)
 
 

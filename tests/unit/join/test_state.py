@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from helpers import outcome, pred
 
-from streammon.join.state import JoinConfig, JoinState, PendingOutcome, PendingPrediction
+from streammon.join.state import (
+    JoinConfig,
+    JoinState,
+    PendingOutcome,
+    PendingPrediction,
+    join_key,
+)
 
 CONFIG = JoinConfig(window_ms=1_000, ttl_ms=10_000)
 
@@ -79,7 +85,7 @@ def test_unjoined_prediction_expires_by_event_time() -> None:
     state.add_prediction(pred("b", ts_ms=11_000))
     state.add_outcome(outcome("c", ts_ms=11_000))
     assert state.expire() == 1
-    assert "a" not in state.pending
+    assert join_key("r1", "a") not in state.pending
     assert state.counters["expired_predictions"] == 1
     assert state.cells[("r1", 1_000, "all", "canary")].expired == 1
 
@@ -110,7 +116,7 @@ def test_outcome_after_expiry_waits_as_new() -> None:
     state.expire(now_ms=12_000)
     state.add_outcome(outcome("a", ts_ms=12_000))
     assert label_n(state) == 0
-    assert isinstance(state.pending["a"], PendingOutcome)
+    assert isinstance(state.pending[join_key("r1", "a")], PendingOutcome)
 
 
 def test_late_prediction_after_grace_is_dropped_and_counted() -> None:
@@ -121,7 +127,7 @@ def test_late_prediction_after_grace_is_dropped_and_counted() -> None:
     state.add_prediction(pred("in-grace", ts_ms=3_600 + 400))
     assert state.counters["late_predictions"] == 1
     assert ("r1", 3_000, "all", "canary") not in state.cells
-    assert "late" not in state.pending
+    assert join_key("r1", "late") not in state.pending
 
 
 def test_joined_request_leaves_a_small_tombstone() -> None:
@@ -129,7 +135,7 @@ def test_joined_request_leaves_a_small_tombstone() -> None:
     state = JoinState(config=CONFIG)
     state.add_prediction(pred("a", ts_ms=1_000))
     state.add_outcome(outcome("a"))
-    assert state.pending["a"] == 1_000 + CONFIG.ttl_ms
+    assert state.pending[join_key("r1", "a")] == 1_000 + CONFIG.ttl_ms
 
 
 def test_take_changes_reports_each_written_entry_and_cell_once() -> None:
@@ -139,9 +145,9 @@ def test_take_changes_reports_each_written_entry_and_cell_once() -> None:
     state.add_prediction(pred("b", ts_ms=1_000))
     state.add_outcome(outcome("a"))
     changes = state.take_changes()
-    assert set(changes.entries) == {"a", "b"}
-    assert isinstance(changes.entries["a"], int)
-    assert isinstance(changes.entries["b"], PendingPrediction)
+    assert set(changes.entries) == {join_key("r1", "a"), join_key("r1", "b")}
+    assert isinstance(changes.entries[join_key("r1", "a")], int)
+    assert isinstance(changes.entries[join_key("r1", "b")], PendingPrediction)
     assert changes.cells == {("r1", 1_000, "all", "canary")}
     assert not state.take_changes().entries
 
@@ -154,7 +160,7 @@ def test_restore_drops_entries_already_expired() -> None:
     second = JoinState(config=CONFIG)
     second.expired_through_ms = 11_000
     second.restore(dict(first.pending), {})
-    assert set(second.pending) == {"b"}
+    assert set(second.pending) == {join_key("r1", "b")}
     assert second.expire(now_ms=15_000) == 1
     assert second.counters["expired_predictions"] == 1
 
