@@ -61,14 +61,23 @@ def format_bounds(name: str, lower: float, upper: float) -> str:
     return f"[{_number(lower, scale)}, {_number(upper, scale)}]"
 
 
+def is_changing(effect: float, lower: float, upper: float, *, changed: bool = False) -> bool:
+    """Return True when the evidence says the effect changed during the rollout.
+
+    Either the decider flagged it (the running bounds emptied), or the latest estimate
+    has left the running-intersected bounds: they still hold, but the effect moved on.
+    """
+    return changed or lower > upper or not (lower <= effect <= upper or math.isnan(effect))
+
+
 def format_estimate(name: str, effect: float, lower: float, upper: float, *,
                     changed: bool = False) -> str:
-    """Return e.g. ``conversion -1.3pp [-5.6, +3.1]``; ``changed`` adds ``(changed: now)``.
+    """Return e.g. ``conversion -1.3pp [-5.6, +3.1]``, plus ``(changing)`` when it moved.
 
-    A changed effect is shown with the current stage's estimate and bounds, and says so.
+    A changed effect is never shown as if the bounds described the latest estimate.
     """
     text = f"{metric_label(name)} {format_effect(name, effect)} {format_bounds(name, lower, upper)}"
-    return f"{text} (changed: now)" if changed else text
+    return f"{text} (changing)" if is_changing(effect, lower, upper, changed=changed) else text
 
 
 def format_count(n: int) -> str:

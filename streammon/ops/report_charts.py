@@ -13,6 +13,7 @@ import io
 import math
 from typing import Any
 
+from streammon.ops.effect_text import is_changing
 from streammon.ops.report_analysis import MetricSeries, RolloutAnalysis, SegmentEffect
 
 _ACTION_COLOUR = {"start": "tab:blue", "step": "tab:cyan", "promote": "tab:green",
@@ -207,6 +208,9 @@ def explanation(a: RolloutAnalysis) -> list[str]:
                f"worse): harm shown at error rate {a.metric_alpha:.3g}, valid although the "
                "decider looked after every window" if m.verdict == "Rollback"
                else f"confidence sequence {bounds}: {m.verdict}")
+        if is_changing(m.effect, m.lower, m.upper, changed=m.changed):
+            why += ("; the effect changed during the rollout: the latest estimate has left "
+                    "the running bounds, which still hold for the whole stage")
         lines.append(f"{m.name}: canary - baseline = {m.effect:+.4g} ({m.rel_effect:+.1%}; "
                      f"n = {m.n_baseline} baseline, {m.n_canary} canary); {why}.")
     lines += [_srm_words(a), _drift_words(a)]

@@ -25,7 +25,14 @@ from streammon.config.settings import Settings
 from streammon.control.commands import RouteState, log_key, route_key
 from streammon.errors import RedisIOError, StreamMonError
 from streammon.events import Diagnosis, RolloutSpec
-from streammon.ops.effect_text import format_bounds, format_count, format_effect, metric_label
+from streammon.ops.effect_text import (
+    CHANGED,
+    format_bounds,
+    format_count,
+    format_effect,
+    is_changing,
+    metric_label,
+)
 from streammon.ops.report_analysis import SrmCheck
 from streammon.ops.rollout_feed import RolloutEvents, RolloutFeed, read_rollout
 
@@ -88,11 +95,12 @@ def _metrics_table(d: Diagnosis | None) -> RenderableType:
     for col in ("metric", "effect", "rel.", "bounds", "n base", "n canary", "verdict"):
         table.add_column(col, no_wrap=True, justify="left" if col == "metric" else "right")
     for m in d.metrics:
-        verdict = f"{m.verdict} (changed)" if m.changed else m.verdict
+        changing = is_changing(m.effect, m.lower, m.upper, changed=m.changed)
+        bounds = CHANGED if changing else format_bounds(m.name, m.lower, m.upper)
         table.add_row(metric_label(m.name), format_effect(m.name, m.effect),
-                      f"{m.rel_effect:+.1%}", format_bounds(m.name, m.lower, m.upper),
+                      f"{m.rel_effect:+.1%}", bounds,
                       format_count(m.n_baseline), format_count(m.n_canary),
-                      Text(verdict, style=_VERDICT_STYLE.get(m.verdict, "")))
+                      Text(m.verdict, style=_VERDICT_STYLE.get(m.verdict, "")))
     return table
 
 

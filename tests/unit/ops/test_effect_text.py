@@ -42,3 +42,10 @@ def test_unbounded_and_missing_values() -> None:
 def test_counts_fit_five_characters(n: int, text: str) -> None:
     """Sample sizes never need more than five characters, so tables fit 80 columns."""
     assert format_count(n) == text
+
+
+def test_an_estimate_outside_its_running_bounds_is_called_changing() -> None:
+    """Bounds that no longer contain the latest estimate are not presented as describing it."""
+    assert format_estimate("latency_ms", 10.2, 7.4, 8.2).endswith("(changing)")
+    assert format_estimate("latency_ms", 7.8, 7.4, 8.2) == "latency +7.8ms [+7.4, +8.2]"
+    assert format_estimate("latency_ms", 1.0, 0.5, 2.0, changed=True).endswith("(changing)")
