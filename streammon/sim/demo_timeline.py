@@ -172,7 +172,8 @@ class Timeline:
                 f"+{switched_at_s:.1f}s ({switched_at_s - reg:.1f}s after the regression)[/bold]")
         else:
             self.console.print(
-                f"[bold]{phase} command at +{decision_at:.1f}s; router switched at "
+                f"[bold]{self.decision[0] if self.decision else phase} command at "
+                f"+{decision_at:.1f}s; router switched at "
                 f"+{(switched_at_s or 0):.1f}s[/bold]")
         self.console.print(f"[bold green]right outcome: {check.message}[/bold green]" if check.ok
                            else f"[bold red]wrong outcome: {check.message}[/bold red]")
