@@ -91,6 +91,13 @@ def test_crash_and_replay_end_as_undisturbed(messages: list[Message], cuts: list
                                              persisted_before_crash: bool) -> None:
     """Crashing in batch k (its record written or not), restarting from the records and
     replaying from any earlier committed batch gives the same cells as no crash."""
+    crash_and_replay(messages, cuts, crash_at, committed, persisted_before_crash)
+
+
+def crash_and_replay(messages: list[Message], cuts: list[int], crash_at: int, committed: int,
+                     persist: bool | int) -> None:
+    """Crash in batch ``crash_at`` (writing ``persist`` of its record), restart from the
+    records, replay from batch ``committed``; assert the cells and counters of no crash."""
     batches = split(messages, cuts)
     want = run(batches)
     crash_at %= len(batches)
@@ -99,7 +106,7 @@ def test_crash_and_replay_end_as_undisturbed(messages: list[Message], cuts: list
     first = Worker(store)
     for b in batches[:crash_at]:
         first.batch(b)
-    first.batch(batches[crash_at], persist=persisted_before_crash)
+    first.batch(batches[crash_at], persist=persist)
     second = Worker(store)
     for b in batches[committed:]:
         second.batch(b)
@@ -142,19 +149,6 @@ def test_crash_between_record_parts_ends_as_undisturbed(messages: list[Message],
     target = joinlog.RECORD_TARGET_BYTES
     joinlog.RECORD_TARGET_BYTES = 150
     try:
-        batches = split(messages, cuts)
-        want = run(batches)
-        crash_at %= len(batches)
-        committed = min(committed, crash_at)
-        store: dict[int, bytes] = {}
-        first = Worker(store)
-        for b in batches[:crash_at]:
-            first.batch(b)
-        first.batch(batches[crash_at], persist=parts)
-        second = Worker(store)
-        for b in batches[committed:]:
-            second.batch(b)
-        assert second.state.cells == want
-        assert second.state.counters == counters_of(batches)
+        crash_and_replay(messages, cuts, crash_at, committed, parts)
     finally:
         joinlog.RECORD_TARGET_BYTES = target
