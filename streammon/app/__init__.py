@@ -8,7 +8,10 @@ predictions and outcomes over them.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
+import tempfile
 from typing import Any
 
 from streammon.config.settings import Settings
@@ -39,6 +42,7 @@ def create_app(
     opts: dict[str, Any] = {
         "broker": settings.kafka.faust_broker_url(),
         "store": "memory://",
+        "datadir": _scratch_dir(),
         "topic_partitions": partitions,
         "topic_replication_factor": 1,
         "consumer_auto_offset_reset": "earliest",
@@ -72,6 +76,18 @@ def create_app(
         decider = DecideAgent(app, settings=settings, partitions=partitions)
         app.streammon_decide = decider  # type: ignore[attr-defined]
     return app
+
+
+def _scratch_dir() -> str:
+    """Return a private directory for Faust's data dir, removed when the process exits.
+
+    Every table is in memory (the join's state lives in its changelog records), so Faust
+    only needs somewhere to write; its default, ``{app_id}-data`` in the working directory,
+    would leave one directory per app id behind in whatever directory a worker started in.
+    """
+    path = tempfile.mkdtemp(prefix="streammon-faust-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def run_worker(settings: Settings, *, join_config: JoinConfig, loglevel: str = "warning",
