@@ -123,9 +123,13 @@ def setup(settings: Settings, unique: str, n: int) -> tuple[JoinWorkload, int, A
     return workload, partitions, compute_truth(workload, partitions)
 
 
-@pytest.fixture(params=[0, 2], ids=["idle", "cores-saturated"])
+@pytest.fixture(params=[0, 2, 2], ids=["idle", "cores-saturated", "cores-saturated-again"])
 def busy_loops(request: pytest.FixtureRequest) -> Iterator[int]:
-    """Run ``param`` CPU-bound busy loops (one per core of this 2-core machine) meanwhile."""
+    """Run ``param`` CPU-bound busy loops (one per core of this 2-core machine) meanwhile.
+
+    The saturated case runs twice in every ``make test``; ``scripts/soak_exactness.sh N``
+    runs it N times in a row (docs/join.md has the tally).
+    """
     loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
              for _ in range(request.param)]
     try:
