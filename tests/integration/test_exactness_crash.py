@@ -3,6 +3,7 @@ cohort statistics equal to the truth computed from the input."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -123,6 +124,15 @@ def setup(settings: Settings, unique: str, n: int) -> tuple[JoinWorkload, int, A
     return workload, partitions, compute_truth(workload, partitions)
 
 
+BUSY_LOOP = """
+import os, sys
+parent = int(sys.argv[1])
+while os.getppid() == parent:  # spin; stop if pytest dies without its finalizers
+    for _ in range(1_000_000):
+        pass
+"""
+
+
 @pytest.fixture(params=[0, 2, 2], ids=["idle", "cores-saturated", "cores-saturated-again"])
 def busy_loops(request: pytest.FixtureRequest) -> Iterator[int]:
     """Run ``param`` CPU-bound busy loops (one per core of this 2-core machine) meanwhile.
@@ -130,7 +140,7 @@ def busy_loops(request: pytest.FixtureRequest) -> Iterator[int]:
     The saturated case runs twice in every ``make test``; ``scripts/soak_exactness.sh N``
     runs it N times in a row (docs/join.md has the tally).
     """
-    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    loops = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP, str(os.getpid())])
              for _ in range(request.param)]
     try:
         yield request.param
