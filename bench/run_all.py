@@ -5,10 +5,14 @@ them one after the other (never concurrently: the machine has two cores), in chi
 processes, and collects those lines. The join benchmark's headline numbers are lifted
 to the top level of the final JSON (``join_events_per_s``, ``ceiling_events_per_s``,
 ``ratio``, ``peak_rss_mb``, ``p99_outcome_to_summary_ms``, ``exact``).
+
+``--write-docs`` also copies the join results into ``docs/join.md`` (between its bench
+markers) and the whole final line into ``docs/bench-latest.json``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -17,6 +21,10 @@ from pathlib import Path
 from typing import Any
 
 BENCH_DIR = Path(__file__).parent
+sys.path.insert(0, str(BENCH_DIR))
+
+import docs_block  # noqa: E402
+
 SCRIPTS = ("bench_join.py", "bench_decide.py", "bench_switch.py")
 HEADLINE = ("join_events_per_s", "ceiling_events_per_s", "ratio", "exact", "peak_rss_mb",
             "p99_outcome_to_summary_ms", "single_event_join_events_per_s",
@@ -54,15 +62,26 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(f"{n}  {k}".ljust(width) + v for n, k, v in rows)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run all benchmarks; print the table and the final JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write-docs", action="store_true",
+                        help="copy the results into docs/join.md and docs/bench-latest.json")
+    args = parser.parse_args(argv)
+    load_start = docs_block.load_average()
     results = {name.removesuffix(".py"): run_script(name) for name in SCRIPTS}
     print(table(results))
     join = results.get("bench_join", {})
     final: dict[str, Any] = {key: join.get(key) for key in HEADLINE}
     final["benchmarks"] = results
     print(json.dumps(final))
-    return 0 if "error" not in join else 1
+    if "error" in join:
+        return 1
+    if args.write_docs:
+        docs_block.write_join_block(final, (load_start, docs_block.load_average()))
+        (docs_block.ROOT / "docs" / "bench-latest.json").write_text(
+            json.dumps(final, indent=1) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
