@@ -53,7 +53,7 @@ chaos: $(STAMP)
 	$(BIN)/python scripts/chaos.py --seeds 10
 
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 stats-table: $(STAMP)
 	$(BIN)/python scripts/stats_table.py --write
