@@ -76,7 +76,10 @@ def run_join(settings: Settings, workload: JoinWorkload, partitions: int, log_di
     run, proc = joinrun.start_worker(settings, log_dir, window_ms=workload.window_ms,
                                      ttl_ms=workload.ttl_ms, tag=tag)
     try:
+        machine_before = joinrun.machine_busy_jiffies()
         progress = joinrun.follow_changelog(settings, run.app_id, partitions, total, 300, proc)
+        busy = joinrun.busy_fraction(machine_before, joinrun.machine_busy_jiffies())
+        cpu_s = joinrun.cpu_seconds(proc.pid)
         want_n = sum(int(c.sums.get("label", [0])[0]) for c in truth.values())
         cells, _ = joinrun.read_cells(settings, cohorts_start, want_n, timeout_s=30)
         rss_mb = joinrun.peak_rss_mb(proc.pid)
@@ -87,7 +90,8 @@ def run_join(settings: Settings, workload: JoinWorkload, partitions: int, log_di
     for line in diffs[:5]:
         print("  not exact:", line, file=sys.stderr)
     return {"events": progress.events(), "events_per_s": rate, "seconds": seconds,
-            "exact": progress.events() == total and not diffs, "peak_rss_mb": rss_mb}
+            "exact": progress.events() == total and not diffs, "peak_rss_mb": rss_mb,
+            "events_per_cpu_s": total / cpu_s, "machine_busy": busy}
 
 
 def run_two_workers(settings: Settings, workload: JoinWorkload, partitions: int,
@@ -100,14 +104,17 @@ def run_two_workers(settings: Settings, workload: JoinWorkload, partitions: int,
     _, second = joinrun.start_worker(settings, log_dir, window_ms=workload.window_ms,
                                      ttl_ms=workload.ttl_ms, tag=f"{tag}b", app_id=run.app_id)
     try:
+        machine_before = joinrun.machine_busy_jiffies()
         progress = joinrun.follow_changelog(settings, run.app_id, partitions, total, 300, first)
+        busy = joinrun.busy_fraction(machine_before, joinrun.machine_busy_jiffies())
+        cpu_s = joinrun.cpu_seconds(first.pid) + joinrun.cpu_seconds(second.pid)
         want_n = sum(int(c.sums.get("label", [0])[0]) for c in truth.values())
         cells, _ = joinrun.read_cells(settings, cohorts_start, want_n, timeout_s=30)
     finally:
         joinrun.stop_worker(first)
         joinrun.stop_worker(second)
     rate, _ = progress.rate() if progress.points else (0.0, 0.0)
-    return {"events_per_s": rate,
+    return {"events_per_s": rate, "events_per_cpu_s": total / cpu_s, "machine_busy": busy,
             "exact": progress.events() == total and not diff_cells(cells, truth)}
 
 
@@ -278,6 +285,14 @@ def bench(kafka: KafkaSettings, log_dir: Path, n: int, repeat: int) -> dict[str,
         "two_workers_runs_events_per_s": [round(t["events_per_s"]) for t in two],
         "two_workers_speedup": round(
             statistics.median(t["events_per_s"] for t in two) / join_rate, 2),
+        # Scale-out per CPU: events per worker CPU-second, two workers over one (1.0 means
+        # the join does the same work per event when split), and how busy the whole
+        # machine was meanwhile (1.0 = every core busy: the speed-up measures the machine).
+        "two_workers_events_per_cpu_s_ratio": round(
+            statistics.median(t["events_per_cpu_s"] for t in two)
+            / statistics.median(r["events_per_cpu_s"] for r in runs), 2),
+        "machine_busy_one_worker": round(statistics.median(r["machine_busy"] for r in runs), 2),
+        "machine_busy_two_workers": round(statistics.median(t["machine_busy"] for t in two), 2),
         "peak_rss_mb": round(steady[n], 1),
         "steady_events_per_s": STEADY_EVENTS_PER_S,
         "peak_rss_mb_steady_by_predictions": {str(k): round(v, 1) for k, v in steady.items()},

@@ -65,6 +65,10 @@ def join_table(final: dict[str, Any], load_avg: tuple[float, float]) -> str:
         ("two workers in one group, events/s (speed-up over one)",
          f"{_n(join['two_workers_events_per_s'])} (**{join['two_workers_speedup']}×**)",  # noqa: RUF001
          _runs(join.get("two_workers_runs_events_per_s"))),
+        ("two workers: events per worker CPU-second over one worker's; machine busy "
+         "(share of both cores) with one / two workers",
+         f"{join.get('two_workers_events_per_cpu_s_ratio')}; "
+         f"{join.get('machine_busy_one_worker')} / {join.get('machine_busy_two_workers')}", ""),
         ("exact (every run, both workloads, one and two workers: every cell `==` truth)",
          f"**{_n(join['exact'])}**", ""),
         ("outcome → its window summary at 10k events/s, p50 / p99 (target p99 < 1000 ms)",
