@@ -159,7 +159,11 @@ def start_worker(settings: Settings, log_dir: Path, *, window_ms: int, ttl_ms: i
                  app_id: str | None = None) -> tuple[Settings, Any]:
     """Start ``streammon worker`` with a fresh app id (so it reads every input from the
     start), or with ``app_id`` (to join another worker's group)."""
-    run = dataclasses.replace(settings, app_id=app_id or f"bench-{tag}-{uuid.uuid4().hex[:6]}")
+    from streammon.control.keys import dev_keyring
+
+    # The worker's decider signs its commands: a bench, like the demo, uses dev keys.
+    run = dataclasses.replace(settings, app_id=app_id or f"bench-{tag}-{uuid.uuid4().hex[:6]}",
+                              keys=dev_keyring() if settings.keys.empty else settings.keys)
     proc = spawn_streammon(["worker", "--window-ms", str(window_ms), "--ttl-ms", str(ttl_ms),
                             *WORKER_ARGS, *extra], run, log_dir / f"worker-{tag}.log")
     return run, proc
