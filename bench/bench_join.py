@@ -77,9 +77,10 @@ def run_join(settings: Settings, workload: JoinWorkload, partitions: int, log_di
                                      ttl_ms=workload.ttl_ms, tag=tag)
     try:
         machine_before = joinrun.machine_busy_jiffies()
-        progress = joinrun.follow_changelog(settings, run.app_id, partitions, total, 300, proc)
+        progress = joinrun.follow_changelog(settings, run.app_id, partitions, total, 300, proc,
+                                            cpu_pids=(proc.pid,))
         busy = joinrun.busy_fraction(machine_before, joinrun.machine_busy_jiffies())
-        cpu_s = joinrun.cpu_seconds(proc.pid)
+        per_cpu_s = progress.events_per_cpu_s()
         want_n = sum(int(c.sums.get("label", [0])[0]) for c in truth.values())
         cells, _ = joinrun.read_cells(settings, cohorts_start, want_n, timeout_s=30)
         rss_mb = joinrun.peak_rss_mb(proc.pid)
@@ -91,7 +92,7 @@ def run_join(settings: Settings, workload: JoinWorkload, partitions: int, log_di
         print("  not exact:", line, file=sys.stderr)
     return {"events": progress.events(), "events_per_s": rate, "seconds": seconds,
             "exact": progress.events() == total and not diffs, "peak_rss_mb": rss_mb,
-            "events_per_cpu_s": total / cpu_s, "machine_busy": busy}
+            "events_per_cpu_s": per_cpu_s, "machine_busy": busy}
 
 
 def run_two_workers(settings: Settings, workload: JoinWorkload, partitions: int,
@@ -105,16 +106,17 @@ def run_two_workers(settings: Settings, workload: JoinWorkload, partitions: int,
                                      ttl_ms=workload.ttl_ms, tag=f"{tag}b", app_id=run.app_id)
     try:
         machine_before = joinrun.machine_busy_jiffies()
-        progress = joinrun.follow_changelog(settings, run.app_id, partitions, total, 300, first)
+        progress = joinrun.follow_changelog(settings, run.app_id, partitions, total, 300, first,
+                                            cpu_pids=(first.pid, second.pid))
         busy = joinrun.busy_fraction(machine_before, joinrun.machine_busy_jiffies())
-        cpu_s = joinrun.cpu_seconds(first.pid) + joinrun.cpu_seconds(second.pid)
+        per_cpu_s = progress.events_per_cpu_s()
         want_n = sum(int(c.sums.get("label", [0])[0]) for c in truth.values())
         cells, _ = joinrun.read_cells(settings, cohorts_start, want_n, timeout_s=30)
     finally:
         joinrun.stop_worker(first)
         joinrun.stop_worker(second)
     rate, _ = progress.rate() if progress.points else (0.0, 0.0)
-    return {"events_per_s": rate, "events_per_cpu_s": total / cpu_s, "machine_busy": busy,
+    return {"events_per_s": rate, "events_per_cpu_s": per_cpu_s, "machine_busy": busy,
             "exact": progress.events() == total and not diff_cells(cells, truth)}
 
 

@@ -78,6 +78,10 @@ class Progress:
 
     latest: dict[int, tuple[int, int]] = dataclasses.field(default_factory=dict)
     points: list[tuple[int, int, int]] = dataclasses.field(default_factory=list)
+    cpu_pids: tuple[int, ...] = ()
+    """Worker processes whose CPU time is read at the first record and at the end."""
+    cpu_at_first: tuple[float, int] | None = None
+    """(their CPU seconds, events applied) when the first record was read."""
 
     def add(self, partition: int, ts_ms: int, raw: bytes) -> None:
         """Take one changelog record (ts, cumulative events of its partition)."""
@@ -86,6 +90,20 @@ class Progress:
         if record.seq >= self.latest.get(partition, (-1, 0))[0]:
             self.latest[partition] = (record.seq, total)
         self.points.append((ts_ms, partition, total))
+        if self.cpu_at_first is None and self.cpu_pids:
+            self.cpu_at_first = (self.cpu_seconds(), self.events())
+
+    def cpu_seconds(self) -> float:
+        """Return the CPU seconds the worker processes have used so far."""
+        return sum(cpu_seconds(pid) for pid in self.cpu_pids)
+
+    def events_per_cpu_s(self) -> float:
+        """Return events applied per worker CPU-second since the first record (start-up,
+        imports and group join excluded). Call while the workers are still alive."""
+        if self.cpu_at_first is None:
+            return float("nan")
+        cpu_s = self.cpu_seconds() - self.cpu_at_first[0]
+        return (self.events() - self.cpu_at_first[1]) / cpu_s if cpu_s > 0 else float("nan")
 
     def events(self) -> int:
         """Return how many input events the worker has applied, over all partitions."""
@@ -105,12 +123,12 @@ class Progress:
 
 
 def follow_changelog(settings: Settings, app_id: str, partitions: int, total: int,
-                     timeout_s: float, proc: Any) -> Progress:
+                     timeout_s: float, proc: Any, cpu_pids: tuple[int, ...] = ()) -> Progress:
     """Read the join's changelog until it has applied ``total`` events (or time runs out)."""
     c = consumer(settings)
     topic = f"{app_id}-join-records-changelog"
     c.assign([_tp(topic, p, -2) for p in range(partitions)])
-    progress = Progress()
+    progress = Progress(cpu_pids=cpu_pids)
     deadline = time.monotonic() + timeout_s
     try:
         while progress.events() < total and time.monotonic() < deadline:
