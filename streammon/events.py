@@ -9,6 +9,7 @@ msgspec ``Struct`` s, so decoding and validation happen in one fast pass.
 from __future__ import annotations
 
 import math
+from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -190,8 +191,26 @@ class Command(msgspec.Struct, frozen=True, kw_only=True):
     sig: str = ""
 
 
+class Verdict(StrEnum):
+    """Argo-style phases; :func:`streammon.decide.policy.worst` picks the most severe."""
+
+    PROMOTE = "Promote"
+    STEP = "Step"
+    PENDING = "Pending"
+    RUNNING = "Running"
+    INCONCLUSIVE = "Inconclusive"
+    HALT = "Halt"
+    ERROR = "Error"
+    ROLLBACK = "Rollback"
+
+
 class MetricEstimate(msgspec.Struct, frozen=True, kw_only=True):
-    """One metric's matched-cohort effect estimate and confidence bounds."""
+    """One metric's matched-cohort effect estimate and confidence bounds (Δ = canary - baseline).
+
+    The one estimate type from the statistics to the wire: the decider
+    (:mod:`streammon.decide.policy`) builds it after the metric's last judged window and
+    a :class:`Diagnosis` carries it (through :meth:`json_safe`).
+    """
 
     name: str
     effect: float
@@ -200,10 +219,21 @@ class MetricEstimate(msgspec.Struct, frozen=True, kw_only=True):
     upper: float
     n_baseline: int
     n_canary: int
-    verdict: str
+    verdict: Verdict
+    p_harm: float = 1.0
+    """The harm e-process's anytime p-value (1 when nothing is judged yet)."""
+    windows_judged: int = 0
+    """Windows whose outcomes have matured and were judged."""
     changed: bool = False
     """True when the effect changed during the rollout (the running bounds no longer
     overlap): ``effect``, ``lower`` and ``upper`` are then the current stage's."""
+
+    def json_safe(self) -> MetricEstimate:
+        """Return the estimate with its numbers as JSON can carry them (see :func:`json_number`)."""
+        return msgspec.structs.replace(
+            self, effect=json_number(self.effect), rel_effect=json_number(self.rel_effect),
+            lower=json_number(self.lower), upper=json_number(self.upper),
+            p_harm=json_number(self.p_harm, 1.0))
 
 
 class Diagnosis(msgspec.Struct, frozen=True, kw_only=True):

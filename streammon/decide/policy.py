@@ -34,7 +34,8 @@ from typing import Literal
 import numpy as np
 
 from streammon.decide.strategies import ramp
-from streammon.events import MIN_SAMPLES_PER_STAGE, Decision
+from streammon.events import MIN_SAMPLES_PER_STAGE, Decision, MetricEstimate, Verdict
+from streammon.stats.assignment import canary_samples, check_assignment
 from streammon.stats.cells import (
     DIRECTIONS,
     KINDS,
@@ -43,9 +44,6 @@ from streammon.stats.cells import (
     check_alpha,
     check_choice,
 )
-from streammon.stats.decision import MetricEstimate as MetricEstimate
-from streammon.stats.decision import Verdict as Verdict
-from streammon.stats.decision import canary_samples, check_assignment
 from streammon.stats.evidence import MetricEvidence, assess_metric_evidence, averaged_harm
 from streammon.stats.horizon import compute_coverage_gap
 from streammon.stats.srm import compute_srm
@@ -251,8 +249,10 @@ def _estimates(policy: RolloutPolicy, evidence: list[MetricEvidence],
             verdict = Verdict.PENDING
         else:
             verdict = Verdict.RUNNING
-        out.append(MetricEstimate(spec.name, verdict, e.effect, e.relative, e.lower, e.upper,
-                                  e.p_harm, e.n_a, e.n_b, e.windows_judged, changed=e.crossed))
+        out.append(MetricEstimate(
+            name=spec.name, effect=e.effect, rel_effect=e.relative, lower=e.lower,
+            upper=e.upper, n_baseline=int(e.n_a), n_canary=int(e.n_b), verdict=verdict,
+            p_harm=e.p_harm, windows_judged=e.windows_judged, changed=e.crossed))
     return tuple(out)
 
 

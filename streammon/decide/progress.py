@@ -25,7 +25,6 @@ from streammon.decide.policy import (
     Coverage,
     MetricSpec,
     RolloutPolicy,
-    Verdict,
     assess_rollout,
 )
 from streammon.errors import ConfigError
@@ -36,14 +35,13 @@ from streammon.events import (
     CommandNote,
     Decision,
     Diagnosis,
-    MetricEstimate,
     MetricSpecWire,
     RollbackReport,
     RolloutSpec,
+    Verdict,
     json_number,
 )
 from streammon.stats import StatsInputError, compute_drift
-from streammon.stats.decision import MetricEstimate as StatsEstimate
 from streammon.stats.horizon import FrozenStore, freeze_rows, horizon_windows
 
 SWITCH_MARGIN_MS = 1000
@@ -320,13 +318,5 @@ def _diagnosis(state: RolloutState, result: Assessment, now_ms: int,
         window_start_ms=state.origin_ms + (state.windows_closed - 1) * spec.window_ms,
         windows_closed=state.windows_closed, stage=state.stage, fraction=state.fraction,
         action=result.action, verdict=str(result.verdict), message=result.message,
-        metrics=[_estimate(e) for e in result.estimates], ts_ms=now_ms,
+        metrics=[e.json_safe() for e in result.estimates], ts_ms=now_ms,
         srm_p_value=json_number(result.srm_p_value, 1.0), drift_p_value=drift_p)
-
-
-def _estimate(e: StatsEstimate) -> MetricEstimate:
-    return MetricEstimate(name=e.name, effect=json_number(e.effect),
-                          rel_effect=json_number(e.relative),
-                          lower=json_number(e.lower), upper=json_number(e.upper),
-                          n_baseline=int(e.n_a), n_canary=int(e.n_b), verdict=str(e.verdict),
-                          changed=e.changed)

@@ -9,10 +9,10 @@ import pytest
 from streammon.decide.policy import (
     MetricSpec,
     RolloutPolicy,
-    Verdict,
     assess_rollout,
     worst,
 )
+from streammon.events import Verdict
 from streammon.stats import StatsInputError
 
 CONV = MetricSpec("conversion", "binary", "decrease", margin=0.005)
