@@ -24,8 +24,6 @@ Action = Literal["start", "step", "promote", "rollback", "hold", "resume"]
 """What a control command does; the one action vocabulary (phases: control.commands.PHASES)."""
 Decision = Action | Literal["continue"]
 """What the decider concludes after a window: a command's action, or ``continue``."""
-MIN_SAMPLES_PER_STAGE = 100
-"""Canary samples a stage needs before the ramp steps on (the one default)."""
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 TimestampMs = Annotated[int, msgspec.Meta(ge=0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
@@ -120,12 +118,24 @@ class MetricSpecWire(msgspec.Struct, frozen=True, kw_only=True):
     name: Literal["label", "value", "latency_ms", "error"]
     kind: Literal["binary", "continuous", "count"]
     bad_direction: Literal["decrease", "increase"]
-    margin: float = 0.0
-    label_delay_windows: int = 0
+    margin: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
+    label_delay_windows: Annotated[int, msgspec.Meta(ge=0)] = 0
     horizon_ms: Annotated[int, msgspec.Meta(ge=0)] | None = None
     """How long after a prediction its outcome counts. A window's cohort is judged once
     the horizon has passed and is then frozen; its label coverage is guarded per arm.
     None keeps the older rule: judged after ``label_delay_windows``, not frozen."""
+
+
+class SpecDefaults:
+    """The defaults of a :class:`RolloutSpec`, declared once (the decision policy's too)."""
+
+    ALPHA = 0.05
+    F0 = 0.05
+    GROWTH = 2.0
+    F_MAX = 0.5
+    STEP_WINDOWS = 5
+    MIN_SAMPLES_PER_STAGE = 100
+    """Canary samples a stage needs before the ramp steps on."""
 
 
 class RolloutSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -145,19 +155,20 @@ class RolloutSpec(msgspec.Struct, frozen=True, kw_only=True):
     candidate: NonEmpty
     metrics: list[MetricSpecWire]
     strategy: Literal["canary", "linear", "stages", "blue_green"] = "canary"
-    alpha: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.05
-    f0: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.05
-    growth: Annotated[float, msgspec.Meta(ge=1.0)] = 2.0
+    alpha: Annotated[float, msgspec.Meta(gt=0.0, lt=0.5)] = SpecDefaults.ALPHA
+    f0: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = SpecDefaults.F0
+    growth: Annotated[float, msgspec.Meta(ge=1.0)] = SpecDefaults.GROWTH
     increment: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.1
     stages: list[Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]] = msgspec.field(
         default_factory=list)
     validation: Literal["traffic", "shadow"] = "traffic"
     drift_guard: bool | None = None
-    f_max: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.5
-    step_windows: Annotated[int, msgspec.Meta(ge=1)] = 5
+    f_max: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = SpecDefaults.F_MAX
+    step_windows: Annotated[int, msgspec.Meta(ge=1)] = SpecDefaults.STEP_WINDOWS
     min_final_windows: Annotated[int, msgspec.Meta(ge=1)] | None = None
     """Windows the final stage must last before promotion (default: ``step_windows``)."""
-    min_samples_per_stage: Annotated[int, msgspec.Meta(ge=0)] = MIN_SAMPLES_PER_STAGE
+    min_samples_per_stage: Annotated[int, msgspec.Meta(ge=0)] = (
+        SpecDefaults.MIN_SAMPLES_PER_STAGE)
     window_ms: Annotated[int, msgspec.Meta(ge=100)] = 60_000
     grace_ms: Annotated[int, msgspec.Meta(ge=0)] = 10_000
     ttl_ms: Annotated[int, msgspec.Meta(ge=1)] = 3_600_000

@@ -27,7 +27,6 @@ from streammon.decide.policy import (
     RolloutPolicy,
     assess_rollout,
 )
-from streammon.errors import ConfigError
 from streammon.events import (
     Action,
     CohortSummary,
@@ -41,7 +40,7 @@ from streammon.events import (
     Verdict,
     json_number,
 )
-from streammon.stats import StatsInputError, compute_drift
+from streammon.stats import compute_drift
 from streammon.stats.horizon import FrozenStore, freeze_rows, horizon_windows
 
 SWITCH_MARGIN_MS = 1000
@@ -84,27 +83,16 @@ def policy_from_spec(spec: RolloutSpec) -> RolloutPolicy:
     """
     metrics = tuple(MetricSpec(m.name, m.kind, m.bad_direction, m.margin,
                                judge_delay_windows(spec, m)) for m in spec.metrics)
-    stages = strategies.stage_fractions(spec)
     return RolloutPolicy(
-        metrics=metrics, alpha=spec.alpha - drift_alpha(spec), f0=stages[0], growth=2.0,
-        f_max=stages[-1], stages=stages, step_windows=spec.step_windows,
+        metrics=metrics, alpha=spec.alpha - drift_alpha(spec),
+        stages=strategies.stage_fractions(spec), step_windows=spec.step_windows,
         min_samples_per_stage=spec.min_samples_per_stage,
-        srm_alpha=min(0.001, spec.alpha / 10),
-        min_final_windows=spec.min_final_windows or spec.step_windows)
+        srm_alpha=min(0.001, spec.alpha / 10), min_final_windows=spec.min_final_windows)
 
 
 def judge_delay_windows(spec: RolloutSpec, metric: MetricSpecWire) -> int:
     """Return how many windows after its own a metric's cohort is judged."""
     return max(metric.label_delay_windows, horizon_windows(metric.horizon_ms, spec.window_ms))
-
-
-def check_spec(spec: RolloutSpec) -> None:
-    """Raise ConfigError naming the field if the spec cannot run (its ramp and its policy)."""
-    strategies.check_strategy(spec)
-    try:
-        policy_from_spec(spec)
-    except StatsInputError as exc:
-        raise ConfigError(f"rollout spec {spec.rollout_id!r}: {exc}") from exc
 
 
 def drift_alpha(spec: RolloutSpec) -> float:
