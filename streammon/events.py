@@ -20,6 +20,11 @@ SCHEMA_VERSION = 1
 ARMS = ("baseline", "canary")
 
 Arm = Literal["baseline", "canary"]
+MetricName = Literal["label", "value", "latency_ms", "error"]
+PREDICTION_METRICS = ("latency_ms", "error")
+"""Metrics a prediction carries on its own (known before its outcome, guardable in shadow)."""
+OUTCOME_METRICS = ("label", "value")
+"""Metrics its outcome brings (known only after the join)."""
 Action = Literal["start", "step", "promote", "rollback", "hold", "resume"]
 """What a control command does; the one action vocabulary (phases: control.commands.PHASES)."""
 Decision = Action | Literal["continue"]
@@ -68,6 +73,21 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     value: float | None = None
 
 
+CellKey = tuple[str, int, str, Arm]
+"""The identity of a cohort cell: (rollout_id, window_start_ms, segment, arm).
+
+The cell layout is owned here: a cell keeps per metric the sums :data:`SUMS` (one
+:class:`MetricSums`) and a histogram of :data:`SCORE_BINS` model-score bins. The join
+accumulates it (:class:`streammon.join.cells.CellState`), a :class:`CohortSummary` carries
+it, and the statistics take it as the arrays :data:`streammon.stats.cells.FIELDS`
+(:data:`SUMS` per arm, suffixed by :data:`ARM_CODES`).
+"""
+SCORE_BINS = 10
+"""Equal-width bins of a prediction's score in [0, 1] (the drift check's histogram)."""
+ARM_CODES: dict[str, str] = {"baseline": "a", "canary": "b"}
+"""The suffix of an arm in the statistics' arrays: ``n_a`` is the baseline's n."""
+
+
 class MetricSums(msgspec.Struct, frozen=True, array_like=True):
     """Sufficient statistics of one metric in one cell: n, Σx, Σx²."""
 
@@ -77,6 +97,10 @@ class MetricSums(msgspec.Struct, frozen=True, array_like=True):
 
     def __add__(self, other: MetricSums) -> MetricSums:
         return MetricSums(self.n + other.n, self.sum + other.sum, self.sumsq + other.sumsq)
+
+
+SUMS: tuple[str, ...] = MetricSums.__struct_fields__
+"""The sums a cell keeps per metric, in order: ``("n", "sum", "sumsq")``."""
 
 
 class CohortSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,21 +125,26 @@ class CohortSummary(msgspec.Struct, frozen=True, kw_only=True):
     expired: int = 0
 
     @property
+    def cell(self) -> CellKey:
+        """The cell this summary describes (the same from every source)."""
+        return (self.rollout_id, self.window_start_ms, self.segment, self.arm)
+
+    @property
     def key(self) -> str:
         """The deterministic key under which this summary overwrites its predecessors."""
-        return summary_key(self.rollout_id, self.window_start_ms, self.segment, self.arm,
-                           self.source)
+        return summary_key(self.cell, self.source)
 
 
-def summary_key(rollout_id: str, window_start_ms: int, segment: str, arm: str, source: str) -> str:
+def summary_key(cell: CellKey, source: str) -> str:
     """Return the deterministic identity of a cohort cell from one source."""
+    rollout_id, window_start_ms, segment, arm = cell
     return f"{rollout_id}|{window_start_ms}|{segment}|{arm}|{source}"
 
 
 class MetricSpecWire(msgspec.Struct, frozen=True, kw_only=True):
     """One guarded metric of a rollout, as written in a rollout spec."""
 
-    name: Literal["label", "value", "latency_ms", "error"]
+    name: MetricName
     kind: Literal["binary", "continuous", "count"]
     bad_direction: Literal["decrease", "increase"]
     margin: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0

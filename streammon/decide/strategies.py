@@ -18,9 +18,9 @@ The spec itself is checked in :mod:`streammon.decide.spec`. Pure: no I/O.
 from __future__ import annotations
 
 from streammon.control.commands import RouteState
-from streammon.events import RolloutSpec, SpecDefaults
+from streammon.events import PREDICTION_METRICS, RolloutSpec, SpecDefaults
 
-PREDICTION_SIDE_METRICS = frozenset({"latency_ms", "error"})
+PREDICTION_SIDE_METRICS = frozenset(PREDICTION_METRICS)
 _MAX_STAGES = 64
 
 
