@@ -14,15 +14,13 @@ from typing import Any
 
 import msgspec
 
-from streammon.control.commands import make_command
+from streammon.control.commands import FINAL_PHASES, make_command
 from streammon.decide import progress as rollout
 from streammon.decide.spec import parse_spec
 from streammon.errors import EventError
 from streammon.events import Command, Outcome, Prediction, RolloutSpec, check_semantics
 from streammon.join.state import JoinConfig, JoinState
 
-_ACTIONS = {"halt": "hold"}
-"""Older decisions called a hold ``halt``; the output always says ``hold``."""
 _DEFAULT_REASON = {"Pending": "waiting for data in both arms", "Running": "no decision yet",
                    "Inconclusive": "no decision"}
 _PRED, _OUT, _CMD = 0, 1, 2
@@ -79,7 +77,7 @@ class EventReplayer:
     @property
     def finished(self) -> bool:
         """Return True once the rollout was rolled back or promoted."""
-        return self.state is not None and self.state.phase in ("rolled_back", "promoted")
+        return self.state is not None and self.state.phase in FINAL_PHASES
 
     def feed(self, kind: int, event: Prediction | Outcome | Command) -> None:
         """Close every window that ends at or before the event, then take the event."""
@@ -143,7 +141,7 @@ class EventReplayer:
         out = rollout.progress(state, summaries, end_ms + self.spec.grace_ms, now_ms=end_ms,
                                key=None)
         for diagnosis in out.diagnoses:
-            action = _ACTIONS.get(diagnosis.action, diagnosis.action)
+            action = diagnosis.action
             reason = diagnosis.message or _DEFAULT_REASON.get(diagnosis.verdict,
                                                               diagnosis.verdict.lower())
             if action == "hold":

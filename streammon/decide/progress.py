@@ -70,7 +70,7 @@ class RolloutState(msgspec.Struct, kw_only=True):
     @property
     def fraction(self) -> float:
         """The share of traffic the routers send to the candidate now."""
-        if self.phase in ("rolled_back", "promoted"):
+        if self.phase in commands.FINAL_PHASES:
             return 1.0 if self.phase == "promoted" else 0.0
         return strategies.served_fraction(self.spec, self.stage)
 

@@ -9,7 +9,6 @@ sample-ratio check and prediction drift. :mod:`streammon.ops.report_charts` draw
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,10 +19,6 @@ from streammon.decide.policy import steady_windows
 from streammon.errors import ConfigError
 from streammon.events import CohortSummary, Command, Diagnosis
 from streammon.stats import as_cells, compute_drift, compute_sequence, compute_srm
-
-if TYPE_CHECKING:
-    pass
-
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from streammon.config.settings import Settings
-from streammon.control.commands import RouteState, log_key, route_key
+from streammon.control.commands import FINAL_PHASES, RouteState, log_key, route_key
 from streammon.errors import RedisIOError, StreamMonError
 from streammon.events import Diagnosis, RolloutSpec
 from streammon.ops.effect_text import (
@@ -69,7 +69,7 @@ def _header(rollout_id: str, route: RouteState | None, spec: RolloutSpec | None,
 
 def next_step_text(route: RouteState, spec: RolloutSpec | None, now_ms: int) -> str:
     """Say when the decider can step next, or why it will not."""
-    if route.phase in ("rolled_back", "promoted"):
+    if route.phase in FINAL_PHASES:
         return f"none - the rollout is {route.phase.replace('_', ' ')}"
     if route.phase == "held":
         return "none while held (`streammon rollout resume ID`)"
