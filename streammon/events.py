@@ -21,6 +21,10 @@ ARMS = ("baseline", "canary")
 
 Arm = Literal["baseline", "canary"]
 MetricName = Literal["label", "value", "latency_ms", "error"]
+Kind = Literal["binary", "continuous", "count"]
+"""How a metric's values are tested: 0/1 outcomes, real values, or event counts."""
+BadDirection = Literal["decrease", "increase"]
+"""Which way a metric moves when users are hurt."""
 PREDICTION_METRICS = ("latency_ms", "error")
 """Metrics a prediction carries on its own (known before its outcome, guardable in shadow)."""
 OUTCOME_METRICS = ("label", "value")
@@ -145,8 +149,8 @@ class MetricSpecWire(msgspec.Struct, frozen=True, kw_only=True):
     """One guarded metric of a rollout, as written in a rollout spec."""
 
     name: MetricName
-    kind: Literal["binary", "continuous", "count"]
-    bad_direction: Literal["decrease", "increase"]
+    kind: Kind
+    bad_direction: BadDirection
     margin: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
     label_delay_windows: Annotated[int, msgspec.Meta(ge=0)] = 0
     horizon_ms: Annotated[int, msgspec.Meta(ge=0)] | None = None

@@ -29,13 +29,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
 from streammon.decide.spec import check_fractions
 from streammon.decide.strategies import DEFAULT_STAGES
-from streammon.events import Decision, MetricEstimate, SpecDefaults, Verdict
+from streammon.events import (
+    BadDirection,
+    Decision,
+    Kind,
+    MetricEstimate,
+    SpecDefaults,
+    Verdict,
+)
 from streammon.stats.assignment import canary_samples, check_assignment
 from streammon.stats.cells import (
     DIRECTIONS,
@@ -62,8 +68,8 @@ class MetricSpec:
     """One judged metric: its kind, the direction that hurts users and its margin."""
 
     name: str
-    kind: Literal["binary", "continuous", "count"]
-    bad_direction: Literal["decrease", "increase"]
+    kind: Kind
+    bad_direction: BadDirection
     margin: float = 0.0
     label_delay_windows: int = 0
 
