@@ -18,11 +18,19 @@ from streammon.control.commands import FINAL_PHASES, make_command
 from streammon.decide import progress as rollout
 from streammon.decide.spec import parse_spec
 from streammon.errors import EventError
-from streammon.events import Command, Outcome, Prediction, RolloutSpec, check_semantics
+from streammon.events import (
+    Command,
+    Outcome,
+    Prediction,
+    RolloutSpec,
+    Verdict,
+    check_semantics,
+)
 from streammon.join.state import JoinConfig, JoinState
 
-_DEFAULT_REASON = {"Pending": "waiting for data in both arms", "Running": "no decision yet",
-                   "Inconclusive": "no decision"}
+_DEFAULT_REASON: dict[str, str] = {Verdict.PENDING: "waiting for data in both arms",
+                                   Verdict.RUNNING: "no decision yet",
+                                   Verdict.INCONCLUSIVE: "no decision"}
 _PRED, _OUT, _CMD = 0, 1, 2
 """Order of event kinds at equal ``ts_ms``: a request's prediction before its outcome."""
 
