@@ -58,6 +58,11 @@ from streammon.stats.srm import compute_srm
 _SEVERITY = {verdict: rank for rank, verdict in enumerate(Verdict)}
 
 
+def srm_alpha_for(alpha: float) -> float:
+    """Return the sample-ratio check's level in a rollout at ``alpha``: min(0.001, alpha/10)."""
+    return min(0.001, alpha / 10)
+
+
 def worst(verdicts: list[Verdict]) -> Verdict:
     """Return the most severe verdict (declaration order of :class:`Verdict`)."""
     return max(verdicts, key=_SEVERITY.__getitem__, default=Verdict.PENDING)
@@ -99,7 +104,7 @@ class RolloutPolicy:
     step_windows: int = SpecDefaults.STEP_WINDOWS
     min_samples_per_stage: int = SpecDefaults.MIN_SAMPLES_PER_STAGE
     min_final_windows: int | None = None
-    srm_alpha: float = 0.001
+    srm_alpha: float = srm_alpha_for(SpecDefaults.ALPHA)
     max_windows: int | None = None
 
     def __post_init__(self) -> None:

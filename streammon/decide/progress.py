@@ -26,6 +26,7 @@ from streammon.decide.policy import (
     MetricSpec,
     RolloutPolicy,
     assess_rollout,
+    srm_alpha_for,
 )
 from streammon.events import (
     Action,
@@ -87,7 +88,7 @@ def policy_from_spec(spec: RolloutSpec) -> RolloutPolicy:
         metrics=metrics, alpha=spec.alpha - drift_alpha(spec),
         stages=strategies.stage_fractions(spec), step_windows=spec.step_windows,
         min_samples_per_stage=spec.min_samples_per_stage,
-        srm_alpha=min(0.001, spec.alpha / 10), min_final_windows=spec.min_final_windows)
+        srm_alpha=srm_alpha_for(spec.alpha), min_final_windows=spec.min_final_windows)
 
 
 def judge_delay_windows(spec: RolloutSpec, metric: MetricSpecWire) -> int:
