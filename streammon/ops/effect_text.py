@@ -72,12 +72,32 @@ def is_changing(effect: float, lower: float, upper: float, *, changed: bool = Fa
 
 def format_estimate(name: str, effect: float, lower: float, upper: float, *,
                     changed: bool = False) -> str:
-    """Return e.g. ``conversion -1.3pp [-5.6, +3.1]``, plus ``(changing)`` when it moved.
+    """Return e.g. ``conversion -1.3pp [-5.6, +3.1]``, plus ``(effect changed)`` when it moved.
 
-    A changed effect is never shown as if the bounds described the latest estimate.
+    A changed effect is never shown as if the bounds described the latest estimate: bounds
+    that still hold are kept and flagged; crossed bounds are left out (said once, in words).
     """
-    text = f"{metric_label(name)} {format_effect(name, effect)} {format_bounds(name, lower, upper)}"
-    return f"{text} (changing)" if is_changing(effect, lower, upper, changed=changed) else text
+    text = f"{metric_label(name)} {format_effect(name, effect)}"
+    if lower <= upper:
+        text += f" {format_bounds(name, lower, upper)}"
+    return f"{text} ({CHANGED})" if is_changing(effect, lower, upper, changed=changed) else text
+
+
+def format_margin(name: str, margin: float) -> str:
+    """Return a metric's margin in its display units without a sign: ``3pp``, ``5ms``."""
+    _label, scale, unit = UNITS.get(name, (name, 1.0, ""))
+    return f"{abs(margin) * scale:g}{unit}"
+
+
+def describe_metric(name: str, bad_direction: str, margin: float) -> str:
+    """Return e.g. ``conversion (label): lower is worse; non-inferiority margin 3pp``.
+
+    Any significant harm rolls back; the margin is what promotion must exclude.
+    """
+    worse = "lower" if bad_direction == "decrease" else "higher"
+    label = metric_label(name)
+    named = f"{label} ({name})" if label != name else name
+    return f"{named}: {worse} is worse; non-inferiority margin {format_margin(name, margin)}"
 
 
 def format_count(n: int) -> str:

@@ -75,10 +75,15 @@ def run_demo(*, regression: bool = True, seed: int = 7, max_traffic_s: float = 1
     console = console or Console(highlight=False, width=None if sys.stdout.isatty() else 150)
     with contextlib.ExitStack() as stack:
         info = devstack.read_state(data_dir)
-        if info is None:
-            console.print("[dim]starting the embedded broker and Redis ...[/dim]")
-            info = stack.enter_context(devstack.DevStack(data_dir=Path(data_dir) / "demo-stack"))
         run_id = uuid.uuid4().hex[:6]
+        if info is None:
+            console.print("[dim]starting the embedded broker and Redis ... (to watch the "
+                          "rollout with `streammon rollout status`, run `streammon dev up` "
+                          "before the demo)[/dim]")
+            info = stack.enter_context(devstack.DevStack(data_dir=Path(data_dir) / "demo-stack"))
+        else:
+            console.print(f"[dim]using the stack of `streammon dev up`; watch it live from "
+                          f"another terminal:[/dim]\n  {watch_command(run_id)}", soft_wrap=True)
         settings = Settings(
             kafka=KafkaSettings(bootstrap_servers=info.kafka_bootstrap, fast_group_join=True),
             redis=RedisSettings(url=info.redis_url), topics=TopicNames(prefix=f"demo-{run_id}."),
@@ -89,6 +94,12 @@ def run_demo(*, regression: bool = True, seed: int = 7, max_traffic_s: float = 1
         write_demo_report(settings, result.rollout_id, Path(reports_dir), console)
         return result.exit_code
     return 1  # pragma: no cover - unreachable, for mypy
+
+
+def watch_command(run_id: str) -> str:
+    """Return the command that shows demo run ``run_id`` live (its topics are prefixed)."""
+    return (f"STREAMMON_TOPIC_PREFIX=demo-{run_id}. streammon rollout status demo-{run_id} "
+            "--watch")
 
 
 def write_demo_report(settings: Settings, rollout_id: str, reports_dir: Path,

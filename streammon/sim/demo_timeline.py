@@ -1,16 +1,18 @@
 """The demo's timeline: every command and every closed window, as a person reads them.
 
-A background thread reads the control and diagnostics topics from the start and prints
-one line per event, stamped with seconds since traffic began. :meth:`Timeline.summarise`
-prints the closing line: from the regression's start to the rollback command, and to
-the moment the router switched.
+A background thread reads the control, diagnostics and rollbacks topics from the start
+and prints one line per event, stamped with seconds since traffic began. The topics
+arrive in no fixed order between them, so :class:`CauseFirst` puts each decider command
+after the window that caused it and the post-mortem after its rollback.
+:meth:`Timeline.summarise` prints the closing line: from the regression's start to the
+rollback command, and to the moment the router switched.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rich.console import Console
 
@@ -19,7 +21,7 @@ from streammon.config.settings import Settings
 from streammon.errors import EventError
 from streammon.events import Command, Diagnosis, RollbackReport, RolloutSpec
 from streammon.kafka.topic_reader import TopicReader
-from streammon.ops.effect_text import format_estimate
+from streammon.ops.effect_text import describe_metric, format_estimate
 
 _STYLE = {"rollback": "bold red", "promote": "bold green", "step": "cyan", "start": "cyan",
           "hold": "yellow", "resume": "cyan"}
@@ -60,6 +62,62 @@ def judge_outcome(*, regression_at_s: float | None, phase: str | None,
     return OutcomeCheck(True, "the regression was rolled back")
 
 
+TimelineItem = Command | Diagnosis | RollbackReport
+
+_DECIDED = ("step", "rollback", "promote", "hold")
+"""Diagnosis actions that the decider follows with a command of the same action."""
+
+
+@dataclass
+class CauseFirst:
+    """Order timeline items so that a cause is printed before its effect.
+
+    A decider's command waits (at most ``wait_s``) for the window whose action it carries,
+    and a post-mortem waits for its rollback command. Pure: time is passed in.
+    """
+
+    wait_s: float = 1.5
+    _held: list[tuple[float, TimelineItem]] = field(default_factory=list)
+    _unmatched: list[str] = field(default_factory=list)
+    _rollback_shown: bool = False
+
+    def add(self, item: TimelineItem, now_s: float) -> list[TimelineItem]:
+        """Take one item read at ``now_s``; return what can be printed now, in order."""
+        self._held.append((now_s, item))
+        return self.due(now_s)
+
+    def due(self, now_s: float, *, flush: bool = False) -> list[TimelineItem]:
+        """Return the held items that are ready (or overdue, or all when ``flush``)."""
+        out: list[TimelineItem] = []
+        progress = True
+        while progress:
+            progress = False
+            for entry in list(self._held):
+                held_at, item = entry
+                if flush or now_s - held_at >= self.wait_s or self._ready(item):
+                    self._held.remove(entry)
+                    self._release(item)
+                    out.append(item)
+                    progress = True
+        return out
+
+    def _ready(self, item: TimelineItem) -> bool:
+        if isinstance(item, RollbackReport):
+            return self._rollback_shown
+        if isinstance(item, Command):
+            return (item.issued_by != "decider" or item.action not in _DECIDED
+                    or item.action in self._unmatched)
+        return True
+
+    def _release(self, item: TimelineItem) -> None:
+        if isinstance(item, Diagnosis) and item.action in _DECIDED:
+            self._unmatched.append(item.action)
+        elif isinstance(item, Command):
+            if item.action in self._unmatched:
+                self._unmatched.remove(item.action)
+            self._rollback_shown |= item.action == "rollback"
+
+
 class Timeline:
     """Print the rollout's commands and assessments as they happen."""
 
@@ -71,6 +129,8 @@ class Timeline:
         self.decision: tuple[str, float] | None = None
         self.evidence_end_s: float | None = None
         self.traffic_seen = False
+        self.postmortem_shown = False
+        self._order = CauseFirst()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="timeline", daemon=True)
 
@@ -97,25 +157,40 @@ class Timeline:
                                          topics.rollbacks]) as reader:
             while not self._stop.is_set():
                 for topic, _key, value in reader.poll(0.1, 100):
-                    self._show(topic, value)
+                    item = self._decode(topic, value)
+                    for ready in self._order.add(item, time.monotonic()) if item else ():
+                        self._show(ready)
+                for ready in self._order.due(time.monotonic()):
+                    self._show(ready)
+        for ready in self._order.due(time.monotonic(), flush=True):
+            self._show(ready)
 
-    def _show(self, topic: str, value: bytes) -> None:
+    def _decode(self, topic: str, value: bytes) -> TimelineItem | None:
         try:
             if topic == self.settings.topics.control:
-                self._show_command(events.decode(Command, value))
-            elif topic == self.settings.topics.rollbacks:
-                self._show_postmortem(events.decode(RollbackReport, value))
-            else:
-                self._show_diagnosis(events.decode(Diagnosis, value))
+                return events.decode(Command, value)
+            if topic == self.settings.topics.rollbacks:
+                return events.decode(RollbackReport, value)
+            return events.decode(Diagnosis, value)
         except EventError as exc:
             self.console.print(f"[red]unreadable event on {topic}: {exc}[/red]")
+            return None
+
+    def _show(self, item: TimelineItem) -> None:
+        if isinstance(item, Command):
+            self._show_command(item)
+        elif isinstance(item, RollbackReport):
+            self._show_postmortem(item)
+        else:
+            self._show_diagnosis(item)
 
     def _show_command(self, cmd: Command) -> None:
         at = self._at(cmd.ts_ms)
         style = _STYLE.get(cmd.action, "white")
         self.console.print(
             f"[{style}]{at:+7.1f}s  {cmd.action.upper():8s} seq {cmd.seq}: canary "
-            f"{cmd.candidate} at {cmd.fraction:.0%}  ({cmd.issued_by}: {cmd.reason})[/{style}]")
+            f"{cmd.candidate} at {cmd.fraction:.0%}  ({cmd.issued_by}: {cmd.reason})[/{style}]",
+            soft_wrap=True)
         if cmd.action in ("rollback", "promote") and self.decision is None:
             self.decision = (cmd.action, at)
 
@@ -131,31 +206,33 @@ class Timeline:
                  for m in d.metrics]
         self.console.print(f"[dim]{self._at(d.ts_ms):+7.1f}s  window {d.windows_closed:3d}  "
                            f"canary {d.fraction:4.0%}[/dim]  " + "  ".join(parts) +
-                           f"  [dim]-> {d.action}[/dim]")
+                           f"  [dim]-> {d.action}[/dim]", soft_wrap=True)
 
     def _show_postmortem(self, report: RollbackReport) -> None:
         from streammon.decide.postmortem import render_text
 
         text = render_text(report).split("\n")
-        self.console.print("[red]  post-mortem (streammon rollout diagnose " +
-                           f"{report.rollout_id}):[/red]")
+        self.console.print("[red]  post-mortem (what `streammon rollout diagnose "
+                           f"{report.rollout_id}` prints while the broker runs):[/red]")
         for line in text[:-len(report.commands) - 1]:  # the commands are printed above
-            self.console.print(f"    {line}", style="red", highlight=False, markup=False)
+            self.console.print(f"    {line}", style="red", highlight=False, markup=False,
+                               soft_wrap=True)
+        self.postmortem_shown = True
 
     def print_legend(self) -> None:
         """Explain the columns once, before the first line."""
-        self.console.print(
-            "[dim]Each window line: seconds since traffic began, the closed decision window, "
-            "the canary's share,\nand per metric the canary-minus-baseline effect with its "
-            "anytime-valid confidence bounds (the rollout's alpha split\nacross its metrics), "
-            "intersected over all windows so far: when the effect changes mid-rollout they can "
-            "\ncross (lower above upper), which is itself evidence of the change.[/dim]")
+        for line in legend_lines(self.spec):
+            self.console.print(line, style="dim", highlight=False, markup=False)
 
     def summarise(self, phase: str | None, switched_at_s: float | None, *, expected: str) -> int:
         """Print the closing lines; return 0 if the rollout ended as ``expected``."""
         deadline = time.monotonic() + 10.0
         while phase is not None and self.decision is None and time.monotonic() < deadline:
             time.sleep(0.1)  # the timeline thread has yet to read the terminal command
+        deadline = time.monotonic() + 3.0
+        while phase == "rolled_back" and not self.postmortem_shown and \
+                time.monotonic() < deadline:
+            time.sleep(0.1)  # the post-mortem belongs above the closing rule
         self.console.rule()
         check = judge_outcome(regression_at_s=self.regression_at_s, phase=phase,
                               decision_at_s=self.decision[1] if self.decision else None,
@@ -180,3 +257,20 @@ class Timeline:
         return 0 if check.ok else 1
 
 
+
+
+def legend_lines(spec: RolloutSpec) -> list[str]:
+    """Return the legend printed before the first window line (each line under 100 columns)."""
+    lines = ["How to read a window line: seconds since traffic began, the decision window that "
+             "just closed,",
+             "the canary's share of traffic, then per metric the canary-minus-baseline effect "
+             "with its",
+             f"anytime-valid confidence bounds (alpha {spec.alpha:g} over the whole rollout; pp = "
+             "percentage points),",
+             "then the decider's action. \"(effect changed)\": the latest effect left the earlier "
+             "bounds.",
+             "Any significant harm rolls back; promotion needs each effect to exclude harm "
+             "beyond its margin.",
+             "Metrics:"]
+    lines += [f"  {describe_metric(m.name, m.bad_direction, m.margin)}" for m in spec.metrics]
+    return lines

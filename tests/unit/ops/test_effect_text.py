@@ -6,6 +6,7 @@ import pytest
 
 from streammon.ops.effect_text import (
     CHANGED,
+    describe_metric,
     format_bounds,
     format_count,
     format_effect,
@@ -46,6 +47,22 @@ def test_counts_fit_five_characters(n: int, text: str) -> None:
 
 def test_an_estimate_outside_its_running_bounds_is_called_changing() -> None:
     """Bounds that no longer contain the latest estimate are not presented as describing it."""
-    assert format_estimate("latency_ms", 10.2, 7.4, 8.2).endswith("(changing)")
+    assert (format_estimate("latency_ms", 10.2, 7.4, 8.2)
+            == "latency +10.2ms [+7.4, +8.2] (effect changed)")
     assert format_estimate("latency_ms", 7.8, 7.4, 8.2) == "latency +7.8ms [+7.4, +8.2]"
-    assert format_estimate("latency_ms", 1.0, 0.5, 2.0, changed=True).endswith("(changing)")
+    assert format_estimate("latency_ms", 1.0, 0.5, 2.0, changed=True).endswith("(effect changed)")
+
+
+def test_crossed_bounds_say_effect_changed_once() -> None:
+    """Crossed bounds read as one "(effect changed)", not "effect changed (changing)"."""
+    assert format_estimate("latency_ms", 8.7, 6.4, 2.9) == "latency +8.7ms (effect changed)"
+
+
+def test_metric_description_names_spec_name_direction_and_margin_in_units() -> None:
+    """A legend entry ties the display name to the spec's name and the margin in its units."""
+    assert describe_metric("label", "decrease", 0.03) == (
+        "conversion (label): lower is worse; non-inferiority margin 3pp")
+    assert describe_metric("latency_ms", "increase", 5.0) == (
+        "latency (latency_ms): higher is worse; non-inferiority margin 5ms")
+    assert describe_metric("ctr", "decrease", 0.5) == (
+        "ctr: lower is worse; non-inferiority margin 0.5")
