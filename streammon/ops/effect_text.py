@@ -100,6 +100,18 @@ def describe_metric(name: str, bad_direction: str, margin: float) -> str:
     return f"{named}: {worse} is worse; non-inferiority margin {format_margin(name, margin)}"
 
 
+METRIC_VERDICT_WORDS: dict[str, str] = {
+    "Promote": "no worse", "Rollback": "HARM", "Running": "watching", "Pending": "waiting",
+}
+"""A metric's verdict as people read it: ``Promote`` on one metric means "shown no worse
+than its margin", not that the rollout is being promoted."""
+
+
+def metric_verdict(verdict: str) -> str:
+    """Return what a per-metric verdict means in words (``Promote`` -> ``no worse``)."""
+    return METRIC_VERDICT_WORDS.get(verdict, verdict.lower())
+
+
 def format_count(n: int) -> str:
     """Return a count in at most five characters: ``987``, ``98.8k``, ``1.23M``."""
     if n < 10_000:

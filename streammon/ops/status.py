@@ -32,6 +32,7 @@ from streammon.ops.effect_text import (
     format_effect,
     is_changing,
     metric_label,
+    metric_verdict,
 )
 from streammon.ops.rollout_feed import RolloutEvents, RolloutFeed, read_rollout
 from streammon.ops.rollout_grid import SrmCheck, rollout_grid, srm_check
@@ -41,6 +42,7 @@ __all__ = ["RolloutEvents", "RolloutFeed", "read_rollout", "render_status", "run
 LOG_ENTRIES = 8
 _VERDICT_STYLE = {"Rollback": "bold red", "Promote": "green", "Halt": "yellow",
                   "Error": "red", "Running": "cyan", "Pending": "dim"}
+"""Styles by verdict; the metric column shows :func:`metric_verdict` words."""
 _PHASE_STYLE = {"rolled_back": "bold red", "promoted": "bold green", "held": "yellow",
                 "running": "cyan"}
 
@@ -76,13 +78,12 @@ def next_step_text(route: RouteState, spec: RolloutSpec | None, now_ms: int) -> 
     if spec is None:
         return "unknown (no start command with a spec on the control topic)"
     if route.fraction >= spec.f_max:
-        return (f"at the maximum {spec.f_max:.0%}: promotes once every metric excludes harm "
-                "beyond its margin")
+        return f"at {spec.f_max:.0%}, promotes once each metric excludes harm beyond its margin"
     due_ms = route.ts_ms + spec.step_windows * spec.window_ms + spec.grace_ms
     wait = (f"in ~{(due_ms - now_ms) / 1000:.0f} s" if due_ms > now_ms
             else "due at the next closed window")
-    return (f"{wait} (needs {spec.step_windows} windows and {spec.min_samples_per_stage} "
-            f"canary requests in the stage, and no harm)")
+    return (f"{wait} (after {spec.step_windows} windows, {spec.min_samples_per_stage} "
+            "canary requests, no harm)")
 
 
 def _metrics_table(d: Diagnosis | None) -> RenderableType:
@@ -100,16 +101,19 @@ def _metrics_table(d: Diagnosis | None) -> RenderableType:
         table.add_row(metric_label(m.name), format_effect(m.name, m.effect),
                       f"{m.rel_effect:+.1%}", bounds,
                       format_count(m.n_baseline), format_count(m.n_canary),
-                      Text(m.verdict, style=_VERDICT_STYLE.get(m.verdict, "")))
+                      Text(metric_verdict(m.verdict), style=_VERDICT_STYLE.get(m.verdict, "")))
     return table
 
 
 def _srm_line(srm: SrmCheck | None) -> str:
     if srm is None or not srm.windows:
         return "sample ratio: no steady window yet"
-    state = "MISMATCH (router broken?)" if srm.mismatch else "ok"
-    return (f"sample ratio: canary {srm.observed:.1%} vs intended {srm.intended:.1%} over "
-            f"{srm.windows} windows, p = {srm.p_value:.3g} (alarm at {srm.alpha:g}): {state}")
+    if srm.mismatch:
+        return (f"sample ratio: canary {srm.observed:.1%} vs intended {srm.intended:.1%} "
+                f"({srm.windows} windows, p = {srm.p_value:.2g} < {srm.alpha:g}):\n"
+                "  MISMATCH - routers do not split as the route state says; check them")
+    return (f"sample ratio: canary {srm.observed:.1%} vs intended {srm.intended:.1%} "
+            f"({srm.windows} windows, p = {srm.p_value:.2g} > {srm.alpha:g}): ok")
 
 
 def _log_table(log: list[RouteState], now_ms: int) -> RenderableType:

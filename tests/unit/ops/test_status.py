@@ -49,7 +49,7 @@ def test_rolled_back_status_shows_phase_metric_bounds_and_log() -> None:
                                 srm=SrmCheck(0.7, 0.001, 0.49, 0.5, 9), now_ms=NOW_MS))
     assert "ROLLED_BACK" in out and "canary 0.0% of traffic" in out
     assert "latency_ms" in out and "+3.2" in out and "[+1.9, +4.4]" in out
-    assert "Rollback" in out and "harm: latency_ms" in out
+    assert "HARM" in out and "harm: latency_ms" in out
     assert "canary 49.0% vs intended 50.0%" in out and ": ok" in out
     assert "ROLLBACK" in [line for line in out.splitlines() if line.strip()][-1]
     assert "next step: none - the rollout is rolled back" in out
@@ -101,3 +101,31 @@ def test_time_to_next_step_counts_from_the_stage_start() -> None:
     assert "promotes" in next_step_text(route(fraction=0.5), SPEC, NOW_MS)
     assert "held" in next_step_text(route("hold", "held"), SPEC, NOW_MS)
     assert "unknown" in next_step_text(route(), None, NOW_MS)
+
+
+def test_header_and_sample_ratio_lines_do_not_wrap_at_80_columns() -> None:
+    """At 80 columns the view has as many lines as at 400: no sentence wraps mid-way."""
+    long_id = "ranker-2026-11-26-canary"
+    for r, srm in ((route(ts_ms=NOW_MS - 2000), SrmCheck(0.631, 0.001, 0.15, 0.14, 114)),
+                   (route(fraction=0.5), SrmCheck(0.000012, 0.001, 0.3, 0.5, 114))):
+        kwargs = {"rollout_id": long_id, "route": r, "log": [r], "diagnosis": diagnosis(),
+                  "spec": SPEC, "srm": srm, "now_ms": NOW_MS}
+        narrow, wide = (Console(record=True, width=w, color_system=None) for w in (80, 400))
+        narrow.print(render_status(**kwargs))  # type: ignore[arg-type]
+        wide.print(render_status(**kwargs))  # type: ignore[arg-type]
+        header, whole = ([line.rstrip() for line in c.export_text().splitlines()
+                          if line.startswith(("next step:", "sample ratio:"))]
+                         for c in (narrow, wide))
+        assert header == whole and all(len(line) <= 80 for line in header), header
+
+
+def test_a_metric_shown_no_worse_does_not_read_as_promote() -> None:
+    """Per metric, the Promote verdict reads "no worse": the rollout itself is not promoting."""
+    est = MetricEstimate(name="latency_ms", effect=-0.3, rel_effect=-0.01, lower=-2.1,
+                         upper=1.5, n_baseline=900, n_canary=800, verdict="Promote")
+    d = Diagnosis(rollout_id="r1", window_start_ms=NOW_MS - 4000, windows_closed=7, stage=2,
+                  fraction=0.4, action="continue", verdict="Running", metrics=[est])
+    out = text_of(render_status(rollout_id="r1", route=route(), log=[route()], diagnosis=d,
+                                spec=SPEC, srm=None, now_ms=NOW_MS))
+    row = next(line for line in out.splitlines() if line.lstrip().startswith("latency"))
+    assert row.rstrip().endswith("no worse") and "Promote" not in out
