@@ -23,6 +23,18 @@ CHANGED = "effect changed"
 """What crossed bounds say: no single effect fits every window so far."""
 
 
+def display_units(name: str) -> tuple[float, str]:
+    """Return (scale, unit) that turn metric ``name``'s values into display units."""
+    _label, scale, unit = UNITS.get(name, (name, 1.0, ""))
+    return scale, unit
+
+
+def metric_title(name: str) -> str:
+    """Return ``conversion (label)``: what people call it and the spec's name, once."""
+    label = metric_label(name)
+    return f"{label} ({name})" if label != name else name
+
+
 def metric_label(name: str) -> str:
     """Return what people call metric ``name`` (``label`` reads as ``conversion``)."""
     return UNITS.get(name, (name, 1.0, ""))[0]
@@ -95,9 +107,8 @@ def describe_metric(name: str, bad_direction: str, margin: float) -> str:
     Any significant harm rolls back; the margin is what promotion must exclude.
     """
     worse = "lower" if bad_direction == "decrease" else "higher"
-    label = metric_label(name)
-    named = f"{label} ({name})" if label != name else name
-    return f"{named}: {worse} is worse; non-inferiority margin {format_margin(name, margin)}"
+    return (f"{metric_title(name)}: {worse} is worse; non-inferiority margin "
+            f"{format_margin(name, margin)}")
 
 
 METRIC_VERDICT_WORDS: dict[str, str] = {

@@ -13,12 +13,23 @@ import io
 import math
 from typing import Any
 
-from streammon.ops.effect_text import is_changing
+from streammon.events import MetricEstimate
+from streammon.ops.effect_text import (
+    CHANGED,
+    display_units,
+    format_bounds,
+    format_effect,
+    format_margin,
+    is_changing,
+    metric_title,
+    metric_verdict,
+)
 from streammon.ops.report_analysis import MetricSeries, RolloutAnalysis, SegmentEffect
 
 _ACTION_COLOUR = {"start": "tab:blue", "step": "tab:cyan", "promote": "tab:green",
                   "rollback": "tab:red", "hold": "tab:orange", "resume": "tab:blue"}
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;
+padding:0 1em}.scroll{overflow-x:auto}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}
 .outcome{font-size:1.2em;padding:.6em 1em;border-left:6px solid #888;background:#fafafa}
 .rolled_back{border-color:#c00}.promoted{border-color:#080}img{max-width:100%}"""
@@ -58,43 +69,56 @@ def _mark_commands(ax: Any, a: RolloutAnalysis, *, label: bool) -> None:
                    ls="-" if thick else ":")
         if label and c.action != "start":
             ax.annotate(c.action.upper(), (at, 1.0), xycoords=("data", "axes fraction"),
-                        rotation=90, va="top", ha="right", fontsize=8,
-                        color=_ACTION_COLOUR.get(c.action, "grey"))
+                        xytext=(-3, -3), textcoords="offset points", rotation=90, va="top",
+                        ha="right", fontsize=8, color=_ACTION_COLOUR.get(c.action, "grey"),
+                        bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 1})
 
 
-def _clip_range(m: MetricSeries) -> tuple[float, float]:
-    """Return y-limits that show the estimates and the later (narrower) bounds."""
-    finite = [x for x in m.effect + m.lower[len(m.lower) // 3:] + m.upper[len(m.upper) // 3:]
-              if math.isfinite(x) and abs(x) < 1e299] + [0.0, m.margin, -m.margin]
+def _clip_range(m: MetricSeries, scale: float = 1.0) -> tuple[float, float]:
+    """Return y-limits (display units) that show the estimates and the later bounds."""
+    finite = [x * scale for x in m.effect + m.lower[len(m.lower) // 3:]
+              + m.upper[len(m.upper) // 3:] if math.isfinite(x) and abs(x) < 1e299]
+    finite += [0.0, m.margin * scale, -m.margin * scale]
     lo, hi = min(finite), max(finite)
     pad = 0.1 * (hi - lo or 1.0)
     return lo - pad, hi + pad
 
 
 def _effect_figure(a: RolloutAnalysis, m: MetricSeries) -> Any:
-    fig, ax = _figure()
-    lo, hi = _clip_range(m)
-    lower = [min(max(x, lo), hi) for x in m.lower]
-    upper = [min(max(x, lo), hi) for x in m.upper]
+    """Draw the effect after every window with its confidence sequence, in display units."""
+    fig, ax = _figure(3.6)
+    scale, unit = display_units(m.name)
+    lo, hi = _clip_range(m, scale)
+    lower = [min(max(x * scale, lo), hi) for x in m.lower]
+    upper = [min(max(x * scale, lo), hi) for x in m.upper]
+    effect = [x * scale for x in m.effect]
     ax.fill_between(m.t_s, lower, upper, step="pre", alpha=0.25, color="tab:blue",
                     label="confidence sequence (each window: up to its end)")
-    ax.plot(m.t_s, m.effect, marker="o", ms=3, color="tab:blue", label="effect (canary - base)")
+    ax.plot(m.t_s, effect, marker="o", ms=3, color="tab:blue", label="effect (canary - baseline)")
     ax.axhline(0.0, color="black", lw=0.8)
     harm = -m.margin if m.bad_direction == "decrease" else m.margin
     if m.margin:
-        ax.axhline(harm, color="grey", ls="--", lw=0.8, label=f"margin {harm:+g}")
+        ax.axhline(harm * scale, color="grey", ls="--", lw=0.8,
+                   label=f"non-inferiority margin {'-' if harm < 0 else '+'}"
+                         f"{format_margin(m.name, m.margin)}")
     if "Rollback" in m.verdicts:
         i = m.verdicts.index("Rollback")
         start = m.t_s[i - 1] if i else m.t_s[i] - a.window_ms / 1000
         ax.fill_between([start, m.t_s[i]], lower[i], upper[i], color="red", alpha=0.5,
                         label="harm shown (whole band on the bad side)")
-        ax.scatter([m.t_s[i]], [m.effect[i]], s=80, color="red", zorder=5)
+        ax.scatter([m.t_s[i]], [effect[i]], s=80, color="red", zorder=5)
     _mark_commands(ax, a, label=True)
     ax.set_ylim(lo, hi)
     worse = "higher" if m.bad_direction == "increase" else "lower"
-    ax.set(title=f"{m.name}: canary - baseline ({worse} is worse)", xlabel="seconds since start")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.set(title=f"{metric_title(m.name)}: canary - baseline ({worse} is worse)",
+           xlabel="seconds since the rollout started",
+           ylabel=f"effect ({_unit_words(unit)})")
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     return fig
+
+
+def _unit_words(unit: str) -> str:
+    return {"pp": "percentage points", "ms": "ms", "": "metric units"}.get(unit, unit)
 
 
 def _ramp_figure(a: RolloutAnalysis) -> Any:
@@ -107,25 +131,31 @@ def _ramp_figure(a: RolloutAnalysis) -> Any:
     ax.plot(a.window_t_s, a.observed_fraction, "o", ms=3, color="tab:purple",
             label="observed canary share per window")
     _mark_commands(ax, a, label=True)
-    ax.set(title="traffic ramp and commands", xlabel="seconds since start",
-           ylabel="canary fraction", ylim=(-0.02, 1.05))
+    ax.set(title="traffic ramp and commands", xlabel="seconds since the rollout started",
+           ylabel="canary share of traffic", ylim=(-0.02, 1.05))
     ax.legend(loc="upper left", fontsize=8)
     return fig
 
 
 def _segment_figure(metric: str, rows: list[SegmentEffect]) -> Any:
-    fig, ax = _figure(1.2 + 0.5 * len(rows))
+    """Each segment's effect and bounds in display units; crossed bounds are said in words."""
+    fig, ax = _figure(1.4 + 0.6 * len(rows))
+    scale, unit = display_units(metric)
     for i, s in enumerate(rows):
-        lo = s.lower if abs(s.lower) < 1e299 else s.effect
-        hi = s.upper if abs(s.upper) < 1e299 else s.effect
         colour = "tab:red" if s.harm else "tab:blue"
-        ax.plot([lo, hi], [i, i], color=colour, lw=3)
-        ax.plot([s.effect], [i], "o", color="black")
+        if s.lower <= s.upper:
+            lo = s.lower if abs(s.lower) < 1e299 else s.effect
+            hi = s.upper if abs(s.upper) < 1e299 else s.effect
+            ax.plot([lo * scale, hi * scale], [i, i], color=colour, lw=3)
+        if is_changing(s.effect, s.lower, s.upper):
+            ax.annotate(CHANGED, (s.effect * scale, i), xytext=(0, 6),
+                        textcoords="offset points", ha="center", fontsize=8, color=colour)
+        ax.plot([s.effect * scale], [i], "o", color="black")
     ax.axvline(0.0, color="black", lw=0.8)
     ax.set_yticks(range(len(rows)),
-                  [f"{s.segment} (n={s.n_baseline}/{s.n_canary})" for s in rows])
-    ax.set(title=f"{metric}: effect per segment (red: harm shown)",
-           xlabel="canary - baseline", ylim=(-0.7, len(rows) - 0.3))
+                  [f"{s.segment}\n({s.n_baseline} base / {s.n_canary} canary)" for s in rows])
+    ax.set(title=f"{metric_title(metric)}: effect per segment (red: harm shown)",
+           xlabel=f"canary - baseline ({_unit_words(unit)})", ylim=(-0.7, len(rows) - 0.3))
     return fig
 
 
@@ -145,7 +175,8 @@ def _drift_figure(a: RolloutAnalysis) -> Any:
 def render_page(a: RolloutAnalysis, charts: dict[str, bytes]) -> str:
     """Return the self-contained HTML page: words first, then every chart inlined."""
     e = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>rollout "
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' "
+             f"content='width=device-width, initial-scale=1'><title>rollout "
              f"{e(a.rollout_id)}</title><style>{_CSS}</style></head><body>",
              f"<h1>Rollout {e(a.rollout_id)}: {e(a.baseline)} &rarr; {e(a.candidate)}</h1>",
              f"<p class='outcome {e(a.phase)}'>{e(headline(a))}</p>",
@@ -172,8 +203,8 @@ def _command_table(a: RolloutAnalysis) -> str:
         f"<td><b>{html.escape(c.action.upper())}</b></td><td>{c.fraction:.0%}</td>"
         f"<td>{html.escape(c.issued_by)}</td><td>{html.escape(c.reason)}</td></tr>"
         for c in a.commands)
-    return ("<table><tr><th>seq</th><th>at</th><th>action</th><th>canary</th><th>by</th>"
-            f"<th>reason</th></tr>{rows}</table>")
+    return ("<div class='scroll'><table><tr><th>seq</th><th>at</th><th>action</th><th>canary"
+            f"</th><th>by</th><th>reason</th></tr>{rows}</table></div>")
 
 
 def headline(a: RolloutAnalysis) -> str:
@@ -202,17 +233,7 @@ def explanation(a: RolloutAnalysis) -> list[str]:
                  f"{d.fraction:.0%}: {d.action} ({d.message or d.verdict}).")
     directions: dict[str, str] = {m.name: m.bad_direction for m in a.spec.metrics}
     for m in d.metrics:
-        worse = "higher" if directions.get(m.name) == "increase" else "lower"
-        bounds = f"[{_num(m.lower)}, {_num(m.upper)}]"
-        why = (f"its confidence sequence {bounds} lies on the harmful side of zero ({worse} is "
-               f"worse): harm shown at error rate {a.metric_alpha:.3g}, valid although the "
-               "decider looked after every window" if m.verdict == "Rollback"
-               else f"confidence sequence {bounds}: {m.verdict}")
-        if is_changing(m.effect, m.lower, m.upper, changed=m.changed):
-            why += ("; the effect changed during the rollout: the latest estimate has left "
-                    "the running bounds, which still hold for the whole stage")
-        lines.append(f"{m.name}: canary - baseline = {m.effect:+.4g} ({m.rel_effect:+.1%}; "
-                     f"n = {m.n_baseline} baseline, {m.n_canary} canary); {why}.")
+        lines.append(_metric_words(a, m, directions.get(m.name, "increase")))
     lines += [_srm_words(a), _drift_words(a)]
     if a.phase == "rolled_back":
         lines.append(f"Rollback is a switch, not a delete: {a.candidate} is kept, and routers "
@@ -220,8 +241,23 @@ def explanation(a: RolloutAnalysis) -> list[str]:
     return lines
 
 
-def _num(x: float) -> str:
-    return "inf" if x >= 1e299 else ("-inf" if x <= -1e299 else f"{x:+.4g}")
+def _metric_words(a: RolloutAnalysis, m: MetricEstimate, bad_direction: str) -> str:
+    """One metric's sentence, in the same units and words as the status view and timeline."""
+    worse = "higher" if bad_direction == "increase" else "lower"
+    crossed = m.lower > m.upper
+    bounds = ("bounds that crossed" if crossed
+              else f"confidence bounds {format_bounds(m.name, m.lower, m.upper)}")
+    if m.verdict == "Rollback":
+        why = (f"{bounds}, on the harmful side ({worse} is worse): harm shown at error rate "
+               f"{a.metric_alpha:.3g}, valid although the decider looked after every window")
+    else:
+        why = f"{bounds}: {metric_verdict(m.verdict)}"
+    if is_changing(m.effect, m.lower, m.upper, changed=m.changed):
+        why += ("; the effect changed during the rollout: the latest estimate has left the "
+                "bounds of the earlier windows")
+    return (f"{metric_title(m.name)}: canary - baseline = {format_effect(m.name, m.effect)} "
+            f"({m.rel_effect:+.1%} relative; n = {m.n_baseline} baseline, {m.n_canary} "
+            f"canary); {why}.")
 
 
 def _srm_words(a: RolloutAnalysis) -> str:

@@ -191,3 +191,39 @@ def test_events_keep_the_latest_summary_and_ignore_other_rollouts(rolled_back: t
                                     diagnoses)
     assert len(data.summaries) == len(summaries)
     assert [c.seq for c in data.commands] == sorted(c.seq for c in commands)
+
+
+def test_report_words_use_the_same_units_and_names_as_the_status_view(rolled_back: tuple) -> None:
+    """Each metric reads "latency (latency_ms) ... +N.Nms" with bounds in display units, as in
+    `rollout status` and the demo timeline, never raw fractions like -0.01704."""
+    from streammon.ops.effect_text import format_effect
+    from streammon.ops.report_charts import explanation
+
+    a = build_report(RolloutEvents.from_lists("r-report", *rolled_back)).analysis
+    words = "\n".join(explanation(a))
+    final = a.final_diagnosis
+    assert final is not None
+    for m in final.metrics:
+        assert format_effect(m.name, m.effect) in words
+    assert "conversion (label): canary - baseline = " in words and "pp (" in words
+    assert "latency (latency_ms): canary - baseline = " in words
+    assert not re.search(r"= [+-]0\.\d{4}", words)
+
+
+def test_crossed_bounds_are_not_printed_as_an_interval_in_the_report(rolled_back: tuple) -> None:
+    """A harmed metric whose running bounds crossed is said in words, not as [+6.4, +2.9]."""
+    from streammon.events import MetricEstimate
+    from streammon.ops.report_charts import _metric_words
+
+    a = build_report(RolloutEvents.from_lists("r-report", *rolled_back)).analysis
+    est = MetricEstimate(name="latency_ms", effect=8.7, rel_effect=0.07, lower=6.44,
+                         upper=2.86, n_baseline=6784, n_canary=2556, verdict="Rollback")
+    text = _metric_words(a, est, "increase")
+    assert "[" not in text and "bounds that crossed" in text and "+8.7ms" in text
+
+
+def test_report_page_is_readable_on_a_phone(rolled_back: tuple) -> None:
+    """The page declares a device-width viewport and lets the command table scroll."""
+    page = build_report(RolloutEvents.from_lists("r-report", *rolled_back)).html
+    assert "name='viewport' content='width=device-width" in page
+    assert "<div class='scroll'><table>" in page
