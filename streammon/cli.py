@@ -211,7 +211,7 @@ def cmd_pin(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
-    """Replay recorded events (``--spec``) or a CSV of cohort statistics (``FILE``)."""
+    """Replay recorded events (--spec) or a CSV of cohort statistics (FILE)."""
     if args.spec is not None:
         from streammon.ops.backtest import main_events as events_main
 
@@ -323,19 +323,19 @@ def _add_rollout(sub: Any) -> None:
     _add(actions, "start", cmd_rollout_start, example_key="rollout start").add_argument(
         "spec", help="rollout spec file (JSON or TOML; see docs/rollouts.md)")
     status = _add(actions, "status", cmd_rollout_status, example_key="rollout status")
-    status.add_argument("rollout_id")
+    status.add_argument("rollout_id", help=_ROLLOUT_ID_HELP)
     status.add_argument("--watch", action="store_true", help="redraw every second until Ctrl-C")
     status.add_argument("--json", action="store_true",
                         help="print the raw route state from Redis instead")
     _add(actions, "history", cmd_rollout_history,
-         example_key="rollout history").add_argument("rollout_id")
+         example_key="rollout history").add_argument("rollout_id", help=_ROLLOUT_ID_HELP)
     diagnose = _add(actions, "diagnose", cmd_rollout_diagnose, example_key="rollout diagnose")
-    diagnose.add_argument("rollout_id")
+    diagnose.add_argument("rollout_id", help=_ROLLOUT_ID_HELP)
     diagnose.add_argument("--out", help="also write the post-mortem JSON to this file")
     for action, text in _MANUAL_HELP.items():
         manual = _add(actions, action, cmd_rollout_manual, example_key=f"rollout {action}",
                       help_text=text)
-        manual.add_argument("rollout_id")
+        manual.add_argument("rollout_id", help=_ROLLOUT_ID_HELP)
         manual.add_argument("--reason", default="", help="why (kept in the route log)")
 
 
@@ -362,7 +362,8 @@ def _add_services(sub: Any) -> None:
                         help="rollouts a partition's join holds at once; more are dead-lettered")
     worker.add_argument("--max-segments", type=int, default=1_000,
                         help="segments per rollout; more are dead-lettered")
-    worker.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info"])
+    worker.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info"],
+                        help="the Faust app's log level (default warn)")
     actuator = _add(sub, "actuator", cmd_actuator)
     actuator.add_argument("--verify-weights", choices=["pinned", "unchanged", "full"],
                           default="unchanged",
@@ -377,23 +378,31 @@ def _add_services(sub: Any) -> None:
 
 def _add_tools(sub: Any) -> None:
     dev = _add(sub, "dev", cmd_dev)
-    dev.add_argument("action", choices=["up", "down", "status"])
+    dev.add_argument("action", choices=["up", "down", "status"],
+                     help="up: start both, recorded in .streammon/dev.json; down: stop them; "
+                          "status: print where they run (exit 1 if none)")
     dev.add_argument("--durable", action="store_true",
                      help="up: topics in a loopback S3 server (survive a broker restart), "
                           "Redis with its append-only file")
-    _add(sub, "topics", cmd_topics).add_argument("action", choices=["apply", "schemas"])
+    _add(sub, "topics", cmd_topics).add_argument(
+        "action", choices=["apply", "schemas"],
+        help="apply: create missing topics, check existing ones; schemas: regenerate "
+             "topics/schemas/*.json")
     pin = _add(sub, "pin", cmd_pin)
-    pin.add_argument("version")
-    pin.add_argument("--weights-uri", required=True)
+    pin.add_argument("version", help="the model version to pin (a rollout spec's baseline)")
+    pin.add_argument("--weights-uri", required=True,
+                     help="where its weights are: file:///... (hashed here), s3://..., ...")
     pin.add_argument("--content-hash", default="", help="sha256:<hex>; computed for local files")
     pin.add_argument("--model-config", default="{}", help="JSON object of the model's config")
-    pin.add_argument("--features", nargs="*", default=[])
+    pin.add_argument("--features", nargs="*", default=[],
+                     help="the feature names the model reads (kept with the pin)")
     keys = _add(sub, "keys", cmd_keys)
-    keys.add_argument("action", choices=["new"])
+    keys.add_argument("action", choices=["new"],
+                      help="new: write PRINCIPAL.KID.key and PRINCIPAL.KID.pub into --dir")
     keys.add_argument("principal", help="decider, actuator, operator or operator-NAME")
     keys.add_argument("--dir", required=True, help="the key directory to write into")
     rep = _add(sub, "report", cmd_report)
-    rep.add_argument("rollout_id")
+    rep.add_argument("rollout_id", help=_ROLLOUT_ID_HELP)
     rep.add_argument("--out", help="output folder (default report-<id>)")
     bt = _add(sub, "backtest", cmd_backtest)
     bt.add_argument("--spec", help="rollout spec JSON: replay recorded events (needs "
@@ -403,15 +412,39 @@ def _add_tools(sub: Any) -> None:
     bt.add_argument("--commands", help="operator hold/resume commands, JSON lines")
     bt.add_argument("rest", nargs=argparse.REMAINDER, help="FILE [--kind ...] (cells CSV)")
     cfg = _add(sub, "config", cmd_config)
-    cfg.add_argument("action", choices=["check"])
-    cfg.add_argument("file")
+    cfg.add_argument("action", choices=["check"], help="check: explain what is wrong, exit 1")
+    cfg.add_argument("file", help="a TOML settings file ([kafka], [redis], [topics] tables)")
     tr = _add(sub, "traffic", cmd_traffic)
-    tr.add_argument("--rollout-id", required=True)
-    tr.add_argument("--regression-at-s", type=float, default=None)
-    tr.add_argument("--rate-per-s", type=float, default=400.0)
-    tr.add_argument("--duration-s", type=float, default=900.0)
+    tr.add_argument("--rollout-id", required=True, help="the demo rollout to serve")
+    tr.add_argument("--regression-at-s", type=float, default=None,
+                    help="seconds after which the candidate regresses (default: never)")
+    tr.add_argument("--rate-per-s", type=float, default=400.0,
+                    help="simulated requests per second (default 400)")
+    tr.add_argument("--duration-s", type=float, default=900.0,
+                    help="stop after this many seconds (default 900)")
     tr.add_argument("--window-ms", type=int, default=20_000,
                     help="decision window; a multiple of the worker's --window-ms")
+
+
+_ROLLOUT_ID_HELP = ("the rollout's id (rollout_id in its spec); its topics are found with "
+                    "STREAMMON_TOPIC_PREFIX")
+
+_KAFKA_FIX = ("is a broker running there? For development run `streammon dev up`; otherwise "
+              "set STREAMMON_KAFKA_BOOTSTRAP=HOST:PORT or [kafka] bootstrap_servers in the "
+              "--config file")
+_REDIS_FIX = ("is Redis running there? For development run `streammon dev up`; otherwise set "
+              "STREAMMON_REDIS_URL=redis://HOST:PORT/0 or [redis] url in the --config file")
+
+
+def error_text(exc: StreamMonError) -> str:
+    """Return the one-paragraph error the CLI prints: the error, then how to fix it."""
+    from streammon.errors import KafkaIOError, RedisIOError
+
+    if isinstance(exc, KafkaIOError) and "cannot" in str(exc):
+        return f"{exc}\n  {_KAFKA_FIX}"
+    if isinstance(exc, RedisIOError) and "credentials" not in str(exc):
+        return f"{exc}\n  {_REDIS_FIX}"
+    return str(exc)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -422,8 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="TOML settings file (default $STREAMMON_CONFIG)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = _add(sub, "demo", cmd_demo)
-    demo.add_argument("--no-regression", action="store_true", help="a healthy candidate")
-    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--no-regression", action="store_true",
+                      help="run a healthy candidate, which is promoted, instead of one that "
+                           "regresses at +20 s")
+    demo.add_argument("--seed", type=int, default=7,
+                      help="seed of the simulated traffic (default 7)")
     demo.add_argument("--reports-dir", default="reports",
                       help="where the rollout's HTML report goes (default reports/)")
     demo.add_argument("--false-alarm-at-s", type=float, default=None, help=argparse.SUPPRESS)
@@ -445,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args._handler(args, settings)
         return code
     except StreamMonError as exc:
-        print(f"streammon: error: {exc}", file=sys.stderr)
+        print(f"streammon: error: {error_text(exc)}", file=sys.stderr)
         return 2
 
 

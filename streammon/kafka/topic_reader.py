@@ -7,6 +7,8 @@ report, the status view, ``rollout diagnose`` and the demo timeline all read thi
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -19,6 +21,33 @@ Record = tuple[str, bytes | None, bytes]
 """(topic, key, value) of one message."""
 
 
+class _OncePerMessage(logging.Filter):
+    """Let each distinct librdkafka message through once (numbers ignored).
+
+    Without a broker librdkafka logs the same connection failure about 20 times a second;
+    one line says it, and the caller raises :class:`KafkaIOError` with the fix.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = re.sub(r"\d+", "N", record.getMessage())
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+
+def quiet_kafka_logger(name: str) -> logging.Logger:
+    """Return a logger for librdkafka's ``logger`` option that says each message once."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, _OncePerMessage) for f in logger.filters):
+        logger.addFilter(_OncePerMessage())
+    return logger
+
+
 class TopicReader:
     """Read a set of topics from the start; :meth:`poll` returns what arrived since."""
 
@@ -26,7 +55,9 @@ class TopicReader:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
         conf = settings.kafka.consumer_config(f"streammon-read-{uuid.uuid4().hex[:8]}",
-                                              **{"enable.auto.commit": False})
+                                              **{"enable.auto.commit": False,
+                                                 "logger": quiet_kafka_logger(
+                                                     "streammon.kafka.reader")})
         self._consumer = Consumer(conf)
         try:
             meta = self._consumer.list_topics(timeout=10)

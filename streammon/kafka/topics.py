@@ -120,7 +120,9 @@ def write_schemas(out_dir: Path = SPEC_DIR / "schemas") -> list[Path]:
 def _admin(kafka: KafkaSettings) -> Any:
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient(kafka.to_librdkafka())
+    from streammon.kafka.topic_reader import quiet_kafka_logger
+
+    return AdminClient(kafka.to_librdkafka(logger=quiet_kafka_logger("streammon.kafka.admin")))
 
 
 def existing_partitions(kafka: KafkaSettings, timeout_s: float = 10.0) -> dict[str, int]:
