@@ -76,7 +76,8 @@ def next_step_text(route: RouteState, spec: RolloutSpec | None, now_ms: int) -> 
     if route.phase == "held":
         return "none while held (`streammon rollout resume ID`)"
     if spec is None:
-        return "unknown (no start command with a spec on the control topic)"
+        return ("unknown: no start command on the control topic (is STREAMMON_TOPIC_PREFIX "
+                "the one the rollout uses?)")
     if route.fraction >= spec.f_max:
         return f"at {spec.f_max:.0%}, promotes once each metric excludes harm beyond its margin"
     due_ms = route.ts_ms + spec.step_windows * spec.window_ms + spec.grace_ms
