@@ -269,8 +269,10 @@ def legend_lines(spec: RolloutSpec) -> list[str]:
              "percentage points),",
              "then the decider's action. \"(effect changed)\": the latest effect left the earlier "
              "bounds.",
-             "Any significant harm rolls back; promotion needs each effect to exclude harm "
-             "beyond its margin.",
+             "Any significant harm rolls back. Promotion needs every metric shown no worse than "
+             "its margin",
+             "by a one-sided test on the final stage alone, so the bounds here may still reach "
+             "past it.",
              "Metrics:"]
     lines += [f"  {describe_metric(m.name, m.bad_direction, m.margin)}" for m in spec.metrics]
     return lines
