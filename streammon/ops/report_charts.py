@@ -234,6 +234,11 @@ def explanation(a: RolloutAnalysis) -> list[str]:
     directions: dict[str, str] = {m.name: m.bad_direction for m in a.spec.metrics}
     for m in d.metrics:
         lines.append(_metric_words(a, m, directions.get(m.name, "increase")))
+    if any(m.verdict == "Promote" for m in d.metrics):
+        lines.append("\"No worse\" is a one-sided test against the metric's margin on the "
+                     "current stage's windows alone; the bounds above are two-sided over the "
+                     "whole rollout, so they can reach past the margin of a metric shown no "
+                     "worse.")
     lines += [_srm_words(a), _drift_words(a)]
     if a.phase == "rolled_back":
         lines.append(f"Rollback is a switch, not a delete: {a.candidate} is kept, and routers "
