@@ -129,6 +129,20 @@ def _log_table(log: list[RouteState], now_ms: int) -> RenderableType:
     return table
 
 
+def fit_to_height(console: Console, view: RenderableType, **inputs: Any) -> RenderableType:
+    """Return ``view``, or it re-rendered with fewer log entries so it fits the terminal.
+
+    ``inputs`` are :func:`render_status`'s arguments; the oldest commands go first, the
+    latest stays (a --watch view that overflows loses its last lines, the newest ones).
+    """
+    log: list[RouteState] = inputs.pop("log")
+    keep = min(len(log), LOG_ENTRIES)
+    while keep > 1 and len(console.render_lines(view, pad=False)) > console.height - 1:
+        keep -= 1
+        view = render_status(log=log[-keep:], **inputs)
+    return view
+
+
 def _ago(ts_ms: int, now_ms: int) -> str:
     return f"{max(now_ms - ts_ms, 0) / 1000:.0f} s ago" if ts_ms else "-"
 
@@ -146,8 +160,12 @@ def read_route(client: Any, rollout_id: str) -> tuple[RouteState | None, list[Ro
     return (decode(raw) if raw else None), [decode(e) for e in entries]
 
 
-def view_of(feed: RolloutFeed, client: Any, now_ms: int) -> RenderableType:
-    """Build the status view from what the feed has read and what Redis holds now."""
+def view_of(feed: RolloutFeed, client: Any, now_ms: int,
+            console: Console | None = None) -> RenderableType:
+    """Build the status view from what the feed has read and what Redis holds now.
+
+    With ``console`` (the --watch view) the command log is cut to fit its height.
+    """
     data = feed.data
     route, log = read_route(client, data.rollout_id)
     start, diagnoses, srm = data.commands_by_seq.get(1), data.diagnoses, None
@@ -155,9 +173,12 @@ def view_of(feed: RolloutFeed, client: Any, now_ms: int) -> RenderableType:
         rollout = rollout_grid(data.rollout_id, list(data.summaries.values()), data.commands,
                                diagnoses)
         srm = srm_check(rollout.grid.assignment, rollout.policy.srm_alpha)
-    return render_status(rollout_id=data.rollout_id, route=route, log=log,
-                         diagnosis=diagnoses[-1] if diagnoses else None,
-                         spec=start.spec if start else None, srm=srm, now_ms=now_ms)
+    inputs: dict[str, Any] = {
+        "rollout_id": data.rollout_id, "route": route, "log": log,
+        "diagnosis": diagnoses[-1] if diagnoses else None,
+        "spec": start.spec if start else None, "srm": srm, "now_ms": now_ms}
+    view = render_status(**inputs)
+    return view if console is None else fit_to_height(console, view, **inputs)
 
 
 def run_status(settings: Settings, rollout_id: str, *, watch: bool = False,
@@ -180,7 +201,8 @@ def run_status(settings: Settings, rollout_id: str, *, watch: bool = False,
             count = 0
             while max_refreshes is None or count < max_refreshes:
                 feed.poll(refresh_s)
-                live.update(view_of(feed, client, int(time.time() * 1000)), refresh=True)
+                live.update(view_of(feed, client, int(time.time() * 1000), console),
+                            refresh=True)
                 count += 1
     except KeyboardInterrupt:
         pass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from streammon.control.commands import RouteState
-from streammon.events import Diagnosis, MetricEstimate, MetricSpecWire, RolloutSpec
+from streammon.events import Diagnosis, MetricEstimate, MetricSpecWire, RolloutSpec, Verdict
 from streammon.ops.rollout_grid import SrmCheck
 from streammon.ops.status import next_step_text, render_status
 
@@ -122,10 +122,35 @@ def test_header_and_sample_ratio_lines_do_not_wrap_at_80_columns() -> None:
 def test_a_metric_shown_no_worse_does_not_read_as_promote() -> None:
     """Per metric, the Promote verdict reads "no worse": the rollout itself is not promoting."""
     est = MetricEstimate(name="latency_ms", effect=-0.3, rel_effect=-0.01, lower=-2.1,
-                         upper=1.5, n_baseline=900, n_canary=800, verdict="Promote")
+                         upper=1.5, n_baseline=900, n_canary=800, verdict=Verdict.PROMOTE)
     d = Diagnosis(rollout_id="r1", window_start_ms=NOW_MS - 4000, windows_closed=7, stage=2,
                   fraction=0.4, action="continue", verdict="Running", metrics=[est])
     out = text_of(render_status(rollout_id="r1", route=route(), log=[route()], diagnosis=d,
                                 spec=SPEC, srm=None, now_ms=NOW_MS))
     row = next(line for line in out.splitlines() if line.lstrip().startswith("latency"))
     assert row.rstrip().endswith("no worse") and "Promote" not in out
+
+
+def test_watch_view_cuts_old_commands_to_fit_an_80x24_terminal() -> None:
+    """With eight commands the --watch view drops the oldest until it fits 24 rows, keeping
+    the latest command (the rollback) on screen."""
+    from streammon.ops.status import fit_to_height
+
+    log = [route("start", fraction=0.1, seq=1)]
+    log += [route("hold" if i % 2 else "resume", "held" if i % 2 else "running", seq=i)
+            for i in range(2, 8)]
+    log.append(route("rollback", "rolled_back", 0.0, 8))
+    ests = [MetricEstimate(name=n, effect=0.001, rel_effect=0.01, lower=-0.01, upper=0.01,
+                           n_baseline=900, n_canary=800, verdict=Verdict.RUNNING)
+            for n in ("label", "latency_ms", "error")]
+    d = Diagnosis(rollout_id="r1", window_start_ms=NOW_MS - 4000, windows_closed=14, stage=3,
+                  fraction=0.5, action="rollback", verdict="Rollback", metrics=ests)
+    inputs = {"rollout_id": "r1", "route": log[-1], "log": log, "diagnosis": d,
+              "spec": SPEC, "srm": SrmCheck(0.7, 0.001, 0.49, 0.5, 9), "now_ms": NOW_MS}
+    console = Console(record=True, width=80, height=24, color_system=None)
+    full = render_status(**inputs)  # type: ignore[arg-type]
+    assert len(console.render_lines(full, pad=False)) > 23
+    console.print(fit_to_height(console, full, **inputs))
+    lines = console.export_text().splitlines()
+    assert len(lines) <= 23
+    assert "ROLLBACK" in [line for line in lines if line.strip()][-1]
