@@ -101,11 +101,34 @@ def cmd_rollout_start(args: argparse.Namespace, settings: Settings) -> int:
     """Start a rollout from a spec file (JSON or TOML); the baseline must be pinned."""
     from streammon.control import operator_commands
 
-    cmd = operator_commands.start_rollout(settings, operator_commands.load_spec(args.spec),
+    cmd = operator_commands.start_rollout(settings, _read_spec(args.spec),
                                           client=_redis(settings))
     print(f"started {cmd.rollout_id}: {cmd.candidate} at {cmd.fraction:.0%} of traffic\n"
           f"watch it with: streammon rollout status {cmd.rollout_id} --watch")
     return 0
+
+
+def _read_spec(path: str) -> Any:
+    """Load a spec file; unknown fields and bad choices are errors that say the fix."""
+    import tomllib
+    from pathlib import Path
+
+    from streammon.control import operator_commands
+    from streammon.ops.spec_words import explain_choice_error, unknown_fields
+
+    try:
+        text = Path(path).read_bytes()
+        raw = tomllib.loads(text.decode()) if path.endswith(".toml") else json.loads(text)
+    except (OSError, ValueError):
+        raw = None  # load_spec says what is wrong with the file
+    unknown = unknown_fields(raw)
+    if unknown:
+        raise ConfigError(f"{path}: unknown field {', '.join(unknown)}: fix the name (the "
+                          "fields are listed in docs/rollouts.md)")
+    try:
+        return operator_commands.load_spec(path)
+    except ConfigError as exc:
+        raise ConfigError(explain_choice_error(str(exc))) from exc
 
 
 def cmd_rollout_status(args: argparse.Namespace, settings: Settings) -> int:

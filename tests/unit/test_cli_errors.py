@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+from pathlib import Path
 
 import pytest
 
-from streammon.cli import build_parser, error_text
+from streammon.cli import build_parser, error_text, main
 from streammon.errors import KafkaIOError, RedisIOError
 from streammon.kafka.topic_reader import quiet_kafka_logger
 
@@ -49,3 +51,39 @@ def test_every_positional_argument_and_option_has_help() -> None:
                if not isinstance(a, argparse._SubParsersAction | argparse._HelpAction)
                and not a.help and a.help != argparse.SUPPRESS]
     assert missing == []
+
+
+def _start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: dict[str, object],
+           capsys: pytest.CaptureFixture[str]) -> str:
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    monkeypatch.setenv("STREAMMON_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("STREAMMON_REDIS_URL", "redis://127.0.0.1:1/0")
+    assert main(["rollout", "start", str(path)]) == 2
+    return capsys.readouterr().err
+
+
+_SPEC = {"rollout_id": "r", "baseline": "a", "candidate": "b",
+         "metrics": [{"name": "label", "kind": "binary", "bad_direction": "decrease"}]}
+
+
+def test_a_misspelt_spec_field_is_an_error_naming_it_and_the_likely_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`alpah` is not silently ignored (the default alpha would apply): it is named, with
+    `alpha` suggested, and so is a misspelt metric field, before any I/O."""
+    spec = {**_SPEC, "alpah": 0.01,
+            "metrics": [{"name": "label", "kind": "binary", "bad_direction": "decrease",
+                         "margn": 0.01}]}
+    err = _start(tmp_path, monkeypatch, spec, capsys)
+    assert "$.alpah (did you mean alpha?)" in err
+    assert "$.metrics[0].margn (did you mean margin?)" in err
+
+
+def test_a_value_outside_a_choice_lists_the_allowed_values(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """bad_direction "down" names the field and says: use one of decrease, increase."""
+    spec = {**_SPEC, "metrics": [{"name": "label", "kind": "binary", "bad_direction": "down"}]}
+    err = _start(tmp_path, monkeypatch, spec, capsys)
+    assert "$.metrics[0].bad_direction" in err and "use one of: decrease, increase" in err
