@@ -229,7 +229,8 @@ def explanation(a: RolloutAnalysis) -> list[str]:
     if d is None:
         return [*lines, "No window has been assessed yet."]
     end_s = (d.window_start_ms + a.window_ms - a.t0_ms) / 1000
-    lines.append(f"Decisive window {d.windows_closed} (ending +{end_s:.1f}s), canary at "
+    judged = f", judged at +{(d.ts_ms - a.t0_ms) / 1000:.1f}s" if d.ts_ms else ""
+    lines.append(f"Decisive window {d.windows_closed} (ending +{end_s:.1f}s{judged}), canary at "
                  f"{d.fraction:.0%}: {d.action} ({d.message or d.verdict}).")
     directions: dict[str, str] = {m.name: m.bad_direction for m in a.spec.metrics}
     for m in d.metrics:

@@ -61,7 +61,7 @@ def _header(rollout_id: str, route: RouteState | None, spec: RolloutSpec | None,
         return Text(f"rollout {rollout_id}: no route state in Redis yet (has the actuator "
                     "applied the start command?)", style="yellow")
     text = Text(f"rollout {rollout_id}  {route.baseline} -> {route.candidate}\n", style="bold")
-    text.append(f"{route.phase.upper()}", style=_PHASE_STYLE.get(route.phase, "white"))
+    text.append(route.phase.replace("_", " ").upper(), style=_PHASE_STYLE.get(route.phase, "white"))
     text.append(f"  stage {route.stage}  canary {route.candidate_weight:.1%} of traffic\n")
     text.append(f"last change: seq {route.seq}, {route.action} by {route.issued_by or '?'}, "
                 f"{_ago(route.ts_ms, now_ms)}\n")

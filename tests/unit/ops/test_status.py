@@ -47,7 +47,7 @@ def test_rolled_back_status_shows_phase_metric_bounds_and_log() -> None:
     out = text_of(render_status(rollout_id="r1", route=log[-1], log=log,
                                 diagnosis=diagnosis(), spec=SPEC,
                                 srm=SrmCheck(0.7, 0.001, 0.49, 0.5, 9), now_ms=NOW_MS))
-    assert "ROLLED_BACK" in out and "canary 0.0% of traffic" in out
+    assert "ROLLED BACK" in out and "canary 0.0% of traffic" in out
     assert "latency_ms" in out and "+3.2" in out and "[+1.9, +4.4]" in out
     assert "HARM" in out and "harm: latency_ms" in out
     assert "canary 49.0% vs intended 50.0%" in out and ": ok" in out
