@@ -251,14 +251,16 @@ def _metric_words(a: RolloutAnalysis, m: MetricEstimate, bad_direction: str) -> 
     """One metric's sentence, in the same units and words as the status view and timeline."""
     worse = "higher" if bad_direction == "increase" else "lower"
     crossed = m.lower > m.upper
-    bounds = ("bounds that crossed" if crossed
-              else f"confidence bounds {format_bounds(m.name, m.lower, m.upper)}")
+    bounds = "" if crossed else f"confidence bounds {format_bounds(m.name, m.lower, m.upper)}"
     if m.verdict == "Rollback":
-        why = (f"{bounds}, on the harmful side ({worse} is worse): harm shown at error rate "
-               f"{a.metric_alpha:.3g}, valid although the decider looked after every window")
+        why = (f"{bounds + ', on the harmful side: ' if bounds else ''}harm shown ({worse} "
+               f"is worse) at error rate {a.metric_alpha:.3g}, valid although the decider "
+               "looked after every window")
     else:
-        why = f"{bounds}: {metric_verdict(m.verdict)}"
-    if is_changing(m.effect, m.lower, m.upper, changed=m.changed):
+        why = f"{bounds or 'no single interval'}: {metric_verdict(m.verdict)}"
+    if crossed:
+        why += "; its running bounds crossed: the effect changed during the rollout"
+    elif is_changing(m.effect, m.lower, m.upper, changed=m.changed):
         why += ("; the effect changed during the rollout: the latest estimate has left the "
                 "bounds of the earlier windows")
     return (f"{metric_title(m.name)}: canary - baseline = {format_effect(m.name, m.effect)} "

@@ -219,7 +219,8 @@ def test_crossed_bounds_are_not_printed_as_an_interval_in_the_report(rolled_back
     est = MetricEstimate(name="latency_ms", effect=8.7, rel_effect=0.07, lower=6.44,
                          upper=2.86, n_baseline=6784, n_canary=2556, verdict="Rollback")
     text = _metric_words(a, est, "increase")
-    assert "[" not in text and "bounds that crossed" in text and "+8.7ms" in text
+    assert "[" not in text and "bounds crossed" in text and "+8.7ms" in text
+    assert "harm shown (higher is worse)" in text
 
 
 def test_report_page_is_readable_on_a_phone(rolled_back: tuple) -> None:
