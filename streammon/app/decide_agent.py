@@ -17,6 +17,7 @@ lost its seq is re-made from the state that won. From the control topic it takes
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -28,7 +29,7 @@ import redis
 from streammon import events
 from streammon.config.settings import Settings
 from streammon.control import commands
-from streammon.control.keys import DECIDER
+from streammon.control.keys import DECIDER, Keyring
 from streammon.control.store import connect
 from streammon.decide import progress
 from streammon.decide.source_watermarks import SourceWatermarks
@@ -38,6 +39,40 @@ from streammon.join.state import check_rollout_window
 log = logging.getLogger(__name__)
 _STATE = msgspec.json.Decoder(progress.RolloutState)
 _ROUTE = msgspec.json.Decoder(commands.RouteState)
+REDIS_READ_TIMEOUT_S = 1.0
+"""How long one read of the applied route state may take before the decider assesses
+without it (as if Redis were unreachable); the read runs in a thread, off the event loop."""
+
+
+def read_applied(client: redis.Redis, keys: Keyring, rollout_id: str) -> commands.RouteState | None:
+    """Return the actuator's applied, signed route state; None if missing or unreadable."""
+    try:
+        raw = client.get(commands.route_key(rollout_id))
+        if raw is None:
+            return None
+        state = _ROUTE.decode(raw)
+        commands.verify_state(state, keys)
+    except (redis.RedisError, msgspec.DecodeError, CommandError) as exc:
+        log.warning("decider: cannot read the applied state of %s: %s", rollout_id, exc)
+        return None
+    return state
+
+
+async def read_applied_bounded(client: redis.Redis, keys: Keyring, rollout_id: str, *,
+                               timeout_s: float = REDIS_READ_TIMEOUT_S,
+                               ) -> commands.RouteState | None:
+    """:func:`read_applied` in a worker thread, given up after ``timeout_s`` (None).
+
+    A slow or hung Redis then delays the decider's agent by at most ``timeout_s`` per
+    assessment, and never blocks the event loop (Faust's heartbeats, the join's timers).
+    """
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(read_applied, client, keys, rollout_id),
+                                      timeout_s)
+    except TimeoutError:
+        log.warning("decider: reading the applied state of %s took over %.1f s; assessing "
+                    "without it", rollout_id, timeout_s)
+        return None
 
 
 def _next_close_ms(state: progress.RolloutState) -> float:
@@ -56,7 +91,8 @@ class DecideAgent:
         self.settings = settings
         settings.keys.require_trust("the decider", (DECIDER,))
         self._signer = settings.keys.signer(DECIDER)
-        self._redis = connect(settings)
+        self._redis = connect(settings, socket_timeout=REDIS_READ_TIMEOUT_S,
+                              socket_connect_timeout=REDIS_READ_TIMEOUT_S)
         self.cohorts_topic, self.control_topic = topics.cohorts, topics.control
         self.source = app.topic(topics.cohorts, topics.control,
                                 key_serializer="raw", value_serializer="raw")
@@ -128,19 +164,6 @@ class DecideAgent:
         if cmd.action == "start" and raw is None and cmd.spec is not None:
             self.rollouts_table[key] = msgspec.json.encode(progress.start_state(cmd))
 
-    def _applied(self, rollout_id: str) -> commands.RouteState | None:
-        """Return the actuator's applied, signed route state; None if unreadable."""
-        try:
-            raw = self._redis.get(commands.route_key(rollout_id))
-            if raw is None:
-                return None
-            state = _ROUTE.decode(raw)
-            commands.verify_state(state, self.settings.keys)
-        except (redis.RedisError, msgspec.DecodeError, CommandError) as exc:
-            log.warning("decider: cannot read the applied state of %s: %s", rollout_id, exc)
-            return None
-        return state
-
     async def _assess(self, rollout_id: str) -> None:
         key = rollout_id.encode()
         raw = self.rollouts_table.get(key)
@@ -148,7 +171,7 @@ class DecideAgent:
             return
         state = _STATE.decode(raw)
         now_ms = int(time.time() * 1000)
-        applied = self._applied(rollout_id)
+        applied = await read_applied_bounded(self._redis, self.settings.keys, rollout_id)
         if applied is not None:
             synced = (state.seq, state.phase, state.stage)
             progress.sync_applied(state, applied, now_ms)
