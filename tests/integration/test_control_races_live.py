@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import pytest
 import redis
 
 from streammon.config.settings import Settings
@@ -40,6 +39,10 @@ def _log(client: redis.Redis, rid: str) -> list[dict[str, Any]]:
     return [json.loads(e) for e in client.lrange(log_key(rid), 0, -1)]
 
 
+def _log_len(client: redis.Redis, rid: str) -> int:
+    return int(client.llen(log_key(rid)))
+
+
 def _state(client: redis.Redis, rid: str) -> RouteState:
     return msgspec.json.decode(client.get(route_key(rid)) or b"", type=RouteState)
 
@@ -49,54 +52,60 @@ def _cmd(rid: str, seq: int, action: Action, fraction: float, key: Any) -> Comma
                         fraction=fraction, now_ms=NOW_MS + seq, key=key, epoch="ep")
 
 
-@pytest.mark.parametrize("order", ["operator_first", "decider_first"])
-@pytest.mark.parametrize("operator_action", ["step", "hold", "promote"])
-def test_operator_command_and_decider_rollback_racing_for_one_seq_end_rolled_back(
+RACES: list[tuple[Action, str]] = [(action, order) for action in ("step", "hold", "promote")
+                                   for order in ("operator_first", "decider_first")]
+
+
+def test_operator_commands_and_decider_rollbacks_racing_for_one_seq_end_rolled_back(
     settings: Settings, spawn: Any, redis_client: redis.Redis, unique: str,
-    operator_action: Action, order: str,
 ) -> None:
     """An operator's step, hold or promote and the decider's rollback, both made on seq 2 and
-    sent back to back through the broker, end with the rollout rolled back (the rollback
-    applied once, by the decider) and every unit routed to the baseline."""
-    apply_topics(settings.kafka, settings.topics)
-    Registry(redis_client).pin(Checkpoint(version="v1", weights_uri="s3://m/v1",
-                                          content_hash="sha256:" + "d" * 64))
-    rid = f"race-{operator_action}-{order}-{unique}"
-    spawn("actuator")
-    ramp: list[tuple[int, Action, float]] = [(1, "start", 0.1), (2, "step", 0.2)]
-    for seq, action, fraction in ramp:
-        operator_commands.produce_command(settings, _cmd(rid, seq, action, fraction,
-                                                         DECIDER_KEY))
-    assert wait_until(lambda: redis_client.get(route_key(rid)) is not None
-                      and _state(redis_client, rid).seq == 2, timeout_s=30)
-    fraction = {"step": 0.4, "hold": 0.2, "promote": 1.0}[operator_action]
-    operator = _cmd(rid, 3, operator_action, fraction, OPERATOR_KEY)
-    rollback = _cmd(rid, 3, "rollback", 0.0, DECIDER_KEY)
-    racing = [operator, rollback] if order == "operator_first" else [rollback, operator]
+    sent back to back through the broker in either order (six rollouts, one actuator), end
+    with every rollout rolled back (the rollback applied once, by the decider) and every unit
+    routed to the baseline."""
     from confluent_kafka import Producer
 
     from streammon import events
 
+    apply_topics(settings.kafka, settings.topics)
+    Registry(redis_client).pin(Checkpoint(version="v1", weights_uri="s3://m/v1",
+                                          content_hash="sha256:" + "d" * 64))
+    spawn("actuator")
+    rids = {race: f"race-{race[0]}-{race[1]}-{unique}" for race in RACES}
+    ramp: list[tuple[int, Action, float]] = [(1, "start", 0.1), (2, "step", 0.2)]
+    for rid in rids.values():
+        for seq, action, fraction in ramp:
+            operator_commands.produce_command(settings, _cmd(rid, seq, action, fraction,
+                                                             DECIDER_KEY))
+    assert wait_until(lambda: all(_log_len(redis_client, rid) == 2 for rid in rids.values()),
+                      timeout_s=30)
     producer = Producer(settings.kafka.to_librdkafka(acks="all"))
-    for cmd in racing:  # one flush: the actuator finds both on the topic at once
-        producer.produce(settings.topics.control, key=rid, value=events.encode(cmd))
-    assert producer.flush(10) == 0
-    assert wait_until(lambda: _state(redis_client, rid).phase == "rolled_back", timeout_s=30)
-    time.sleep(1.0)  # the command behind the rollback has been looked at by now
-    state = _state(redis_client, rid)
-    assert (state.phase, state.weights, state.issued_by) == ("rolled_back", {"v1": 1.0},
-                                                            "decider")
-    log = _log(redis_client, rid)
-    assert [e["action"] for e in log].count("rollback") == 1
-    assert len({e["seq"] for e in log}) == len(log)
-    if order == "operator_first":  # the operator won seq 3; the rollback still applied at 4
-        assert [(e["seq"], e["action"]) for e in log[2:]] == [(3, operator_action),
-                                                               (4, "rollback")]
-    else:  # the rollback took seq 3; the operator's command came too late and was refused
-        assert [(e["seq"], e["action"]) for e in log[2:]] == [(3, "rollback")]
-    router = Router(keys=DEV_KEYS, client=redis_client, rollout_id=rid, default_version="v1")
-    assert router.load()
-    assert {router.route(u).version for u in UNITS} == {"v1"}
+    for (operator_action, order), rid in rids.items():
+        fraction = {"step": 0.4, "hold": 0.2, "promote": 1.0}[operator_action]
+        operator = _cmd(rid, 3, operator_action, fraction, OPERATOR_KEY)
+        rollback = _cmd(rid, 3, "rollback", 0.0, DECIDER_KEY)
+        for cmd in [operator, rollback] if order == "operator_first" else [rollback, operator]:
+            producer.produce(settings.topics.control, key=rid, value=events.encode(cmd))
+    assert producer.flush(10) == 0  # one flush: the actuator finds each pair at once
+    assert wait_until(lambda: all(_state(redis_client, rid).phase == "rolled_back"
+                                  for rid in rids.values()), timeout_s=30)
+    time.sleep(1.0)  # the command behind each rollback has been looked at by now
+    for (operator_action, order), rid in rids.items():
+        state = _state(redis_client, rid)
+        assert (state.phase, state.weights, state.issued_by) == (
+            "rolled_back", {"v1": 1.0}, "decider"), (operator_action, order)
+        log = _log(redis_client, rid)
+        assert [e["action"] for e in log].count("rollback") == 1
+        assert len({e["seq"] for e in log}) == len(log)
+        if order == "operator_first":  # the operator won seq 3; the rollback applied at 4
+            assert [(e["seq"], e["action"]) for e in log[2:]] == [(3, operator_action),
+                                                                   (4, "rollback")]
+        else:  # the rollback took seq 3; the operator's command came too late: refused
+            assert [(e["seq"], e["action"]) for e in log[2:]] == [(3, "rollback")]
+        router = Router(keys=DEV_KEYS, client=redis_client, rollout_id=rid,
+                        default_version="v1")
+        assert router.load()
+        assert {router.route(u).version for u in UNITS} == {"v1"}
 
 
 def _serve(router: Router, publisher: Publisher, sim: TrafficSim, candidate: str, t0: float,
