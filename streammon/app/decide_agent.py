@@ -173,9 +173,9 @@ class DecideAgent:
         now_ms = int(time.time() * 1000)
         applied = await read_applied_bounded(self._redis, self.settings.keys, rollout_id)
         if applied is not None:
-            synced = (state.seq, state.phase, state.stage)
+            synced = (state.seq, state.phase, state.stage, list(state.stage_changes))
             progress.sync_applied(state, applied, now_ms)
-            if (state.seq, state.phase, state.stage) != synced:
+            if (state.seq, state.phase, state.stage, state.stage_changes) != synced:
                 self.rollouts_table[key] = msgspec.json.encode(state)
         before = state.windows_closed
         summaries = list(self.summaries[rollout_id].values())

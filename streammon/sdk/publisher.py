@@ -64,7 +64,9 @@ class Publisher:
                  batch_max_bytes: int = 512_000, strict: bool = False,
                  producer_options: dict[str, Any] | None = None,
                  on_delivery: Callable[[str, list[bytes], bool], None] | None = None) -> None:
-        """``on_delivery(topic, encoded_events, acknowledged)`` is called once per Kafka
+        """Create the producer; ``on_delivery`` reports what the broker accepted.
+
+        ``on_delivery(topic, encoded_events, acknowledged)`` is called once per Kafka
         message from librdkafka's delivery report (inside :meth:`flush` or a poll), for
         callers that must know which events the broker accepted (the chaos test's truth).
         """
