@@ -83,6 +83,40 @@ def _next_close_ms(state: progress.RolloutState) -> float:
     return state.origin_ms + (state.windows_closed + 1) * spec.window_ms + spec.grace_ms
 
 
+START_LOOKUP_INTERVAL_S = 30.0
+
+
+def find_start(settings: Settings, rollout_id: str, *, quiet_s: float = 2.0,
+               timeout_s: float = 15.0) -> events.Command | None:
+    """Return the first signed ``start`` of ``rollout_id`` on the control topic, or None.
+
+    Reads from the beginning until the start is found, nothing new arrives for ``quiet_s``
+    or ``timeout_s`` passes (not up to the high watermark, which some brokers report late).
+    """
+    from streammon.kafka.topic_reader import TopicReader
+
+    deadline = time.monotonic() + timeout_s
+    try:
+        with TopicReader(settings, [settings.topics.control]) as reader:
+            quiet_since = time.monotonic()
+            while time.monotonic() - quiet_since < quiet_s and time.monotonic() < deadline:
+                batch = reader.poll(0.5)
+                if batch:
+                    quiet_since = time.monotonic()
+                for _topic, key, value in batch:
+                    if key is not None and key != rollout_id.encode():
+                        continue
+                    try:
+                        cmd = events.decode(events.Command, value)
+                    except EventError:
+                        continue
+                    if cmd.rollout_id == rollout_id and cmd.action == "start":
+                        return cmd
+    except StreamMonError as exc:
+        log.warning("decider: cannot read the control topic for %s: %s", rollout_id, exc)
+    return None
+
+
 class DecideAgent:
     """Wires the decider's topics, tables and agent into a Faust app."""
 
@@ -107,6 +141,7 @@ class DecideAgent:
         self.clock = SourceWatermarks(partitions=partitions)
         self._next_close_ms: dict[str, float] = {}
         self._loaded = False
+        self._start_lookups: dict[str, float] = {}
 
         async def decide(stream: Any) -> None:
             async for event in stream.events():
@@ -164,9 +199,32 @@ class DecideAgent:
         if cmd.action == "start" and raw is None and cmd.spec is not None:
             self.rollouts_table[key] = msgspec.json.encode(progress.start_state(cmd))
 
+    async def _recover_start(self, rollout_id: str) -> bool:
+        """Fold the rollout's ``start`` from the control topic when its table entry is missing.
+
+        The entry comes from the ``start`` the decider read once; if that table's changelog
+        was not fully restored after a crash (a broker that reports a stale high watermark
+        does this to Faust's recovery), the decider would ignore the rollout forever. At most
+        one look-up per rollout every ``START_LOOKUP_INTERVAL_S``, in a worker thread.
+        """
+        now = time.monotonic()
+        if now - self._start_lookups.get(rollout_id, -START_LOOKUP_INTERVAL_S) \
+                < START_LOOKUP_INTERVAL_S:
+            return False
+        self._start_lookups[rollout_id] = now
+        cmd = await asyncio.to_thread(find_start, self.settings, rollout_id)
+        if cmd is None:
+            return False
+        self._fold_command(cmd)
+        log.warning("decider: recovered the start of %s from the control topic (its table "
+                    "entry was missing)", rollout_id)
+        return self.rollouts_table.get(rollout_id.encode()) is not None
+
     async def _assess(self, rollout_id: str) -> None:
         key = rollout_id.encode()
         raw = self.rollouts_table.get(key)
+        if raw is None and await self._recover_start(rollout_id):
+            raw = self.rollouts_table.get(key)
         if raw is None:
             return
         state = _STATE.decode(raw)

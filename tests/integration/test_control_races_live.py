@@ -166,3 +166,24 @@ def test_the_decider_honours_an_operator_hold_and_steps_again_after_resume(
         later = _log(redis_client, rid)[resumed:]
         assert later and later[0]["issued_by"] == "decider" \
             and later[0]["action"] in ("step", "promote")
+
+
+def test_the_decider_finds_a_rollouts_start_on_the_control_topic(
+    settings: Settings, unique: str,
+) -> None:
+    """find_start (the decider's recovery when its table lost a rollout) returns the signed
+    start among other rollouts' commands, and None for a rollout that never started."""
+    from streammon.app.decide_agent import find_start
+
+    apply_topics(settings.kafka, settings.topics)
+    rid, other = f"found-{unique}", f"other-{unique}"
+    for cmd in (_cmd(other, 1, "start", 0.1, DECIDER_KEY), _cmd(rid, 1, "start", 0.1,
+                                                                 OPERATOR_KEY),
+                _cmd(rid, 2, "step", 0.2, DECIDER_KEY)):
+        operator_commands.produce_command(settings, cmd)
+    found = find_start(settings, rid)
+    assert found is not None and (found.rollout_id, found.action, found.issued_by) == (
+        rid, "start", "operator")
+    started = time.monotonic()
+    assert find_start(settings, f"never-{unique}", quiet_s=1.0) is None
+    assert time.monotonic() - started < 15
