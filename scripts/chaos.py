@@ -27,7 +27,7 @@ The S3 engine is slow (moto is a Python server, and this machine has 2 shared co
 load is shaped to what it carries: 500 ms publisher envelopes, one join partition, one
 segment (see ``SEGMENTS``, ``PUBLISH_LINGER_MS``).
 
-    .venv/bin/python scripts/chaos.py --seeds 10      (make chaos; about 12 minutes)
+    .venv/bin/python scripts/chaos.py --seeds 10      (make chaos; about 9 minutes)
     .venv/bin/python scripts/chaos.py --seeds 1 --first-seed 3 --keep /tmp/c   (logs kept)
     .venv/bin/python scripts/chaos.py --seeds 1 --faults broker@8,worker@15
 """

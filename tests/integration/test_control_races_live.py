@@ -47,8 +47,10 @@ def _state(client: redis.Redis, rid: str) -> RouteState:
     return msgspec.json.decode(client.get(route_key(rid)) or b"", type=RouteState)
 
 
-def _cmd(rid: str, seq: int, action: Action, fraction: float, key: Any) -> Command:
-    return make_command(rollout_id=rid, seq=seq, action=action, baseline="v1", candidate="v2",
+def _cmd(rid: str, seq: int, action: Action, fraction: float, key: Any,
+         baseline: str = "v1") -> Command:
+    return make_command(rollout_id=rid, seq=seq, action=action, baseline=baseline,
+                        candidate="v2",
                         fraction=fraction, now_ms=NOW_MS + seq, key=key, epoch="ep")
 
 
@@ -68,7 +70,8 @@ def test_operator_commands_and_decider_rollbacks_racing_for_one_seq_end_rolled_b
     from streammon import events
 
     apply_topics(settings.kafka, settings.topics)
-    Registry(redis_client).pin(Checkpoint(version="v1", weights_uri="s3://m/v1",
+    base = f"base-{unique}"  # Redis is shared by the session: a version of this test's own
+    Registry(redis_client).pin(Checkpoint(version=base, weights_uri=f"s3://m/{base}",
                                           content_hash="sha256:" + "d" * 64))
     spawn("actuator")
     rids = {race: f"race-{race[0]}-{race[1]}-{unique}" for race in RACES}
@@ -76,14 +79,14 @@ def test_operator_commands_and_decider_rollbacks_racing_for_one_seq_end_rolled_b
     for rid in rids.values():
         for seq, action, fraction in ramp:
             operator_commands.produce_command(settings, _cmd(rid, seq, action, fraction,
-                                                             DECIDER_KEY))
+                                                             DECIDER_KEY, base))
     assert wait_until(lambda: all(_log_len(redis_client, rid) == 2 for rid in rids.values()),
                       timeout_s=30)
     producer = Producer(settings.kafka.to_librdkafka(acks="all"))
     for (operator_action, order), rid in rids.items():
         fraction = {"step": 0.4, "hold": 0.2, "promote": 1.0}[operator_action]
-        operator = _cmd(rid, 3, operator_action, fraction, OPERATOR_KEY)
-        rollback = _cmd(rid, 3, "rollback", 0.0, DECIDER_KEY)
+        operator = _cmd(rid, 3, operator_action, fraction, OPERATOR_KEY, base)
+        rollback = _cmd(rid, 3, "rollback", 0.0, DECIDER_KEY, base)
         for cmd in [operator, rollback] if order == "operator_first" else [rollback, operator]:
             producer.produce(settings.topics.control, key=rid, value=events.encode(cmd))
     assert producer.flush(10) == 0  # one flush: the actuator finds each pair at once
@@ -93,7 +96,7 @@ def test_operator_commands_and_decider_rollbacks_racing_for_one_seq_end_rolled_b
     for (operator_action, order), rid in rids.items():
         state = _state(redis_client, rid)
         assert (state.phase, state.weights, state.issued_by) == (
-            "rolled_back", {"v1": 1.0}, "decider"), (operator_action, order)
+            "rolled_back", {base: 1.0}, "decider"), (operator_action, order)
         log = _log(redis_client, rid)
         assert [e["action"] for e in log].count("rollback") == 1
         assert len({e["seq"] for e in log}) == len(log)
@@ -103,9 +106,9 @@ def test_operator_commands_and_decider_rollbacks_racing_for_one_seq_end_rolled_b
         else:  # the rollback took seq 3; the operator's command came too late: refused
             assert [(e["seq"], e["action"]) for e in log[2:]] == [(3, "rollback")]
         router = Router(keys=DEV_KEYS, client=redis_client, rollout_id=rid,
-                        default_version="v1")
+                        default_version="v2")
         assert router.load()
-        assert {router.route(u).version for u in UNITS} == {"v1"}
+        assert {router.route(u).version for u in UNITS} == {base}
 
 
 def _serve(router: Router, publisher: Publisher, sim: TrafficSim, candidate: str, t0: float,
