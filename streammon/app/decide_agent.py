@@ -17,6 +17,7 @@ lost its seq is re-made from the state that won. From the control topic it takes
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -28,7 +29,7 @@ import redis
 from streammon import events
 from streammon.config.settings import Settings
 from streammon.control import commands
-from streammon.control.keys import DECIDER
+from streammon.control.keys import DECIDER, Keyring
 from streammon.control.store import connect
 from streammon.decide import progress
 from streammon.decide.source_watermarks import SourceWatermarks
@@ -38,6 +39,40 @@ from streammon.join.state import check_rollout_window
 log = logging.getLogger(__name__)
 _STATE = msgspec.json.Decoder(progress.RolloutState)
 _ROUTE = msgspec.json.Decoder(commands.RouteState)
+REDIS_READ_TIMEOUT_S = 1.0
+"""How long one read of the applied route state may take before the decider assesses
+without it (as if Redis were unreachable); the read runs in a thread, off the event loop."""
+
+
+def read_applied(client: redis.Redis, keys: Keyring, rollout_id: str) -> commands.RouteState | None:
+    """Return the actuator's applied, signed route state; None if missing or unreadable."""
+    try:
+        raw = client.get(commands.route_key(rollout_id))
+        if raw is None:
+            return None
+        state = _ROUTE.decode(raw)
+        commands.verify_state(state, keys)
+    except (redis.RedisError, msgspec.DecodeError, CommandError) as exc:
+        log.warning("decider: cannot read the applied state of %s: %s", rollout_id, exc)
+        return None
+    return state
+
+
+async def read_applied_bounded(client: redis.Redis, keys: Keyring, rollout_id: str, *,
+                               timeout_s: float = REDIS_READ_TIMEOUT_S,
+                               ) -> commands.RouteState | None:
+    """:func:`read_applied` in a worker thread, given up after ``timeout_s`` (None).
+
+    A slow or hung Redis then delays the decider's agent by at most ``timeout_s`` per
+    assessment, and never blocks the event loop (Faust's heartbeats, the join's timers).
+    """
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(read_applied, client, keys, rollout_id),
+                                      timeout_s)
+    except TimeoutError:
+        log.warning("decider: reading the applied state of %s took over %.1f s; assessing "
+                    "without it", rollout_id, timeout_s)
+        return None
 
 
 def _next_close_ms(state: progress.RolloutState) -> float:
@@ -48,6 +83,40 @@ def _next_close_ms(state: progress.RolloutState) -> float:
     return state.origin_ms + (state.windows_closed + 1) * spec.window_ms + spec.grace_ms
 
 
+START_LOOKUP_INTERVAL_S = 30.0
+
+
+def find_start(settings: Settings, rollout_id: str, *, quiet_s: float = 2.0,
+               timeout_s: float = 15.0) -> events.Command | None:
+    """Return the first signed ``start`` of ``rollout_id`` on the control topic, or None.
+
+    Reads from the beginning until the start is found, nothing new arrives for ``quiet_s``
+    or ``timeout_s`` passes (not up to the high watermark, which some brokers report late).
+    """
+    from streammon.kafka.topic_reader import TopicReader
+
+    deadline = time.monotonic() + timeout_s
+    try:
+        with TopicReader(settings, [settings.topics.control]) as reader:
+            quiet_since = time.monotonic()
+            while time.monotonic() - quiet_since < quiet_s and time.monotonic() < deadline:
+                batch = reader.poll(0.5)
+                if batch:
+                    quiet_since = time.monotonic()
+                for _topic, key, value in batch:
+                    if key is not None and key != rollout_id.encode():
+                        continue
+                    try:
+                        cmd = events.decode(events.Command, value)
+                    except EventError:
+                        continue
+                    if cmd.rollout_id == rollout_id and cmd.action == "start":
+                        return cmd
+    except StreamMonError as exc:
+        log.warning("decider: cannot read the control topic for %s: %s", rollout_id, exc)
+    return None
+
+
 class DecideAgent:
     """Wires the decider's topics, tables and agent into a Faust app."""
 
@@ -56,7 +125,8 @@ class DecideAgent:
         self.settings = settings
         settings.keys.require_trust("the decider", (DECIDER,))
         self._signer = settings.keys.signer(DECIDER)
-        self._redis = connect(settings)
+        self._redis = connect(settings, socket_timeout=REDIS_READ_TIMEOUT_S,
+                              socket_connect_timeout=REDIS_READ_TIMEOUT_S)
         self.cohorts_topic, self.control_topic = topics.cohorts, topics.control
         self.source = app.topic(topics.cohorts, topics.control,
                                 key_serializer="raw", value_serializer="raw")
@@ -71,6 +141,7 @@ class DecideAgent:
         self.clock = SourceWatermarks(partitions=partitions)
         self._next_close_ms: dict[str, float] = {}
         self._loaded = False
+        self._start_lookups: dict[str, float] = {}
 
         async def decide(stream: Any) -> None:
             async for event in stream.events():
@@ -128,31 +199,41 @@ class DecideAgent:
         if cmd.action == "start" and raw is None and cmd.spec is not None:
             self.rollouts_table[key] = msgspec.json.encode(progress.start_state(cmd))
 
-    def _applied(self, rollout_id: str) -> commands.RouteState | None:
-        """Return the actuator's applied, signed route state; None if unreadable."""
-        try:
-            raw = self._redis.get(commands.route_key(rollout_id))
-            if raw is None:
-                return None
-            state = _ROUTE.decode(raw)
-            commands.verify_state(state, self.settings.keys)
-        except (redis.RedisError, msgspec.DecodeError, CommandError) as exc:
-            log.warning("decider: cannot read the applied state of %s: %s", rollout_id, exc)
-            return None
-        return state
+    async def _recover_start(self, rollout_id: str) -> bool:
+        """Fold the rollout's ``start`` from the control topic when its table entry is missing.
+
+        The entry comes from the ``start`` the decider read once; if that table's changelog
+        was not fully restored after a crash (a broker that reports a stale high watermark
+        does this to Faust's recovery), the decider would ignore the rollout forever. At most
+        one look-up per rollout every ``START_LOOKUP_INTERVAL_S``, in a worker thread.
+        """
+        now = time.monotonic()
+        if now - self._start_lookups.get(rollout_id, -START_LOOKUP_INTERVAL_S) \
+                < START_LOOKUP_INTERVAL_S:
+            return False
+        self._start_lookups[rollout_id] = now
+        cmd = await asyncio.to_thread(find_start, self.settings, rollout_id)
+        if cmd is None:
+            return False
+        self._fold_command(cmd)
+        log.warning("decider: recovered the start of %s from the control topic (its table "
+                    "entry was missing)", rollout_id)
+        return self.rollouts_table.get(rollout_id.encode()) is not None
 
     async def _assess(self, rollout_id: str) -> None:
         key = rollout_id.encode()
         raw = self.rollouts_table.get(key)
+        if raw is None and await self._recover_start(rollout_id):
+            raw = self.rollouts_table.get(key)
         if raw is None:
             return
         state = _STATE.decode(raw)
         now_ms = int(time.time() * 1000)
-        applied = self._applied(rollout_id)
+        applied = await read_applied_bounded(self._redis, self.settings.keys, rollout_id)
         if applied is not None:
-            synced = (state.seq, state.phase, state.stage)
+            synced = (state.seq, state.phase, state.stage, list(state.stage_changes))
             progress.sync_applied(state, applied, now_ms)
-            if (state.seq, state.phase, state.stage) != synced:
+            if (state.seq, state.phase, state.stage, state.stage_changes) != synced:
                 self.rollouts_table[key] = msgspec.json.encode(state)
         before = state.windows_closed
         summaries = list(self.summaries[rollout_id].values())

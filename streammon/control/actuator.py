@@ -189,9 +189,11 @@ class Actuator:
             token, held = self._read_held(rid)
         except redis.RedisError as exc:
             raise redis_io_error(f"cannot read route state of {rid}", exc) from exc
-        verdict, new = plan(held, cmd, self._clock_ms())
+        now_ms = self._clock_ms()
+        verdict, new = plan(held, cmd, now_ms)
         if new is None:
             return self._refuse(cmd, verdict, held)
+        new = msgspec.structs.replace(new, applied_ms=now_ms)
         state = msgspec.json.encode(sign_state(new, self._signer))
         argv: list[bytes | str | int] = [token, state, CHANGES_CHANNEL, rid,
                                          LOG_MAX_ENTRIES, cmd.sig, ROUTE_RETENTION_S]

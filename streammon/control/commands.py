@@ -93,6 +93,9 @@ class RouteState(msgspec.Struct, frozen=True, kw_only=True):
     sig: str = ""
     epoch: str = ""
     state_sig: str = ""
+    applied_ms: int = 0
+    """When the actuator applied it (its clock; 0 in states written before this field).
+    ``ts_ms`` is when the command was proposed: the routers switch at ``applied_ms``."""
 
     @property
     def candidate_weight(self) -> float:
@@ -152,9 +155,15 @@ _STATE_CANONICAL = msgspec.json.Decoder(RouteState)
 
 
 def state_bytes(state: RouteState) -> bytes:
-    """Return the canonical JSON a route state's ``state_sig`` covers."""
-    unsigned = _STATE_CANONICAL.decode(
-        _CANONICAL.encode(msgspec.structs.replace(state, state_sig="")))
+    """Return the canonical JSON a route state's ``state_sig`` covers.
+
+    ``applied_ms`` is left out while it is 0, so states signed before the field existed
+    still verify.
+    """
+    unsigned = msgspec.to_builtins(_STATE_CANONICAL.decode(
+        _CANONICAL.encode(msgspec.structs.replace(state, state_sig=""))))
+    if not state.applied_ms:
+        unsigned.pop("applied_ms", None)
     return _CANONICAL.encode(unsigned)
 
 

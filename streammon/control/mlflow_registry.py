@@ -47,7 +47,7 @@ def mlflow_client(tracking_uri: str | None = None) -> MlflowClientLike:
     try:
         from mlflow import MlflowClient
     except ImportError as exc:
-        raise ConfigError("the MLflow adapter needs `pip install mlflow`") from exc
+        raise ConfigError("the MLflow adapter needs `pip install streammon[mlflow]`") from exc
     client: MlflowClientLike = MlflowClient(tracking_uri=tracking_uri)
     return client
 

@@ -139,13 +139,27 @@ def sync_applied(state: RolloutState, applied: commands.RouteState, now_ms: int,
     The decider's own proposal is only a proposal: if another command took its seq (an
     operator's hold, a rollback), the applied state wins. A proposal not applied yet
     (applied seq below ours) is waited for ``pending_ms``, then given up.
+
+    The routers switch when the actuator applies a stage change, not when it was proposed:
+    while the decider's step is pending its stage change is moved to ``now_ms`` (routers
+    still serve the old stage), and once applied it is dated ``applied.applied_ms``, so the
+    sample-ratio check never expects a split the routers were not serving yet (a step
+    delayed by an actuator restart or a broker outage is not a sample-ratio mismatch).
     """
     if applied.epoch != state.epoch or applied.rollout_id != state.spec.rollout_id:
         return state
     if applied.seq < state.seq and now_ms - state.proposed_ms < pending_ms:
+        if applied.stage != state.stage:
+            _date_stage_change(state, state.stage, now_ms)
         return state
+    switched_ms = max(applied.ts_ms, applied.applied_ms)
     if (applied.seq, applied.phase, applied.stage) == (state.seq, state.phase, state.stage):
+        if applied.action in ("start", "step"):
+            _date_stage_change(state, applied.stage, switched_ms)
         return state
+    if applied.seq <= state.seq and state.stage_changes and state.stage != applied.stage \
+            and state.stage_changes[-1][1] == state.stage:
+        state.stage_changes.pop()  # our stage change never applied: the routers never served it
     state.seq = applied.seq
     state.phase = applied.phase
     state.last_action = applied.action
@@ -154,8 +168,16 @@ def sync_applied(state: RolloutState, applied: commands.RouteState, now_ms: int,
     if applied.stage != state.stage:
         state.stage = applied.stage
         state.stage_start_window = state.windows_closed
-        state.stage_changes.append((applied.ts_ms, applied.stage))
+        if not state.stage_changes or state.stage_changes[-1][1] != applied.stage:
+            state.stage_changes.append((switched_ms, applied.stage))
     return state
+
+
+def _date_stage_change(state: RolloutState, stage: int, at_ms: int) -> None:
+    """Move the latest stage change (to ``stage``) later, to ``at_ms``; never earlier."""
+    if state.stage_changes and state.stage_changes[-1][1] == stage \
+            and state.stage_changes[-1][0] < at_ms:
+        state.stage_changes[-1] = (at_ms, stage)
 
 
 def closed_windows(state: RolloutState, watermark_ms: int) -> int:

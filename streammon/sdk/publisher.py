@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,14 @@ class Publisher:
     def __init__(self, *, settings: Settings, max_queue_messages: int = 100_000,
                  linger_ms: int = 5, batch_max_events: int = 500, batch_linger_ms: int = 20,
                  batch_max_bytes: int = 512_000, strict: bool = False,
-                 producer_options: dict[str, Any] | None = None) -> None:
+                 producer_options: dict[str, Any] | None = None,
+                 on_delivery: Callable[[str, list[bytes], bool], None] | None = None) -> None:
+        """Create the producer; ``on_delivery`` reports what the broker accepted.
+
+        ``on_delivery(topic, encoded_events, acknowledged)`` is called once per Kafka
+        message from librdkafka's delivery report (inside :meth:`flush` or a poll), for
+        callers that must know which events the broker accepted (the chaos test's truth).
+        """
         from confluent_kafka import Producer
 
         conf = settings.kafka.to_librdkafka(**{
@@ -70,6 +78,7 @@ class Publisher:
         self._producer = Producer(conf)
         self._topics = settings.topics
         self._strict = strict
+        self._on_delivery = on_delivery
         self._batch_max, self._batch_bytes = batch_max_events, batch_max_bytes
         self._linger_s = batch_linger_ms / 1000
         self._lock = threading.Lock()  # batches and produce order; never held in poll()
@@ -104,7 +113,7 @@ class Publisher:
         partitions = self._partition_count(topic) if self._batch_max > 1 else 0
         if not partitions:
             with self._lock:
-                sent = self._produce(topic, None, key, payload, 1)
+                sent = self._produce(topic, None, key, payload, [payload])
             self._producer.poll(0)
             return sent
         with self._lock:
@@ -125,13 +134,18 @@ class Publisher:
         pending = self._pending.pop(where)
         n = len(pending.payloads)
         value = pending.payloads[0] if n == 1 else encode_batch(pending.payloads)
-        if self._produce(where[0], where[1], pending.first_key, value, n):
+        if self._produce(where[0], where[1], pending.first_key, value, pending.payloads):
             self._count("batches")
 
     def _produce(self, topic: str, partition: int | None, key: bytes, value: bytes,
-                 n: int) -> bool:
+                 payloads: list[bytes]) -> bool:
+        n = len(payloads)
+        hook = self._on_delivery
+
         def on_delivery(err: Any, _msg: Any) -> None:
             self._count("failed" if err is not None else "delivered", n)
+            if hook is not None:
+                hook(topic, payloads, err is None)
 
         try:
             self._producer.produce(topic, key=key, value=value, on_delivery=on_delivery,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgspec
+import numpy as np
 import pytest
 
 from streammon.control.commands import make_command, plan, route_state_for
@@ -97,3 +98,68 @@ def test_decider_waits_for_a_pending_proposal_then_gives_it_up() -> None:
     assert state.seq == 3
     sync_applied(state, applied, NOW + 60_000)
     assert (state.seq, state.stage) == (2, 1)
+
+
+def test_a_step_applied_late_is_dated_when_the_actuator_applied_it() -> None:
+    """A step the decider proposed at t but the actuator applied 6 s later (it was
+    restarting): until it applies, and after, the windows before the switch are expected at
+    the old stage's split, never at the new one (no false sample-ratio mismatch)."""
+    from streammon.control.commands import sign_state, verify_state
+    from streammon.decide.progress import apply_command, intended_fractions
+    from tests.helpers import ACTUATOR_KEY, DEV_KEYS
+
+    spec = msgspec.structs.replace(_spec(), window_ms=1000, grace_ms=0)
+    start = route_state_for(_cmd(1, "start", now_ms=NOW))  # type: ignore[arg-type]
+    state = RolloutState(spec=spec, origin_ms=NOW, seq=1, stage=0, epoch="e1",
+                         stage_changes=[(NOW, 0)])
+    step = make_command(rollout_id="r1", seq=2, action="step", baseline="v1", candidate="v2",
+                        fraction=0.4, stage=1, now_ms=NOW + 10_000, key=DECIDER_KEY,
+                        epoch="e1")
+    apply_command(state, step)
+    state.proposed_ms = NOW + 10_000
+    sync_applied(state, start, NOW + 13_000)  # still pending: routers serve stage 0
+    assert state.stage_changes[-1] == (NOW + 13_000, 1)
+    late = msgspec.structs.replace(route_state_for(step), seq=2, applied_ms=NOW + 16_000)
+    signed = sign_state(late, ACTUATOR_KEY)
+    verify_state(signed, DEV_KEYS)  # applied_ms is covered by the actuator's signature
+    sync_applied(state, signed, NOW + 17_000)
+    assert state.stage_changes[-1] == (NOW + 16_000, 1)
+    shares = intended_fractions(state, 20)
+    stage0 = shares[1:15]
+    assert (stage0[~np.isnan(stage0)] == shares[1]).all() and shares[1] < shares[19]
+    assert np.isnan(shares[16]) and shares[18] == shares[19]
+
+
+def test_a_step_that_never_applied_leaves_no_stage_change_behind() -> None:
+    """A step refused by the actuator (given up after the pending timeout) is removed from the
+    stage changes: the split expected afterwards is the applied stage's."""
+    from streammon.decide.progress import apply_command
+
+    state = RolloutState(spec=_spec(), origin_ms=NOW, seq=1, stage=0, epoch="e1",
+                         stage_changes=[(NOW, 0)])
+    step = make_command(rollout_id="r1", seq=2, action="step", baseline="v1", candidate="v2",
+                        fraction=0.4, stage=1, now_ms=NOW + 10_000, key=DECIDER_KEY,
+                        epoch="e1")
+    apply_command(state, step)
+    state.proposed_ms = NOW + 10_000
+    hold = msgspec.structs.replace(route_state_for(_cmd(2, "hold", key=OPERATOR_KEY)),  # type: ignore[arg-type]
+                                   stage=0, applied_ms=NOW + 11_000)
+    sync_applied(state, hold, NOW + 60_000)
+    assert (state.phase, state.stage, state.stage_changes) == ("held", 0, [(NOW, 0)])
+
+
+def test_a_state_signed_before_applied_ms_existed_still_verifies() -> None:
+    """The actuator's signature over a state without applied_ms (written by an older
+    actuator) still verifies after the field was added."""
+    from streammon.control.commands import state_bytes, verify_state
+    from tests.helpers import ACTUATOR_KEY, DEV_KEYS
+
+    state = route_state_for(_cmd(1, "start"))  # type: ignore[arg-type]
+    assert b"applied_ms" not in state_bytes(state)
+    legacy = msgspec.structs.replace(state, state_sig=ACTUATOR_KEY.sign(state_bytes(state)))
+    verify_state(legacy, DEV_KEYS)
+    tampered = msgspec.structs.replace(legacy, applied_ms=5)
+    from streammon.errors import CommandError
+
+    with pytest.raises(CommandError):
+        verify_state(tampered, DEV_KEYS)

@@ -85,5 +85,5 @@ def test_mlflow_client_without_mlflow_says_how_to_install(
     from streammon.control.mlflow_registry import mlflow_client
 
     monkeypatch.setitem(sys.modules, "mlflow", None)
-    with pytest.raises(ConfigError, match="pip install mlflow"):
+    with pytest.raises(ConfigError, match=r"pip install streammon\[mlflow\]"):
         mlflow_client()
