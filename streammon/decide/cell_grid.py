@@ -3,7 +3,8 @@
 The decider holds the latest cumulative summary of every (window, segment, arm, source)
 cell. :func:`build_grid` adds the sources of each cell together and lays the result out
 per metric as ``(windows, segments)`` arrays — ``n_a, sum_a, sumsq_a`` for the baseline,
-``n_b, sum_b, sumsq_b`` for the canary — exactly what :func:`streammon.stats.replay` and
+``n_b, sum_b, sumsq_b`` for the canary, ``n`` counting units and ratio metrics turned
+into their delta-method pseudo-sums (:func:`streammon.stats.ratio.linearize`) — exactly what :func:`streammon.stats.replay` and
 :func:`streammon.decide.policy.assess_rollout` take, plus per-window score histograms per arm
 and the assignment counts of the sample-ratio check. Cells are never pooled across
 windows or segments here. Pure.
@@ -19,8 +20,10 @@ import numpy as np
 from streammon.events import CohortSummary
 from streammon.join.cells import SCORE_BINS
 from streammon.stats.cells import FloatArray
+from streammon.stats.ratio import linearize
 
 CELL_FIELDS = ("n_a", "sum_a", "sumsq_a", "n_b", "sum_b", "sumsq_b")
+RATIO_FIELDS = ("dm_a", "dm2_a", "dym_a", "dm_b", "dm2_b", "dym_b")
 EXPOSURE_METRIC = "error"
 """Every prediction records its error flag, so this metric's n counts exposures."""
 
@@ -52,7 +55,8 @@ def build_grid(
     segments = tuple(sorted({s.segment for s in rows})) or ("all",)
     seg_index = {s: i for i, s in enumerate(segments)}
     names = [*metrics, EXPOSURE_METRIC] if EXPOSURE_METRIC not in metrics else list(metrics)
-    cells = {m: {f: np.zeros((windows, len(segments))) for f in CELL_FIELDS} for m in names}
+    cells = {m: {f: np.zeros((windows, len(segments))) for f in CELL_FIELDS + RATIO_FIELDS}
+             for m in names}
     hists = {"a": np.zeros((windows, SCORE_BINS)), "b": np.zeros((windows, SCORE_BINS))}
     for s in rows:
         w = (s.window_start_ms - origin_ms) // window_ms
@@ -64,6 +68,16 @@ def build_grid(
                 cells[metric][f"n_{arm}"][at] += sums.n
                 cells[metric][f"sum_{arm}"][at] += sums.sum
                 cells[metric][f"sumsq_{arm}"][at] += sums.sumsq
+                if sums.dm or sums.dm2 or sums.dym:
+                    cells[metric][f"dm_{arm}"][at] += sums.dm
+                    cells[metric][f"dm2_{arm}"][at] += sums.dm2
+                    cells[metric][f"dym_{arm}"][at] += sums.dym
+    for metric_cells in cells.values():
+        for arm in ("a", "b"):
+            ratio = [metric_cells.pop(f"{f}_{arm}") for f in ("dm", "dm2", "dym")]
+            metric_cells[f"sum_{arm}"], metric_cells[f"sumsq_{arm}"] = linearize(
+                metric_cells[f"n_{arm}"], metric_cells[f"sum_{arm}"],
+                metric_cells[f"sumsq_{arm}"], *ratio)
     exposures = cells[EXPOSURE_METRIC]
     assignment = {"n_a": exposures["n_a"].sum(axis=1), "n_b": exposures["n_b"].sum(axis=1),
                   "fraction": intended}

@@ -1,8 +1,16 @@
 """Window arithmetic and the sufficient statistics of one cohort cell.
 
-A cell is one (rollout, window, segment, arm). It keeps, per metric, n, Σx and Σx²
-(and the histogram of model scores for drift). That is all the sequential tests need;
-cells merge across partitions and workers by addition.
+A cell is one (rollout, window, segment, arm). It keeps, per metric, sufficient statistics
+*per unit* (DESIGN rule 10; :class:`~streammon.events.MetricSums`): n units, Σy_u, Σy_u²,
+and for ratio metrics the excess sums Σ(m_u − 1), Σ(m_u² − 1), Σy_u(m_u − 1) (and the
+histogram of model scores for drift). That is all the sequential tests need; cells merge
+across partitions and workers by addition.
+
+A request without a ``unit_id`` is its own unit (m_u = 1: the excess sums stay 0).
+A unit's requests in its first-exposure window are aggregated: ``latency_ms``, ``label``
+and ``value`` as ratio metrics (y_u the unit's total, m_u its number of observations:
+the per-request mean Σy/Σm with a delta-method variance, :func:`streammon.stats.ratio.linearize`), ``error``
+as the unit's indicator (did any of its requests fail), so retry bursts count once.
 
 Metrics come from both sides of the join: ``latency_ms`` and ``error`` are known when
 the prediction arrives; ``label`` and ``value`` when its outcome does.
@@ -12,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from streammon.events import Arm, CohortSummary, MetricSums, Prediction
 
@@ -23,6 +32,19 @@ SCORE_BINS = 10
 CellKey = tuple[str, int, str, Arm]
 """(rollout_id, window_start_ms, segment, arm)."""
 
+U_CELL, U_FREEZE, U_ERROR, U_LATENCY, U_LABEL, U_VALUE = 0, 1, 2, 3, 5, 7
+"""Slots of an open unit's state (a list): its cell, when it freezes (event time, ms), its
+error indicator, then (y_u, m_u) of latency, label and value."""
+UNIT_SLOTS = {"latency_ms": U_LATENCY, "label": U_LABEL, "value": U_VALUE}
+
+UnitState = list[Any]
+"""[cell, freeze_ms, error (-1 before its first request), lat_y, lat_m, label_y, label_m, value_y, value_m]."""
+
+
+def new_unit(key: CellKey, freeze_ms: int) -> UnitState:
+    """Return the state of a unit at its first exposure, before its first request is added."""
+    return [key, freeze_ms, -1, 0.0, 0, 0.0, 0, 0.0, 0]
+
 
 def window_start_ms(ts_ms: int, window_ms: int) -> int:
     """Return the start of the tumbling window of width ``window_ms`` that holds ``ts_ms``."""
@@ -31,7 +53,8 @@ def window_start_ms(ts_ms: int, window_ms: int) -> int:
 
 @dataclass
 class CellState:
-    """Mutable running sums of one cell: per metric [n, Σx, Σx²], score histogram."""
+    """Mutable running sums of one cell: per metric [n, Σy, Σy², Σ(m−1), Σ(m²−1), Σy(m−1)]
+    over its units (see :class:`~streammon.events.MetricSums`), and the score histogram."""
 
     sums: dict[str, list[float]] = field(default_factory=dict)
     score_hist: list[int] = field(default_factory=lambda: [0] * SCORE_BINS)
@@ -41,7 +64,7 @@ class CellState:
         """Add one observation of ``metric``."""
         acc = self.sums.get(metric)
         if acc is None:
-            acc = self.sums[metric] = [0, 0.0, 0.0]
+            acc = self.sums[metric] = [0, 0.0, 0.0, 0.0, 0.0, 0.0]
         acc[0] += 1
         acc[1] += x
         acc[2] += x * x
@@ -51,11 +74,11 @@ class CellState:
         sums = self.sums
         latency_ms = pred.latency_ms
         if latency_ms is not None:
-            acc = sums.get("latency_ms") or sums.setdefault("latency_ms", [0, 0.0, 0.0])
+            acc = sums.get("latency_ms") or sums.setdefault("latency_ms", _zeros())
             acc[0] += 1
             acc[1] += latency_ms
             acc[2] += latency_ms * latency_ms
-        acc = sums.get("error") or sums.setdefault("error", [0, 0.0, 0.0])
+        acc = sums.get("error") or sums.setdefault("error", _zeros())
         acc[0] += 1
         if pred.error:
             acc[1] += 1.0
@@ -63,19 +86,56 @@ class CellState:
         if pred.score is not None:
             self.score_hist[min(int(pred.score * SCORE_BINS), SCORE_BINS - 1)] += 1
 
+    def add_unit_prediction(self, pred: Prediction, unit: UnitState) -> None:
+        """Add a prediction of a unit in its first-exposure cell (aggregated per unit)."""
+        sums = self.sums
+        if pred.latency_ms is not None:
+            self.add_unit(sums, "latency_ms", pred.latency_ms, unit, U_LATENCY)
+        acc = sums.get("error") or sums.setdefault("error", _zeros())
+        if unit[U_ERROR] < 0:  # the unit's first request: it enters the error metric
+            unit[U_ERROR] = 0
+            acc[0] += 1
+        if pred.error and not unit[U_ERROR]:
+            unit[U_ERROR] = 1
+            acc[1] += 1.0
+            acc[2] += 1.0
+        if pred.score is not None:
+            self.score_hist[min(int(pred.score * SCORE_BINS), SCORE_BINS - 1)] += 1
+
+    @staticmethod
+    def add_unit(sums: dict[str, list[float]], metric: str, x: float, unit: UnitState,
+                 slot: int) -> None:
+        """Add observation ``x`` of ``metric`` to a unit's (y_u, m_u) and to the cell's sums.
+
+        The unit contributes (1, y, y², m−1, m²−1, y(m−1)) once it has an observation, so
+        the change is the difference of its contributions after and before.
+        """
+        acc = sums.get(metric) or sums.setdefault(metric, _zeros())
+        y, m = unit[slot], unit[slot + 1]
+        y2 = y + x
+        unit[slot], unit[slot + 1] = y2, m + 1
+        acc[1] += x
+        if m == 0:
+            acc[0] += 1
+            acc[2] += x * x
+            return
+        acc[2] += y2 * y2 - y * y
+        acc[3] += 1
+        acc[4] += 2 * m + 1
+        acc[5] += y2 * m - y * (m - 1)
+
     def __iadd__(self, other: CellState) -> CellState:
-        for metric, (n, s, ss) in other.sums.items():
-            acc = self.sums.setdefault(metric, [0, 0.0, 0.0])
-            acc[0] += n
-            acc[1] += s
-            acc[2] += ss
+        for metric, values in other.sums.items():
+            acc = self.sums.setdefault(metric, _zeros())
+            for i, x in enumerate(values):
+                acc[i] += x
         self.score_hist = [a + b for a, b in zip(self.score_hist, other.score_hist, strict=True)]
         self.expired += other.expired
         return self
 
     def metric_sums(self) -> dict[str, MetricSums]:
         """Return the sums as immutable MetricSums, per metric."""
-        return {m: MetricSums(int(n), s, ss) for m, (n, s, ss) in self.sums.items()}
+        return {m: MetricSums(int(v[0]), *v[1:]) for m, v in self.sums.items()}
 
     def to_summary(
         self, key: CellKey, *, window_ms: int, source: str, watermark_ms: int
@@ -98,8 +158,13 @@ class CellState:
     @classmethod
     def from_summary(cls, summary: CohortSummary) -> CellState:
         """Rebuild a cell from its cumulative summary (used when recovering state)."""
-        sums = {m: [ms.n, ms.sum, ms.sumsq] for m, ms in summary.metrics.items()}
+        sums = {m: [ms.n, ms.sum, ms.sumsq, ms.dm, ms.dm2, ms.dym]
+                for m, ms in summary.metrics.items()}
         return cls(sums=sums, score_hist=list(summary.score_hist), expired=summary.expired)
+
+
+def _zeros() -> list[float]:
+    return [0, 0.0, 0.0, 0.0, 0.0, 0.0]
 
 
 def merge_summaries(summaries: Iterable[CohortSummary]) -> dict[CellKey, CellState]:

@@ -86,7 +86,8 @@ def event_catalog() -> tuple[EventScenario, ...]:
             ("s5", 0.03, 0.05), ("s6", 0.02, 0.2))
     return (
         EventScenario("sticky users, persistent tastes A/A (10 req/user/window, ICC~0.02)",
-                      _plan(units=REQUESTS // 10, unit_sd=0.5), production_spec(), False),
+                      _plan(units=40 * REQUESTS // 10, active_units=REQUESTS // 10, unit_sd=0.5),
+                      production_spec(min_samples_per_stage=20), False),
         EventScenario("errors in retry bursts A/A (1%, mean burst 5)",
                       _plan(units=20 * REQUESTS, error_rate=0.01, burst_mean=5.0),
                       production_spec(), False),
