@@ -174,8 +174,8 @@ class JoinLog:
                 self.seq_cells.get(old, set()).discard(key)
             self.cell_seq[key] = self.seq
         self.seq_cells[self.seq] = set(part.cells)
-        max_expiry = max((expiry_of(e) for _, e in part.entries), default=-1)
-        max_expiry = max((state.units[u][U_FREEZE] for u in part.units), default=max_expiry)
+        max_expiry = max([*(expiry_of(e) for _, e in part.entries),
+                          *(state.units[u][U_FREEZE] for u in part.units)], default=-1)
         if part.seen:
             self.seq_seen[self.seq] = part.seen
             max_expiry = max(max_expiry, state.expired_through_ms + state.config.ttl_ms)
