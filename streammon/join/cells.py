@@ -33,8 +33,8 @@ CellKey = tuple[str, int, str, Arm]
 """(rollout_id, window_start_ms, segment, arm)."""
 
 U_CELL, U_FREEZE, U_ERROR, U_LATENCY, U_LABEL, U_VALUE = 0, 1, 2, 3, 5, 7
-"""Slots of an open unit's state (a list): its cell, when it freezes (event time, ms), its
-error indicator, then (y_u, m_u) of latency, label and value."""
+"""Slots of an open unit's state (a list): its cell, when it freezes (event time, ms: its
+window's end + ttl), its error indicator, then (y_u, m_u) of latency, label and value."""
 UNIT_SLOTS = {"latency_ms": U_LATENCY, "label": U_LABEL, "value": U_VALUE}
 
 UnitState = list[Any]

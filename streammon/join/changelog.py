@@ -43,8 +43,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from streammon.join.cells import U_CELL, U_FREEZE, CellKey, CellState, UnitState
+from streammon.join.units import HashArray
 from streammon.join.state import (
     Entry,
     JoinChanges,
@@ -127,7 +129,7 @@ class JoinLog:
         self.seq = seq
         self.cell_seq: dict[CellKey, int] = {}
         self.seq_cells: dict[int, set[CellKey]] = {}
-        self.seq_seen: dict[int, dict[str, list[int]]] = {}
+        self.seq_seen: dict[int, dict[str, HashArray]] = {}
         self._by_expiry: list[tuple[int, int]] = []
 
     def write(self, state: JoinState, changes: JoinChanges,
@@ -143,15 +145,16 @@ class JoinLog:
                 self.seq_cells.get(old, set()).discard(key)
         dead = self._pop_dead(state.expired_through_ms)
         cells = set(changes.cells)
-        seen: dict[str, set[int]] = {}
+        markers: dict[str, list[HashArray]] = {}
         for rollout_id, uhash in changes.frozen:
-            seen.setdefault(rollout_id, set()).add(uhash)
+            markers.setdefault(rollout_id, []).append(np.array([uhash], dtype=np.int64))
         for seq in dead:
             cells |= self.seq_cells.pop(seq, set())
             for rollout_id, hashes in self.seq_seen.pop(seq, {}).items():
-                seen.setdefault(rollout_id, set()).update(hashes)
+                markers.setdefault(rollout_id, []).append(hashes)
         cells &= state.cells.keys()
-        seen = {r: h for r, h in seen.items() if r in state.rollouts}
+        seen = {r: np.unique(np.concatenate(h)) for r, h in markers.items()
+                if r in state.rollouts}
         units = [u for u in changes.units if u in state.units]
         parts = list(_pack(state, changes, cells, units, seen))
         out: list[tuple[int, bytes]] = []
@@ -177,7 +180,8 @@ class JoinLog:
         max_expiry = max([*(expiry_of(e) for _, e in part.entries),
                           *(state.units[u][U_FREEZE] for u in part.units)], default=-1)
         if part.seen:
-            self.seq_seen[self.seq] = part.seen
+            self.seq_seen[self.seq] = {r: np.asarray(h, dtype=np.int64)
+                                       for r, h in part.seen.items()}
             max_expiry = max(max_expiry, state.expired_through_ms + state.config.ttl_ms)
         self.track(self.seq, max_expiry)
 
@@ -224,7 +228,7 @@ def _cell_bytes(key: CellKey, cell: CellState) -> int:
 
 
 def _pack(state: JoinState, changes: JoinChanges, cells: set[CellKey], units: list[int],
-          seen: dict[str, set[int]]) -> Iterator[Part]:
+          seen: dict[str, HashArray]) -> Iterator[Part]:
     """Split cells, entries, units and markers into parts of ~RECORD_TARGET_BYTES (>= 1)."""
     part, size = Part(), 0
     for key in cells:
@@ -249,13 +253,12 @@ def _pack(state: JoinState, changes: JoinChanges, cells: set[CellKey], units: li
         part.units.append(uhash)
         size += 120
     for rollout_id, hashes in seen.items():
-        ordered = sorted(hashes)
         step = RECORD_TARGET_BYTES // 21
-        for i in range(0, len(ordered), step):
+        for i in range(0, hashes.size, step):
             if size > RECORD_TARGET_BYTES:
                 yield part
                 part, size = Part(), 0
-            chunk = ordered[i:i + step]
+            chunk = hashes[i:i + step].tolist()
             part.seen.setdefault(rollout_id, []).extend(chunk)
             size += 21 * len(chunk) + len(rollout_id)
     yield part
@@ -372,6 +375,7 @@ def _replay(record: JoinRecord, entries: dict[str, Entry], cells: dict[CellKey, 
         units[uhash] = [keys[cell_index], freeze_ms, *values]
         max_expiry = max(max_expiry, freeze_ms)
     if record.seen:
-        log.seq_seen[record.seq] = dict(record.seen)
+        log.seq_seen[record.seq] = {r: np.asarray(h, dtype=np.int64)
+                                    for r, h in record.seen.items()}
         max_expiry = max(max_expiry, record.expired_through_ms + ttl_ms)
     log.track(record.seq, max_expiry)

@@ -51,7 +51,6 @@ prediction's tombstone is its expiry negated (its outcome is counted, not joined
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 from collections import Counter
 from collections.abc import Iterable
@@ -71,6 +70,7 @@ from streammon.join.cells import (
     UnitState,
     new_unit,
 )
+from streammon.join.units import SeenSet, unit_hash
 
 KEY_SEPARATOR = "\x00"
 """Between rollout id and request id in a join key (the edge rejects ids that hold it)."""
@@ -79,13 +79,6 @@ KEY_SEPARATOR = "\x00"
 def join_key(rollout_id: str, request_id: str) -> str:
     """Return the key the join matches a prediction and its outcome by."""
     return rollout_id + KEY_SEPARATOR + request_id
-
-
-def unit_hash(rollout_id: str, unit_id: str) -> int:
-    """Return the stable, non-zero 64-bit hash a unit is remembered by within a rollout."""
-    digest = hashlib.blake2b((rollout_id + KEY_SEPARATOR + unit_id).encode(),
-                             digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True) or 1
 
 
 class PendingPrediction(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -192,7 +185,7 @@ class RolloutCells:
 
     windows: dict[int, list[CellKey]] = field(default_factory=dict)
     segments: Counter[str] = field(default_factory=Counter)
-    seen: set[int] = field(default_factory=set)
+    seen: SeenSet = field(default_factory=SeenSet)
     """Hashes of the rollout's frozen units: their later requests are excluded."""
 
     def add(self, key: CellKey) -> bool:
@@ -226,7 +219,9 @@ class JoinState:
         """Open units by hash: their first-exposure cell may still change."""
         self._changes = JoinChanges()
         self._expiry: list[tuple[int, str]] = []
-        self._freeze: list[tuple[int, int]] = []
+        self._freeze: list[int] = []
+        self._freeze_due: dict[int, list[int]] = {}
+        """Per freeze time (a window's end + ttl_ms), the units that freeze then."""
         self._cells_by_end: list[tuple[int, str, int]] = []
 
     @property
@@ -286,7 +281,7 @@ class JoinState:
                 cell = cells[key] = CellState()
             changed_cells.add(key)
             if uhash:
-                unit = self._enter(uhash, unit, key, ts_ms + ttl_ms)
+                unit = self._enter(uhash, unit, key)
                 cell.add_unit_prediction(pred, unit)
             else:
                 cell.add_prediction(pred)
@@ -304,20 +299,26 @@ class JoinState:
         rollout = self.rollouts.get(rollout_id)
         return rollout is not None and uhash in rollout.seen
 
-    def _enter(self, uhash: int, unit: UnitState | None, key: CellKey,
-               expires_ms: int) -> UnitState:
-        """Return the unit's open state (new at its first exposure); it freezes at its last
-        prediction's expiry."""
-        if unit is None:
-            unit = self.units[uhash] = new_unit(key, expires_ms)
-        elif expires_ms > unit[U_FREEZE]:
-            unit[U_FREEZE] = expires_ms
-        else:
-            self._changes.units.add(uhash)
-            return unit
-        heapq.heappush(self._freeze, (expires_ms, uhash))
+    def _enter(self, uhash: int, unit: UnitState | None, key: CellKey) -> UnitState:
+        """Return the unit's open state (new at its first exposure).
+
+        It freezes when every prediction of its first-exposure window has expired: at
+        the window's end plus ``ttl_ms``.
+        """
         self._changes.units.add(uhash)
+        if unit is not None:
+            return unit
+        freeze_ms = key[1] + self.config.window_ms + self.config.ttl_ms
+        unit = self.units[uhash] = new_unit(key, freeze_ms)
+        self._due(freeze_ms).append(uhash)
         return unit
+
+    def _due(self, freeze_ms: int) -> list[int]:
+        due = self._freeze_due.get(freeze_ms)
+        if due is None:
+            due = self._freeze_due[freeze_ms] = []
+            heapq.heappush(self._freeze, freeze_ms)
+        return due
 
     def _exclude(self, jkey: str, entry: Entry | None, expires_ms: int) -> None:
         """Leave a unit's request outside its first-exposure cell out, and count it."""
@@ -391,19 +392,18 @@ class JoinState:
 
     def _freeze_units(self, now_ms: int) -> None:
         """Reduce every unit whose predictions all joined or expired to a seen marker."""
-        heap, units = self._freeze, self.units
-        while heap and heap[0][0] <= now_ms:
-            due_ms, uhash = heapq.heappop(heap)
-            unit = units.get(uhash)
-            if unit is None or unit[U_FREEZE] != due_ms:
-                continue  # stale: the unit froze already or stays open longer
-            del units[uhash]
-            self._changes.units.discard(uhash)
-            rollout = self.rollouts.get(unit[U_CELL][0])
-            if rollout is not None:
-                rollout.seen.add(uhash)
-                self._changes.frozen.append((unit[U_CELL][0], uhash))
-            self.counters["units_frozen"] += 1
+        heap, units, changed = self._freeze, self.units, self._changes.units
+        while heap and heap[0] <= now_ms:
+            for uhash in self._freeze_due.pop(heapq.heappop(heap)):
+                unit = units.pop(uhash, None)
+                if unit is None:
+                    continue
+                changed.discard(uhash)
+                rollout = self.rollouts.get(unit[U_CELL][0])
+                if rollout is not None:
+                    rollout.seen.add(uhash)
+                    self._changes.frozen.append((unit[U_CELL][0], uhash))
+                self.counters["units_frozen"] += 1
 
     def _expire_cells(self, now_ms: int) -> None:
         """Drop every cell whose window ended a retention before ``now_ms``.
@@ -444,7 +444,7 @@ class JoinState:
 
     def restore(self, entries: dict[str, Entry], cells: dict[CellKey, CellState],
                 units: dict[int, UnitState] | None = None,
-                seen: dict[str, set[int]] | None = None) -> None:
+                seen: dict[str, Iterable[int]] | None = None) -> None:
         """Load recovered entries, cells, open units and seen markers; drop what expired.
 
         Entries and cells already expired were expired, counted and sent before the crash;
@@ -466,7 +466,7 @@ class JoinState:
         for rollout_id, hashes in (seen or {}).items():
             rollout = self.rollouts.get(rollout_id)
             if rollout is not None:
-                rollout.seen |= hashes
+                rollout.seen.update(hashes)
         for uhash, unit in (units or {}).items():
             rollout = self.rollouts.get(unit[U_CELL][0])
             if rollout is None or uhash in rollout.seen:
@@ -475,8 +475,7 @@ class JoinState:
                 rollout.seen.add(uhash)
                 continue
             self.units[uhash] = unit
-            self._freeze.append((unit[U_FREEZE], uhash))
-        heapq.heapify(self._freeze)
+            self._due(unit[U_FREEZE]).append(uhash)
 
     def _join(self, request_id: str, cell: CellState, label: float | None,
               value: float | None, expires_at_ms: int, uhash: int = 0) -> None:

@@ -50,7 +50,7 @@ def test_a_frozen_unit_stays_excluded_and_outcome_first_is_handled() -> None:
     state.add_prediction(pred("a", ts_ms=1_100, unit_id="u"))
     state.add_outcome(outcome("a", ts_ms=1_200))
     state.add_prediction(pred("z", ts_ms=9_000))  # keeps the rollout's cells alive
-    state.expire(6_200)
+    state.expire(7_000)
     assert not state.units and len(state.rollouts["r1"].seen) == 1
     state.add_outcome(outcome("c", ts_ms=9_100))
     state.add_prediction(pred("c", ts_ms=9_050, unit_id="u"))
