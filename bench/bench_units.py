@@ -1,3 +1,4 @@
+# ruff: noqa: RUF002  (formulas use Greek letters and math signs)
 """Memory and hot-path cost of per-unit join state (DESIGN rule 10), pure: no Kafka.
 
 Feeds ``--units`` predictions, one distinct ``unit_id`` each (one rollout, two arms, two
@@ -32,16 +33,18 @@ from streammon.events import Prediction
 from streammon.join.state import JoinConfig, JoinState
 
 CONFIG = JoinConfig(window_ms=10_000, ttl_ms=60_000, grace_ms=5_000)
+BIG_TTL = JoinConfig(window_ms=10_000, ttl_ms=10**10, grace_ms=5_000)
+"""Nothing expires: every unit stays open (the worst case for memory)."""
 T0_MS = 1_700_000_000_000
 
 
-def predictions(n: int, *, units: bool) -> list[Prediction]:
-    """Return ``n`` predictions 1 ms apart, each of its own unit when ``units``."""
+def predictions(n: int, *, units: bool, start: int = 0) -> list[Prediction]:
+    """Return predictions ``start..start+n`` 1 ms apart, each of its own unit when ``units``."""
     return [Prediction(request_id=f"req-{i}", rollout_id="bench", model_version="m",
                        arm="canary" if i % 4 == 0 else "baseline", ts_ms=T0_MS + i,
                        segment="mobile" if i % 2 else "desktop", latency_ms=(i % 200) / 4,
                        unit_id=f"unit-{i}" if units else None)
-            for i in range(n)]
+            for i in range(start, start + n)]
 
 
 def state_bytes(preds: list[Prediction], *, freeze: bool) -> int:
@@ -52,8 +55,11 @@ def state_bytes(preds: list[Prediction], *, freeze: bool) -> int:
                                         cell_retention_ms=10**12))
     state.add_predictions(preds)
     if freeze:  # every prediction expired, every unit frozen; cells kept (long retention)
-        state.expire(preds[-1].ts_ms + CONFIG.ttl_ms + 1)
-        state.take_changes()
+        state.expire(preds[-1].ts_ms + CONFIG.window_ms + CONFIG.ttl_ms + 1)
+        # dicts keep their peak capacity: in a running join the two are sized by the
+        # requests and units open at once (a TTL's worth), not by every unit ever seen
+        state.units, state.pending = dict(state.units), dict(state.pending)
+    state.take_changes()  # the worker writes and clears these after every batch
     gc.collect()
     used = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
@@ -72,12 +78,17 @@ def throughput(preds: list[Prediction]) -> float:
 
 
 def rss_child(n: int) -> float:
-    """Return the peak RSS (MB) of a fresh process holding ``n`` open units."""
+    """Return the peak RSS (MB) of a fresh process whose join holds ``n`` open units
+    (fed in chunks of 10,000, so the input events are not what is measured; VmHWM, since
+    ``ru_maxrss`` survives ``exec`` and would report the parent's peak)."""
     code = (f"import resource, sys; sys.path.insert(0, {__file__.rsplit('/', 1)[0]!r}); "
             "import bench_units as b; from streammon.join.state import JoinState; "
-            f"p = b.predictions({n}, units=True); s = JoinState(config=b.CONFIG); "
-            "s.add_predictions(p); del p; "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+            "s = JoinState(config=b.BIG_TTL)\n"
+            f"for i in range(0, {n}, 10_000):\n"
+            f"    s.add_predictions(b.predictions(min(10_000, {n} - i), units=True, start=i))\n"
+            "    s.take_changes()\n"
+            "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')]\n"
+            "print(int(hwm[0].split()[1]) / 1024)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     return float(out.stdout.strip().splitlines()[-1])

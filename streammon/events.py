@@ -1,3 +1,4 @@
+# ruff: noqa: RUF002  (formulas use Greek letters and math signs)
 """PURE: the events that travel on streammon's topics: frozen types, JSON codecs, versions.
 
 Every value is JSON with a schema in ``topics/`` and carries its schema version in

@@ -4,9 +4,10 @@ The decider holds the latest cumulative summary of every (window, segment, arm, 
 cell. :func:`build_grid` adds the sources of each cell together and lays the result out
 per metric as ``(windows, segments)`` arrays — ``n_a, sum_a, sumsq_a`` for the baseline,
 ``n_b, sum_b, sumsq_b`` for the canary, ``n`` counting units and ratio metrics turned
-into their delta-method pseudo-sums (:func:`streammon.stats.ratio.linearize`) — exactly what :func:`streammon.stats.replay` and
-:func:`streammon.decide.policy.assess_rollout` take, plus per-window score histograms per arm
-and the assignment counts of the sample-ratio check. Cells are never pooled across
+into their delta-method pseudo-sums (:func:`streammon.stats.ratio.linearize`) — exactly
+what :func:`streammon.stats.replay` and :func:`streammon.decide.policy.assess_rollout`
+take, plus per-window score histograms per arm and the assignment counts of the
+sample-ratio check (first exposures of units). Cells are never pooled across
 windows or segments here. Pure.
 """
 

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF002  (formulas use Greek letters and math signs)
 """Window arithmetic and the sufficient statistics of one cohort cell.
 
 A cell is one (rollout, window, segment, arm). It keeps, per metric, sufficient statistics
@@ -9,8 +10,9 @@ across partitions and workers by addition.
 A request without a ``unit_id`` is its own unit (m_u = 1: the excess sums stay 0).
 A unit's requests in its first-exposure window are aggregated: ``latency_ms``, ``label``
 and ``value`` as ratio metrics (y_u the unit's total, m_u its number of observations:
-the per-request mean Σy/Σm with a delta-method variance, :func:`streammon.stats.ratio.linearize`), ``error``
-as the unit's indicator (did any of its requests fail), so retry bursts count once.
+the per-request mean Σy/Σm with a delta-method variance,
+:func:`streammon.stats.ratio.linearize`), ``error`` as the unit's indicator (did any of
+its requests fail), so retry bursts count once.
 
 Metrics come from both sides of the join: ``latency_ms`` and ``error`` are known when
 the prediction arrives; ``label`` and ``value`` when its outcome does.
@@ -38,7 +40,8 @@ window's end + ttl), its error indicator, then (y_u, m_u) of latency, label and 
 UNIT_SLOTS = {"latency_ms": U_LATENCY, "label": U_LABEL, "value": U_VALUE}
 
 UnitState = list[Any]
-"""[cell, freeze_ms, error (-1 before its first request), lat_y, lat_m, label_y, label_m, value_y, value_m]."""
+"""[cell, freeze_ms, error (-1 before its first request), lat_y, lat_m, label_y, label_m,
+value_y, value_m]."""
 
 
 def new_unit(key: CellKey, freeze_ms: int) -> UnitState:
@@ -53,8 +56,11 @@ def window_start_ms(ts_ms: int, window_ms: int) -> int:
 
 @dataclass
 class CellState:
-    """Mutable running sums of one cell: per metric [n, Σy, Σy², Σ(m−1), Σ(m²−1), Σy(m−1)]
-    over its units (see :class:`~streammon.events.MetricSums`), and the score histogram."""
+    """Running sums of one cell: per metric, its units' sums and the score histogram.
+
+    Per metric ``[n, Σy, Σy², Σ(m−1), Σ(m²−1), Σy(m−1)]`` over its units (see
+    :class:`~streammon.events.MetricSums`).
+    """
 
     sums: dict[str, list[float]] = field(default_factory=dict)
     score_hist: list[int] = field(default_factory=lambda: [0] * SCORE_BINS)

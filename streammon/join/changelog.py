@@ -46,7 +46,6 @@ import msgspec
 import numpy as np
 
 from streammon.join.cells import U_CELL, U_FREEZE, CellKey, CellState, UnitState
-from streammon.join.units import HashArray
 from streammon.join.state import (
     Entry,
     JoinChanges,
@@ -56,6 +55,7 @@ from streammon.join.state import (
     PendingPrediction,
     expiry_of,
 )
+from streammon.join.units import HashArray
 
 log = logging.getLogger(__name__)
 CellWire = tuple[str, int, str, str, dict[str, list[float]], list[int], int]
@@ -293,7 +293,7 @@ def _build(seq: int, state: JoinState, part: Part, offsets: dict[str, int],
             record.predictions.append((request_id, entry.expires_at_ms, cell_index(entry.cell)))
     for uhash in part.units:
         unit = state.units[uhash]
-        record.units.append((uhash, cell_index(unit[U_CELL]), *unit[1:]))  # type: ignore[arg-type]
+        record.units.append((uhash, cell_index(unit[U_CELL]), *unit[1:]))
     part.cells = list(index)
     return record
 

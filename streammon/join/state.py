@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import msgspec
@@ -380,7 +380,7 @@ class JoinState:
         while self._expiry and self._expiry[0][0] <= now:
             due_ms, request_id = heapq.heappop(self._expiry)
             entry = self.pending.get(request_id)
-            if entry is None or (abs(entry) if entry.__class__ is int  # type: ignore[arg-type]
+            if entry is None or (abs(entry) if entry.__class__ is int
                                  else entry.expires_at_ms) != due_ms:  # type: ignore[union-attr]
                 continue  # stale heap entry: the request is gone or waits longer
             self._expire_one(request_id, entry)
@@ -444,7 +444,7 @@ class JoinState:
 
     def restore(self, entries: dict[str, Entry], cells: dict[CellKey, CellState],
                 units: dict[int, UnitState] | None = None,
-                seen: dict[str, Iterable[int]] | None = None) -> None:
+                seen: Mapping[str, Iterable[int]] | None = None) -> None:
         """Load recovered entries, cells, open units and seen markers; drop what expired.
 
         Entries and cells already expired were expired, counted and sent before the crash;

@@ -43,7 +43,7 @@ class SeenSet:
         if uhash in self._recent:
             return True
         arr = self._sorted
-        if not arr.size:
+        if not arr.size or not isinstance(uhash, int):
             return False
         at = int(arr.searchsorted(uhash))
         return at < arr.size and int(arr[at]) == uhash

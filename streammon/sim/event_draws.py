@@ -9,9 +9,10 @@ spec's stages, tiny segments, broken routers and heavy-tailed latency with timeo
 
 * Units: ``units`` ids; a request picks a unit uniformly (or, with ``active_units``, one
   of that many units drawn afresh from the population each window: sessions of about
-  ``requests_per_window / active_units`` requests, users who return now and then). A unit's arm is sticky: it
-  draws ``u ~ U(0, 1)`` once and is in the canary while ``u < f_t`` (so when the
-  fraction grows, units switch baseline → canary, as a hash-sticky router does).
+  ``requests_per_window / active_units`` requests, users who return now and then).
+  A unit's arm is sticky: it draws ``u ~ U(0, 1)`` once and is in the canary while
+  ``u < f_t`` (so when the fraction grows, units switch baseline → canary, as a
+  hash-sticky router does).
 * Conversion: unit taste ``z ~ N(0, 1)``, ``p = expit(logit(p_seg,t) + σ_u z + log(1+e_t))``
   for the canary (``e_t`` the relative effect in window t, approximately).
 * Errors: bursts start with probability ``error_rate / burst_mean`` per request and

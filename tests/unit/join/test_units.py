@@ -1,3 +1,4 @@
+# ruff: noqa: RUF002  (formulas use Greek letters and math signs)
 """A unit enters the comparison once, at its first exposure, aggregated per unit."""
 
 from __future__ import annotations
