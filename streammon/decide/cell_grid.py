@@ -8,7 +8,8 @@ into their delta-method pseudo-sums (:func:`streammon.stats.ratio.linearize`) â€
 what :func:`streammon.stats.replay` and :func:`streammon.decide.policy.assess_rollout`
 take, plus per-window score histograms per arm and the assignment counts of the
 sample-ratio check (first exposures of units). Cells are never pooled across
-windows or segments here. Pure.
+windows or segments here; the layout is :mod:`streammon.events`' (``SUMS``,
+``RATIO_SUMS``, ``ARM_CODES``). Pure.
 """
 
 from __future__ import annotations
@@ -18,13 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streammon.events import CohortSummary
-from streammon.join.cells import SCORE_BINS
-from streammon.stats.cells import FloatArray
+from streammon.events import ARM_CODES, RATIO_SUMS, SCORE_BINS, CohortSummary
+from streammon.stats.cells import FIELDS, FloatArray
 from streammon.stats.ratio import linearize
 
-CELL_FIELDS = ("n_a", "sum_a", "sumsq_a", "n_b", "sum_b", "sumsq_b")
-RATIO_FIELDS = ("dm_a", "dm2_a", "dym_a", "dm_b", "dm2_b", "dym_b")
+RATIO_FIELDS = tuple(f"{stat}_{code}" for code in ARM_CODES.values() for stat in RATIO_SUMS)
 EXPOSURE_METRIC = "error"
 """Every prediction records its error flag, so this metric's n counts exposures."""
 
@@ -56,12 +55,12 @@ def build_grid(
     segments = tuple(sorted({s.segment for s in rows})) or ("all",)
     seg_index = {s: i for i, s in enumerate(segments)}
     names = [*metrics, EXPOSURE_METRIC] if EXPOSURE_METRIC not in metrics else list(metrics)
-    cells = {m: {f: np.zeros((windows, len(segments))) for f in CELL_FIELDS + RATIO_FIELDS}
+    cells = {m: {f: np.zeros((windows, len(segments))) for f in FIELDS + RATIO_FIELDS}
              for m in names}
     hists = {"a": np.zeros((windows, SCORE_BINS)), "b": np.zeros((windows, SCORE_BINS))}
     for s in rows:
         w = (s.window_start_ms - origin_ms) // window_ms
-        arm = "a" if s.arm == "baseline" else "b"
+        arm = ARM_CODES[s.arm]
         hists[arm][w] += s.score_hist
         for metric, sums in s.metrics.items():
             if metric in cells:

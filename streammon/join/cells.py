@@ -1,11 +1,12 @@
 # ruff: noqa: RUF002  (formulas use Greek letters and math signs)
-"""Window arithmetic and the sufficient statistics of one cohort cell.
+"""Window arithmetic and the running sums of one cohort cell (the join's hot path).
 
-A cell is one (rollout, window, segment, arm). It keeps, per metric, sufficient statistics
-*per unit* (DESIGN rule 10; :class:`~streammon.events.MetricSums`): n units, Σy_u, Σy_u²,
-and for ratio metrics the excess sums Σ(m_u − 1), Σ(m_u² − 1), Σy_u(m_u − 1) (and the
-histogram of model scores for drift). That is all the sequential tests need; cells merge
-across partitions and workers by addition.
+A cell is one :data:`~streammon.events.CellKey` (rollout, window, segment, arm); its
+layout (the sums per metric, the score histogram) is declared in :mod:`streammon.events`.
+It keeps, per metric, sufficient statistics *per unit* (DESIGN rule 10;
+:class:`~streammon.events.MetricSums`): n units, Σy_u, Σy_u², and for ratio metrics the
+excess sums Σ(m_u − 1), Σ(m_u² − 1), Σy_u(m_u − 1). That is all the sequential tests
+need; cells merge across partitions and workers by addition.
 
 A request without a ``unit_id`` is its own unit (m_u = 1: the excess sums stay 0).
 A unit's requests in its first-exposure window are aggregated: ``latency_ms``, ``label``
@@ -24,15 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from streammon.events import Arm, CohortSummary, MetricSums, Prediction
-
-PREDICTION_METRICS = ("latency_ms", "error")
-OUTCOME_METRICS = ("label", "value")
-METRICS = PREDICTION_METRICS + OUTCOME_METRICS
-SCORE_BINS = 10
-
-CellKey = tuple[str, int, str, Arm]
-"""(rollout_id, window_start_ms, segment, arm)."""
+from streammon.events import SCORE_BINS, CellKey, CohortSummary, MetricSums, Prediction
 
 U_CELL, U_FREEZE, U_ERROR, U_LATENCY, U_LABEL, U_VALUE = 0, 1, 2, 3, 5, 7
 """Slots of an open unit's state (a list): its cell, when it freezes (event time, ms: its
@@ -58,8 +51,8 @@ def window_start_ms(ts_ms: int, window_ms: int) -> int:
 class CellState:
     """Running sums of one cell: per metric, its units' sums and the score histogram.
 
-    Per metric ``[n, Σy, Σy², Σ(m−1), Σ(m²−1), Σy(m−1)]`` over its units (see
-    :class:`~streammon.events.MetricSums`).
+    Per metric ``[n, Σy, Σy², Σ(m−1), Σ(m²−1), Σy(m−1)]`` over its units (``SUMS`` then
+    ``RATIO_SUMS`` of :mod:`streammon.events`).
     """
 
     sums: dict[str, list[float]] = field(default_factory=dict)
@@ -177,6 +170,5 @@ def merge_summaries(summaries: Iterable[CohortSummary]) -> dict[CellKey, CellSta
     """Add up summaries from all sources into one CellState per cell."""
     merged: dict[CellKey, CellState] = {}
     for s in summaries:
-        key: CellKey = (s.rollout_id, s.window_start_ms, s.segment, s.arm)
-        merged.setdefault(key, CellState()).__iadd__(CellState.from_summary(s))
+        merged.setdefault(s.cell, CellState()).__iadd__(CellState.from_summary(s))
     return merged

@@ -45,7 +45,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from streammon.join.cells import U_CELL, U_FREEZE, CellKey, CellState, UnitState
+from streammon.events import CellKey
+from streammon.join.cells import U_CELL, U_FREEZE, CellState, UnitState
 from streammon.join.state import (
     Entry,
     JoinChanges,

@@ -59,13 +59,12 @@ from dataclasses import dataclass, field
 import msgspec
 
 from streammon.errors import ConfigError
-from streammon.events import Outcome, Prediction
+from streammon.events import CellKey, Outcome, Prediction
 from streammon.join.cells import (
     U_CELL,
     U_FREEZE,
     U_LABEL,
     U_VALUE,
-    CellKey,
     CellState,
     UnitState,
     new_unit,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from helpers import outcome, pred
 
-from streammon.join.cells import CellKey
+from streammon.events import CellKey
 from streammon.join.changelog import JoinLog, restore
 from streammon.join.state import JoinConfig, JoinState
 from streammon.stats.ratio import linearize
