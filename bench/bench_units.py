@@ -47,8 +47,9 @@ def predictions(n: int, *, units: bool, start: int = 0) -> list[Prediction]:
             for i in range(start, start + n)]
 
 
-def state_bytes(preds: list[Prediction], *, freeze: bool) -> int:
-    """Return the bytes tracemalloc attributes to a join state fed ``preds``."""
+def state_bytes(n: int, *, units: bool, freeze: bool) -> int:
+    """Return the bytes tracemalloc attributes to a join state fed ``n`` predictions."""
+    preds = predictions(n, units=units)
     gc.collect()
     tracemalloc.start()
     state = JoinState(config=JoinConfig(window_ms=10_000, ttl_ms=60_000, grace_ms=5_000,
@@ -102,11 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     n = args.units
-    with_units, without = predictions(n, units=True), predictions(n, units=False)
-    open_bytes = (state_bytes(with_units, freeze=False) - state_bytes(without, freeze=False)) / n
-    frozen_bytes = (state_bytes(with_units, freeze=True) - state_bytes(without, freeze=True)) / n
-    del with_units, without
-    gc.collect()
+    open_bytes = (state_bytes(n, units=True, freeze=False)
+                  - state_bytes(n, units=False, freeze=False)) / n
+    frozen_bytes = (state_bytes(n, units=True, freeze=True)
+                    - state_bytes(n, units=False, freeze=True)) / n
     m = args.throughput_events
     a, b = predictions(m, units=True), predictions(m, units=False)
     rates_units = [throughput(a) for _ in range(args.repeat)]

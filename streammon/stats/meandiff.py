@@ -126,9 +126,10 @@ def _cumulative(n: FloatArray, total: FloatArray, total_sq: FloatArray, kind: st
     mean = c1 / safe_n
     var = np.maximum(c2 - c1 * mean, 0.0) / np.maximum(cn - 1.0, 1.0)
     var = np.maximum(var, 1e-12 * (1.0 + mean * mean))
-    if kind == "binary":  # 0/1 per unit (Σx² = Σx): the smoothed Bernoulli variance;
-        p = (c1 + 0.5) / (cn + 1.0)  # units' ratio pseudo-values (stats.ratio): their own
-        return np.where(c2 == c1, p * (1.0 - p), var), cn
+    if kind == "binary":  # 0/1 per unit (Σx² = Σx, or no Σx² given): the smoothed
+        p = (c1 + 0.5) / (cn + 1.0)  # Bernoulli variance; units' ratio pseudo-values
+        bernoulli = (c2 == c1) | (c2 <= 0.0)  # (stats.ratio.linearize): their own variance
+        return np.where(bernoulli, p * (1.0 - p), var), cn
     return var, cn
 
 
