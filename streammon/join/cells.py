@@ -23,23 +23,30 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+
+import msgspec
 
 from streammon.events import SCORE_BINS, CellKey, CohortSummary, MetricSums, Prediction
 
-U_CELL, U_FREEZE, U_ERROR, U_LATENCY, U_LABEL, U_VALUE = 0, 1, 2, 3, 5, 7
-"""Slots of an open unit's state (a list): its cell, when it freezes (event time, ms: its
-window's end + ttl), its error indicator, then (y_u, m_u) of latency, label and value."""
-UNIT_SLOTS = {"latency_ms": U_LATENCY, "label": U_LABEL, "value": U_VALUE}
 
-UnitState = list[Any]
-"""[cell, freeze_ms, error (-1 before its first request), lat_y, lat_m, label_y, label_m,
-value_y, value_m]."""
+class OpenUnit(msgspec.Struct, array_like=True, gc=False):
+    """A unit whose first-exposure cell may still change (its running per-unit sums).
 
+    Its cell, when it freezes (event time, ms: its window's end + ttl), its error indicator
+    (-1 before its first request), then (y_u, m_u) of latency, label and value. Not
+    tracked by the garbage collector (no reference cycles), like the join's pending
+    entries: a million open units would otherwise make every full collection slow.
+    """
 
-def new_unit(key: CellKey, freeze_ms: int) -> UnitState:
-    """Return the state of a unit at its first exposure, before its first request is added."""
-    return [key, freeze_ms, -1, 0.0, 0, 0.0, 0, 0.0, 0]
+    cell: CellKey
+    freeze_ms: int
+    error: int = -1
+    latency_y: float = 0.0
+    latency_m: int = 0
+    label_y: float = 0.0
+    label_m: int = 0
+    value_y: float = 0.0
+    value_m: int = 0
 
 
 def window_start_ms(ts_ms: int, window_ms: int) -> int:
@@ -85,34 +92,36 @@ class CellState:
         if pred.score is not None:
             self.score_hist[min(int(pred.score * SCORE_BINS), SCORE_BINS - 1)] += 1
 
-    def add_unit_prediction(self, pred: Prediction, unit: UnitState) -> None:
+    def add_unit_prediction(self, pred: Prediction, unit: OpenUnit) -> None:
         """Add a prediction of a unit in its first-exposure cell (aggregated per unit)."""
         sums = self.sums
-        if pred.latency_ms is not None:
-            self.add_unit(sums, "latency_ms", pred.latency_ms, unit, U_LATENCY)
+        latency_ms = pred.latency_ms
+        if latency_ms is not None:
+            self.add_unit(sums, "latency_ms", latency_ms, unit.latency_y, unit.latency_m)
+            unit.latency_y += latency_ms
+            unit.latency_m += 1
         acc = sums.get("error") or sums.setdefault("error", _zeros())
-        if unit[U_ERROR] < 0:  # the unit's first request: it enters the error metric
-            unit[U_ERROR] = 0
+        if unit.error < 0:  # the unit's first request: it enters the error metric
+            unit.error = 0
             acc[0] += 1
-        if pred.error and not unit[U_ERROR]:
-            unit[U_ERROR] = 1
+        if pred.error and not unit.error:
+            unit.error = 1
             acc[1] += 1.0
             acc[2] += 1.0
         if pred.score is not None:
             self.score_hist[min(int(pred.score * SCORE_BINS), SCORE_BINS - 1)] += 1
 
     @staticmethod
-    def add_unit(sums: dict[str, list[float]], metric: str, x: float, unit: UnitState,
-                 slot: int) -> None:
-        """Add observation ``x`` of ``metric`` to a unit's (y_u, m_u) and to the cell's sums.
+    def add_unit(sums: dict[str, list[float]], metric: str, x: float, y: float,
+                 m: int) -> None:
+        """Add observation ``x`` of a unit whose (y_u, m_u) was (y, m) to the cell's sums.
 
-        The unit contributes (1, y, y², m−1, m²−1, y(m−1)) once it has an observation, so
-        the change is the difference of its contributions after and before.
+        The caller then adds x to y_u and 1 to m_u. The unit contributes (1, y, y², m−1,
+        m²−1, y(m−1)) once it has an observation, so the change is the difference of its
+        contributions after and before.
         """
         acc = sums.get(metric) or sums.setdefault(metric, _zeros())
-        y, m = unit[slot], unit[slot + 1]
         y2 = y + x
-        unit[slot], unit[slot + 1] = y2, m + 1
         acc[1] += x
         if m == 0:
             acc[0] += 1

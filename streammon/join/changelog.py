@@ -46,7 +46,7 @@ import msgspec
 import numpy as np
 
 from streammon.events import CellKey
-from streammon.join.cells import U_CELL, U_FREEZE, CellState, UnitState
+from streammon.join.cells import CellState, OpenUnit
 from streammon.join.state import (
     Entry,
     JoinChanges,
@@ -179,7 +179,7 @@ class JoinLog:
             self.cell_seq[key] = self.seq
         self.seq_cells[self.seq] = set(part.cells)
         max_expiry = max([*(expiry_of(e) for _, e in part.entries),
-                          *(state.units[u][U_FREEZE] for u in part.units)], default=-1)
+                          *(state.units[u].freeze_ms for u in part.units)], default=-1)
         if part.seen:
             self.seq_seen[self.seq] = {r: np.asarray(h, dtype=np.int64)
                                        for r, h in part.seen.items()}
@@ -294,7 +294,8 @@ def _build(seq: int, state: JoinState, part: Part, offsets: dict[str, int],
             record.predictions.append((request_id, entry.expires_at_ms, cell_index(entry.cell)))
     for uhash in part.units:
         unit = state.units[uhash]
-        record.units.append((uhash, cell_index(unit[U_CELL]), *unit[1:]))
+        record.units.append((uhash, cell_index(unit.cell),
+                             *msgspec.structs.astuple(unit)[1:]))  # type: ignore[arg-type]
     part.cells = list(index)
     return record
 
@@ -327,7 +328,7 @@ def restore(raw_records: Iterable[bytes], config: JoinConfig
         return state, jlog, {}
     entries: dict[str, Entry] = {}
     cells: dict[CellKey, CellState] = {}
-    units: dict[int, UnitState] = {}
+    units: dict[int, OpenUnit] = {}
     seen: dict[str, set[int]] = {}
     for record in records:
         _replay(record, entries, cells, jlog, problems, units, config.ttl_ms)
@@ -347,7 +348,7 @@ def restore(raw_records: Iterable[bytes], config: JoinConfig
 
 
 def _replay(record: JoinRecord, entries: dict[str, Entry], cells: dict[CellKey, CellState],
-            log: JoinLog, problems: dict[str, int], units: dict[int, UnitState],
+            log: JoinLog, problems: dict[str, int], units: dict[int, OpenUnit],
             ttl_ms: int) -> None:
     keys: list[CellKey] = []
     for wire in record.cells:
@@ -373,7 +374,7 @@ def _replay(record: JoinRecord, entries: dict[str, Entry], cells: dict[CellKey, 
         entries[request_id] = PendingPrediction(expires_ms, keys[cell_index], uhash)
         max_expiry = max(max_expiry, expires_ms)
     for uhash, cell_index, freeze_ms, *values in record.units:
-        units[uhash] = [keys[cell_index], freeze_ms, *values]
+        units[uhash] = OpenUnit(keys[cell_index], freeze_ms, *values)
         max_expiry = max(max_expiry, freeze_ms)
     if record.seen:
         log.seq_seen[record.seq] = {r: np.asarray(h, dtype=np.int64)

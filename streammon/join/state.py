@@ -60,15 +60,7 @@ import msgspec
 
 from streammon.errors import ConfigError
 from streammon.events import CellKey, Outcome, Prediction
-from streammon.join.cells import (
-    U_CELL,
-    U_FREEZE,
-    U_LABEL,
-    U_VALUE,
-    CellState,
-    UnitState,
-    new_unit,
-)
+from streammon.join.cells import CellState, OpenUnit
 from streammon.join.units import SeenSet, unit_hash
 
 KEY_SEPARATOR = "\x00"
@@ -214,7 +206,7 @@ class JoinState:
         self.expired_through_ms = 0
         self.counters: Counter[str] = Counter()
         self.rollouts: dict[str, RolloutCells] = {}
-        self.units: dict[int, UnitState] = {}
+        self.units: dict[int, OpenUnit] = {}
         """Open units by hash: their first-exposure cell may still change."""
         self._changes = JoinChanges()
         self._expiry: list[tuple[int, str]] = []
@@ -261,12 +253,12 @@ class JoinState:
                 counters["duplicate_predictions"] += 1
                 continue
             key: CellKey = (pred.rollout_id, start_ms, pred.segment, pred.arm)
-            unit: UnitState | None = None
+            unit: OpenUnit | None = None
             uhash = 0
             if pred.unit_id and not pred.shadow:
                 uhash = unit_hash(pred.rollout_id, pred.unit_id)
                 unit = self.units.get(uhash)
-                if (unit is not None and unit[U_CELL] != key) or (
+                if (unit is not None and unit.cell != key) or (
                         unit is None and self._seen(pred.rollout_id, uhash)):
                     self._exclude(jkey, entry, ts_ms + ttl_ms)
                     continue
@@ -298,7 +290,7 @@ class JoinState:
         rollout = self.rollouts.get(rollout_id)
         return rollout is not None and uhash in rollout.seen
 
-    def _enter(self, uhash: int, unit: UnitState | None, key: CellKey) -> UnitState:
+    def _enter(self, uhash: int, unit: OpenUnit | None, key: CellKey) -> OpenUnit:
         """Return the unit's open state (new at its first exposure).
 
         It freezes when every prediction of its first-exposure window has expired: at
@@ -308,7 +300,7 @@ class JoinState:
         if unit is not None:
             return unit
         freeze_ms = key[1] + self.config.window_ms + self.config.ttl_ms
-        unit = self.units[uhash] = new_unit(key, freeze_ms)
+        unit = self.units[uhash] = OpenUnit(key, freeze_ms)
         self._due(freeze_ms).append(uhash)
         return unit
 
@@ -398,10 +390,10 @@ class JoinState:
                 if unit is None:
                     continue
                 changed.discard(uhash)
-                rollout = self.rollouts.get(unit[U_CELL][0])
+                rollout = self.rollouts.get(unit.cell[0])
                 if rollout is not None:
                     rollout.seen.add(uhash)
-                    self._changes.frozen.append((unit[U_CELL][0], uhash))
+                    self._changes.frozen.append((unit.cell[0], uhash))
                 self.counters["units_frozen"] += 1
 
     def _expire_cells(self, now_ms: int) -> None:
@@ -442,7 +434,7 @@ class JoinState:
         return changes
 
     def restore(self, entries: dict[str, Entry], cells: dict[CellKey, CellState],
-                units: dict[int, UnitState] | None = None,
+                units: dict[int, OpenUnit] | None = None,
                 seen: Mapping[str, Iterable[int]] | None = None) -> None:
         """Load recovered entries, cells, open units and seen markers; drop what expired.
 
@@ -467,14 +459,14 @@ class JoinState:
             if rollout is not None:
                 rollout.seen.update(hashes)
         for uhash, unit in (units or {}).items():
-            rollout = self.rollouts.get(unit[U_CELL][0])
+            rollout = self.rollouts.get(unit.cell[0])
             if rollout is None or uhash in rollout.seen:
                 continue
-            if unit[U_FREEZE] <= self.expired_through_ms:
+            if unit.freeze_ms <= self.expired_through_ms:
                 rollout.seen.add(uhash)
                 continue
             self.units[uhash] = unit
-            self._due(unit[U_FREEZE]).append(uhash)
+            self._due(unit.freeze_ms).append(uhash)
 
     def _join(self, request_id: str, cell: CellState, label: float | None,
               value: float | None, expires_at_ms: int, uhash: int = 0) -> None:
@@ -490,9 +482,13 @@ class JoinState:
         else:
             self._changes.units.add(uhash)
             if label is not None:
-                cell.add_unit(cell.sums, "label", label, unit, U_LABEL)
+                cell.add_unit(cell.sums, "label", label, unit.label_y, unit.label_m)
+                unit.label_y += label
+                unit.label_m += 1
             if value is not None:
-                cell.add_unit(cell.sums, "value", value, unit, U_VALUE)
+                cell.add_unit(cell.sums, "value", value, unit.value_y, unit.value_m)
+                unit.value_y += value
+                unit.value_m += 1
         self._put(request_id, expires_at_ms, expires_at_ms, new=False)
 
     def _expire_one(self, request_id: str, entry: Entry) -> None:

@@ -3,7 +3,9 @@
 Once a unit's first-exposure cell can no longer change, the join forgets its sums and
 keeps only a 64-bit hash of (rollout, unit) in the rollout's :class:`SeenSet`, which
 excludes the unit's later requests. The set keeps most hashes in one sorted ``int64``
-array (8 bytes a unit) and the newest in a small Python set, merged in bulk.
+array (8 bytes a unit) and the newest in a small Python set, merged in bulk; a bitmap of
+16 bits a unit (one bit per hash, set by its low bits) answers most "never seen" lookups
+- every new unit's first request asks - without a binary search.
 """
 
 from __future__ import annotations
@@ -32,19 +34,24 @@ def unit_hash(rollout_id: str, unit_id: str) -> int:
 class SeenSet:
     """A set of unit hashes: a sorted int64 array plus a small set of the newest."""
 
-    __slots__ = ("_recent", "_sorted")
+    __slots__ = ("_bits", "_mask", "_recent", "_sorted")
 
     def __init__(self, hashes: Iterable[int] = ()) -> None:
         self._sorted: HashArray = np.empty(0, dtype=np.int64)
         self._recent: set[int] = set()
+        self._bits = bytearray(1)
+        self._mask = 7
         self.update(hashes)
 
     def __contains__(self, uhash: object) -> bool:
         if uhash in self._recent:
             return True
-        arr = self._sorted
-        if not arr.size or not isinstance(uhash, int):
+        if not isinstance(uhash, int):
             return False
+        bit = uhash & self._mask
+        if not (self._bits[bit >> 3] >> (bit & 7)) & 1:
+            return False  # no hash in the array has these low bits
+        arr = self._sorted
         at = int(arr.searchsorted(uhash))
         return at < arr.size and int(arr[at]) == uhash
 
@@ -64,6 +71,13 @@ class SeenSet:
         recent = np.fromiter(self._recent, dtype=np.int64, count=len(self._recent))
         self._sorted = np.union1d(self._sorted, recent)
         self._recent = set()
+        size = 64
+        while size < 16 * self._sorted.size:
+            size *= 2
+        bits = np.zeros(size // 8, dtype=np.uint8)
+        low = self._sorted & (size - 1)
+        np.bitwise_or.at(bits, low >> 3, (1 << (low & 7)).astype(np.uint8))
+        self._bits, self._mask = bytearray(bits.tobytes()), size - 1
 
     def array(self) -> HashArray:
         """Return every hash as one sorted array."""

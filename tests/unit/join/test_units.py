@@ -117,3 +117,20 @@ def test_linearized_sums_give_the_delta_method_variance() -> None:
     assert abs(float(var_mean) / delta - 1) < 1e-9
     plain = linearize(np.array(3.0), np.array(2.0), np.array(2.0), *np.zeros((3, 1)))
     assert (float(plain[0][0]), float(plain[1][0])) == (2.0, 2.0)
+
+
+def test_the_seen_set_answers_membership_exactly_across_merges() -> None:
+    """Hashes merged into the sorted array (past RECENT_MAX) or still in the recent set
+    are members; others are not, whatever the bitmap's false positives."""
+    import random
+
+    from streammon.join.units import RECENT_MAX, SeenSet
+
+    rng = random.Random(1)
+    hashes = [rng.getrandbits(63) for _ in range(RECENT_MAX + 30_000)]
+    seen = SeenSet()
+    for h in hashes[:RECENT_MAX + 10_000]:
+        seen.add(h)
+    assert all(h in seen for h in hashes[:RECENT_MAX + 10_000])
+    assert not any(h in seen for h in hashes[RECENT_MAX + 10_000:])
+    assert len(seen) == RECENT_MAX + 10_000 and seen == set(hashes[:RECENT_MAX + 10_000])
