@@ -295,7 +295,7 @@ def _build(seq: int, state: JoinState, part: Part, offsets: dict[str, int],
     for uhash in part.units:
         unit = state.units[uhash]
         record.units.append((uhash, cell_index(unit.cell),
-                             *msgspec.structs.astuple(unit)[1:]))  # type: ignore[arg-type]
+                             *msgspec.structs.astuple(unit)[1:]))
     part.cells = list(index)
     return record
 
@@ -373,8 +373,10 @@ def _replay(record: JoinRecord, entries: dict[str, Entry], cells: dict[CellKey, 
     for request_id, expires_ms, cell_index, uhash in record.unit_predictions:
         entries[request_id] = PendingPrediction(expires_ms, keys[cell_index], uhash)
         max_expiry = max(max_expiry, expires_ms)
-    for uhash, cell_index, freeze_ms, *values in record.units:
-        units[uhash] = OpenUnit(keys[cell_index], freeze_ms, *values)
+    for uhash, cell_index, freeze_ms, error, lat_y, lat_m, lab_y, lab_m, val_y, val_m \
+            in record.units:
+        units[uhash] = OpenUnit(keys[cell_index], freeze_ms, error, lat_y, lat_m, lab_y, lab_m,
+                                val_y, val_m)
         max_expiry = max(max_expiry, freeze_ms)
     if record.seen:
         log.seq_seen[record.seq] = {r: np.asarray(h, dtype=np.int64)
