@@ -4,7 +4,9 @@ Each benchmark is a script under ``bench/`` that prints one JSON line last; this
 them one after the other (never concurrently: the machine has two cores), in child
 processes, and collects those lines. The join benchmark's headline numbers are lifted
 to the top level of the final JSON (``join_events_per_s``, ``ceiling_events_per_s``,
-``ratio``, ``peak_rss_mb``, ``p99_outcome_to_summary_ms``, ``exact``).
+``ratio``, ``peak_rss_mb``, ``p99_outcome_to_summary_ms``, ``exact``), and so are the
+per-unit state's (``unit_state_bytes_per_unit_open`` / ``_frozen``, ``rss_mb_1m_units``,
+``pure_join_units_ratio``).
 
 ``--write-docs`` also copies the join results into ``docs/join.md`` (between its bench
 markers) and the whole final line into ``docs/bench-latest.json``.
@@ -25,11 +27,14 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import docs_block  # noqa: E402
 
-SCRIPTS = ("bench_join.py", "bench_decide.py", "bench_switch.py")
+SCRIPTS = ("bench_join.py", "bench_decide.py", "bench_switch.py", "bench_units.py")
 HEADLINE = ("join_events_per_s", "ceiling_events_per_s", "ratio", "exact", "peak_rss_mb",
             "p99_outcome_to_summary_ms", "single_event_join_events_per_s",
             "single_event_ceiling_events_per_s", "single_event_ratio", "single_event_exact",
             "peak_rss_mb_1m_units_10k_segments", "two_workers_speedup")
+UNITS_HEADLINE = ("unit_state_bytes_per_unit_open", "unit_state_bytes_per_unit_frozen",
+                  "rss_mb_1m_units", "pure_join_units_ratio")
+"""Per-unit join state (``bench_units.py``): memory at 1M units, cost on the hot path."""
 
 
 def run_script(name: str, timeout_s: float = 2700.0) -> dict[str, Any]:
@@ -73,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     join = results.get("bench_join", {})
     final: dict[str, Any] = {key: join.get(key) for key in HEADLINE}
+    units = results.get("bench_units", {})
+    final.update({key: units.get(key) for key in UNITS_HEADLINE})
     final["benchmarks"] = results
     print(json.dumps(final))
     if "error" in join:

@@ -12,9 +12,11 @@ is checked at this edge, so nothing downstream can overflow or be misled:
 * a timestamp more than ``max_lead_ms`` ahead of the message's arrival time (its Kafka
   timestamp; the worker's clock when it has none): one such event would move the
   partition's watermark and make every real event after it late (clock skew);
-* a request id that does not hash (murmur2) to the partition the message arrived on,
-  single event or batch: its other half would land on another partition and never join
-  (a producer using librdkafka's default CRC32 partitioner does this);
+* a partition key (``unit_id`` when the event has one, else ``request_id``:
+  :func:`streammon.events.partition_key`) that does not hash (murmur2) to the partition
+  the message arrived on, single event or batch: its other half, or its unit's other
+  requests, would land on another partition (a producer using librdkafka's default CRC32
+  partitioner, or keying by request id an event that has a unit, does this);
 * a rollout id containing the join key separator (NUL).
 """
 
@@ -166,11 +168,14 @@ def _screen(out: Decoded[E], partition: int, partitions: int, now_ms: int,
     """Keep plausible events on their murmur2 partition; reject the rest with the reason."""
     kept: list[E] = []
     for index, event in enumerate(out.events):
-        if partition_for(event.request_id.encode(), partitions) != partition:
+        key = events.partition_key(event)
+        if partition_for(key.encode(), partitions) != partition:
             shape = "batches must be grouped by partition" if out.batched else (
-                "produce with Kafka's murmur2 partitioner keyed by request_id (librdkafka: "
-                "partitioner=murmur2_random), so its outcome lands on the same partition")
-            reason = (f"request_id {event.request_id!r} hashes (murmur2) to another partition "
+                "produce with Kafka's murmur2 partitioner keyed by unit_id when the event has "
+                "one, else by request_id (librdkafka: partitioner=murmur2_random), so a unit's "
+                "requests and their outcomes land on one partition")
+            field = "unit_id" if event.unit_id else "request_id"
+            reason = (f"{field} {key!r} hashes (murmur2) to another partition "
                       f"than {partition} of {partitions}; {shape}")
         elif _plausible(event, latest_ms):
             kept.append(event)

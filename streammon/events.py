@@ -1,3 +1,4 @@
+# ruff: noqa: RUF002  (formulas use Greek letters and math signs)
 """PURE: the events that travel on streammon's topics: frozen types, JSON codecs, versions.
 
 Every value is JSON with a schema in ``topics/`` and carries its schema version in
@@ -75,6 +76,19 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     ts_ms: TimestampMs
     label: Probability | None = None
     value: float | None = None
+    unit_id: str | None = None
+    """The unit of the prediction, when it had one: publishers key (and partition) both
+    events by ``unit_id`` when present, so an outcome must carry its prediction's unit to
+    land on the same partition. The join still matches by (rollout, request id)."""
+
+
+def partition_key(event: Prediction | Outcome) -> str:
+    """Return the key an event is partitioned by: its ``unit_id``, else its ``request_id``.
+
+    A unit's requests then share a partition, so one join partition sees a unit's first
+    exposure and its later requests (DESIGN rule 10); a request without a unit is its own.
+    """
+    return event.unit_id or event.request_id
 
 
 CellKey = tuple[str, int, str, Arm]
@@ -93,18 +107,34 @@ ARM_CODES: dict[str, str] = {"baseline": "a", "canary": "b"}
 
 
 class MetricSums(msgspec.Struct, frozen=True, array_like=True):
-    """Sufficient statistics of one metric in one cell: n, Σx, Σx²."""
+    """Sufficient statistics of one metric in one cell, per unit: n, Σy, Σy², and ratio sums.
+
+    ``n`` counts units with at least one observation of the metric, ``sum`` = Σ_u y_u and
+    ``sumsq`` = Σ_u y_u², where y_u is the unit's total of the metric over its m_u
+    observations in the cell. The last three carry the ratio metric Σy/Σm (per request)
+    as *excesses over one observation per unit*: ``dm`` = Σ(m_u − 1), ``dm2`` =
+    Σ(m_u² − 1), ``dym`` = Σ y_u(m_u − 1). A request without a unit (m_u = 1) adds nothing
+    to them, so summaries of older builds (three fields) read as one request per unit.
+    :func:`streammon.stats.ratio.linearize` turns them into the delta-method sums.
+    """
 
     n: int = 0
     sum: float = 0.0
     sumsq: float = 0.0
+    dm: float = 0.0
+    dm2: float = 0.0
+    dym: float = 0.0
 
     def __add__(self, other: MetricSums) -> MetricSums:
-        return MetricSums(self.n + other.n, self.sum + other.sum, self.sumsq + other.sumsq)
+        return MetricSums(self.n + other.n, self.sum + other.sum, self.sumsq + other.sumsq,
+                          self.dm + other.dm, self.dm2 + other.dm2, self.dym + other.dym)
 
 
-SUMS: tuple[str, ...] = MetricSums.__struct_fields__
-"""The sums a cell keeps per metric, in order: ``("n", "sum", "sumsq")``."""
+SUMS: tuple[str, ...] = MetricSums.__struct_fields__[:3]
+"""The sums the tests take per metric and arm, in order: ``("n", "sum", "sumsq")``."""
+RATIO_SUMS: tuple[str, ...] = MetricSums.__struct_fields__[3:]
+"""The ratio sums a cell keeps after them (``("dm", "dm2", "dym")``); the decider turns
+them into delta-method pseudo-sums (:func:`streammon.stats.ratio.linearize`)."""
 
 
 class CohortSummary(msgspec.Struct, frozen=True, kw_only=True):

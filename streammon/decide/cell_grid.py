@@ -3,11 +3,13 @@
 The decider holds the latest cumulative summary of every (window, segment, arm, source)
 cell. :func:`build_grid` adds the sources of each cell together and lays the result out
 per metric as ``(windows, segments)`` arrays — ``n_a, sum_a, sumsq_a`` for the baseline,
-``n_b, sum_b, sumsq_b`` for the canary — exactly what :func:`streammon.stats.replay` and
-:func:`streammon.decide.policy.assess_rollout` take, plus per-window score histograms per arm
-and the assignment counts of the sample-ratio check. Cells are never pooled across
-windows or segments here; the layout is :mod:`streammon.events`' (``SUMS``, ``ARM_CODES``).
-Pure.
+``n_b, sum_b, sumsq_b`` for the canary, ``n`` counting units and ratio metrics turned
+into their delta-method pseudo-sums (:func:`streammon.stats.ratio.linearize`) — exactly
+what :func:`streammon.stats.replay` and :func:`streammon.decide.policy.assess_rollout`
+take, plus per-window score histograms per arm and the assignment counts of the
+sample-ratio check (first exposures of units). Cells are never pooled across
+windows or segments here; the layout is :mod:`streammon.events`' (``SUMS``,
+``RATIO_SUMS``, ``ARM_CODES``). Pure.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streammon.events import ARM_CODES, SCORE_BINS, CohortSummary
+from streammon.events import ARM_CODES, RATIO_SUMS, SCORE_BINS, CohortSummary
 from streammon.stats.cells import FIELDS, FloatArray
+from streammon.stats.ratio import linearize
 
+RATIO_FIELDS = tuple(f"{stat}_{code}" for code in ARM_CODES.values() for stat in RATIO_SUMS)
 EXPOSURE_METRIC = "error"
 """Every prediction records its error flag, so this metric's n counts exposures."""
 
@@ -51,7 +55,8 @@ def build_grid(
     segments = tuple(sorted({s.segment for s in rows})) or ("all",)
     seg_index = {s: i for i, s in enumerate(segments)}
     names = [*metrics, EXPOSURE_METRIC] if EXPOSURE_METRIC not in metrics else list(metrics)
-    cells = {m: {f: np.zeros((windows, len(segments))) for f in FIELDS} for m in names}
+    cells = {m: {f: np.zeros((windows, len(segments))) for f in FIELDS + RATIO_FIELDS}
+             for m in names}
     hists = {"a": np.zeros((windows, SCORE_BINS)), "b": np.zeros((windows, SCORE_BINS))}
     for s in rows:
         w = (s.window_start_ms - origin_ms) // window_ms
@@ -63,6 +68,16 @@ def build_grid(
                 cells[metric][f"n_{arm}"][at] += sums.n
                 cells[metric][f"sum_{arm}"][at] += sums.sum
                 cells[metric][f"sumsq_{arm}"][at] += sums.sumsq
+                if sums.dm or sums.dm2 or sums.dym:
+                    cells[metric][f"dm_{arm}"][at] += sums.dm
+                    cells[metric][f"dm2_{arm}"][at] += sums.dm2
+                    cells[metric][f"dym_{arm}"][at] += sums.dym
+    for metric_cells in cells.values():
+        for arm in ("a", "b"):
+            ratio = [metric_cells.pop(f"{f}_{arm}") for f in ("dm", "dm2", "dym")]
+            metric_cells[f"sum_{arm}"], metric_cells[f"sumsq_{arm}"] = linearize(
+                metric_cells[f"n_{arm}"], metric_cells[f"sum_{arm}"],
+                metric_cells[f"sumsq_{arm}"], *ratio)
     exposures = cells[EXPOSURE_METRIC]
     assignment = {"n_a": exposures["n_a"].sum(axis=1), "n_b": exposures["n_b"].sum(axis=1),
                   "fraction": intended}

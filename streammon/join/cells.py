@@ -1,10 +1,22 @@
+# ruff: noqa: RUF002  (formulas use Greek letters and math signs)
 """Window arithmetic and the running sums of one cohort cell (the join's hot path).
 
 A cell is one :data:`~streammon.events.CellKey` (rollout, window, segment, arm); its
 layout (the sums per metric, the score histogram) is declared in :mod:`streammon.events`.
-That is all the sequential tests need; cells merge across partitions and workers by
-addition. Metrics come from both sides of the join: ``latency_ms`` and ``error`` are known
-when the prediction arrives; ``label`` and ``value`` when its outcome does.
+It keeps, per metric, sufficient statistics *per unit* (DESIGN rule 10;
+:class:`~streammon.events.MetricSums`): n units, Σy_u, Σy_u², and for ratio metrics the
+excess sums Σ(m_u − 1), Σ(m_u² − 1), Σy_u(m_u − 1). That is all the sequential tests
+need; cells merge across partitions and workers by addition.
+
+A request without a ``unit_id`` is its own unit (m_u = 1: the excess sums stay 0).
+A unit's requests in its first-exposure window are aggregated: ``latency_ms``, ``label``
+and ``value`` as ratio metrics (y_u the unit's total, m_u its number of observations:
+the per-request mean Σy/Σm with a delta-method variance,
+:func:`streammon.stats.ratio.linearize`), ``error`` as the unit's indicator (did any of
+its requests fail), so retry bursts count once.
+
+Metrics come from both sides of the join: ``latency_ms`` and ``error`` are known when
+the prediction arrives; ``label`` and ``value`` when its outcome does.
 """
 
 from __future__ import annotations
@@ -12,7 +24,29 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import msgspec
+
 from streammon.events import SCORE_BINS, CellKey, CohortSummary, MetricSums, Prediction
+
+
+class OpenUnit(msgspec.Struct, array_like=True, gc=False):
+    """A unit whose first-exposure cell may still change (its running per-unit sums).
+
+    Its cell, when it freezes (event time, ms: its window's end + ttl), its error indicator
+    (-1 before its first request), then (y_u, m_u) of latency, label and value. Not
+    tracked by the garbage collector (no reference cycles), like the join's pending
+    entries: a million open units would otherwise make every full collection slow.
+    """
+
+    cell: CellKey
+    freeze_ms: int
+    error: int = -1
+    latency_y: float = 0.0
+    latency_m: int = 0
+    label_y: float = 0.0
+    label_m: int = 0
+    value_y: float = 0.0
+    value_m: int = 0
 
 
 def window_start_ms(ts_ms: int, window_ms: int) -> int:
@@ -22,7 +56,11 @@ def window_start_ms(ts_ms: int, window_ms: int) -> int:
 
 @dataclass
 class CellState:
-    """Mutable running sums of one cell: per metric [n, Σx, Σx²] (``SUMS``), score histogram."""
+    """Running sums of one cell: per metric, its units' sums and the score histogram.
+
+    Per metric ``[n, Σy, Σy², Σ(m−1), Σ(m²−1), Σy(m−1)]`` over its units (``SUMS`` then
+    ``RATIO_SUMS`` of :mod:`streammon.events`).
+    """
 
     sums: dict[str, list[float]] = field(default_factory=dict)
     score_hist: list[int] = field(default_factory=lambda: [0] * SCORE_BINS)
@@ -32,7 +70,7 @@ class CellState:
         """Add one observation of ``metric``."""
         acc = self.sums.get(metric)
         if acc is None:
-            acc = self.sums[metric] = [0, 0.0, 0.0]
+            acc = self.sums[metric] = [0, 0.0, 0.0, 0.0, 0.0, 0.0]
         acc[0] += 1
         acc[1] += x
         acc[2] += x * x
@@ -42,11 +80,11 @@ class CellState:
         sums = self.sums
         latency_ms = pred.latency_ms
         if latency_ms is not None:
-            acc = sums.get("latency_ms") or sums.setdefault("latency_ms", [0, 0.0, 0.0])
+            acc = sums.get("latency_ms") or sums.setdefault("latency_ms", _zeros())
             acc[0] += 1
             acc[1] += latency_ms
             acc[2] += latency_ms * latency_ms
-        acc = sums.get("error") or sums.setdefault("error", [0, 0.0, 0.0])
+        acc = sums.get("error") or sums.setdefault("error", _zeros())
         acc[0] += 1
         if pred.error:
             acc[1] += 1.0
@@ -54,19 +92,58 @@ class CellState:
         if pred.score is not None:
             self.score_hist[min(int(pred.score * SCORE_BINS), SCORE_BINS - 1)] += 1
 
+    def add_unit_prediction(self, pred: Prediction, unit: OpenUnit) -> None:
+        """Add a prediction of a unit in its first-exposure cell (aggregated per unit)."""
+        sums = self.sums
+        latency_ms = pred.latency_ms
+        if latency_ms is not None:
+            self.add_unit(sums, "latency_ms", latency_ms, unit.latency_y, unit.latency_m)
+            unit.latency_y += latency_ms
+            unit.latency_m += 1
+        acc = sums.get("error") or sums.setdefault("error", _zeros())
+        if unit.error < 0:  # the unit's first request: it enters the error metric
+            unit.error = 0
+            acc[0] += 1
+        if pred.error and not unit.error:
+            unit.error = 1
+            acc[1] += 1.0
+            acc[2] += 1.0
+        if pred.score is not None:
+            self.score_hist[min(int(pred.score * SCORE_BINS), SCORE_BINS - 1)] += 1
+
+    @staticmethod
+    def add_unit(sums: dict[str, list[float]], metric: str, x: float, y: float,
+                 m: int) -> None:
+        """Add observation ``x`` of a unit whose (y_u, m_u) was (y, m) to the cell's sums.
+
+        The caller then adds x to y_u and 1 to m_u. The unit contributes (1, y, y², m−1,
+        m²−1, y(m−1)) once it has an observation, so the change is the difference of its
+        contributions after and before.
+        """
+        acc = sums.get(metric) or sums.setdefault(metric, _zeros())
+        y2 = y + x
+        acc[1] += x
+        if m == 0:
+            acc[0] += 1
+            acc[2] += x * x
+            return
+        acc[2] += y2 * y2 - y * y
+        acc[3] += 1
+        acc[4] += 2 * m + 1
+        acc[5] += y2 * m - y * (m - 1)
+
     def __iadd__(self, other: CellState) -> CellState:
-        for metric, (n, s, ss) in other.sums.items():
-            acc = self.sums.setdefault(metric, [0, 0.0, 0.0])
-            acc[0] += n
-            acc[1] += s
-            acc[2] += ss
+        for metric, values in other.sums.items():
+            acc = self.sums.setdefault(metric, _zeros())
+            for i, x in enumerate(values):
+                acc[i] += x
         self.score_hist = [a + b for a, b in zip(self.score_hist, other.score_hist, strict=True)]
         self.expired += other.expired
         return self
 
     def metric_sums(self) -> dict[str, MetricSums]:
         """Return the sums as immutable MetricSums, per metric."""
-        return {m: MetricSums(int(n), s, ss) for m, (n, s, ss) in self.sums.items()}
+        return {m: MetricSums(int(v[0]), *v[1:]) for m, v in self.sums.items()}
 
     def to_summary(
         self, key: CellKey, *, window_ms: int, source: str, watermark_ms: int
@@ -89,8 +166,13 @@ class CellState:
     @classmethod
     def from_summary(cls, summary: CohortSummary) -> CellState:
         """Rebuild a cell from its cumulative summary (used when recovering state)."""
-        sums = {m: [ms.n, ms.sum, ms.sumsq] for m, ms in summary.metrics.items()}
+        sums = {m: [ms.n, ms.sum, ms.sumsq, ms.dm, ms.dm2, ms.dym]
+                for m, ms in summary.metrics.items()}
         return cls(sums=sums, score_hist=list(summary.score_hist), expired=summary.expired)
+
+
+def _zeros() -> list[float]:
+    return [0, 0.0, 0.0, 0.0, 0.0, 0.0]
 
 
 def merge_summaries(summaries: Iterable[CohortSummary]) -> dict[CellKey, CellState]:

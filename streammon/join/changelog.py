@@ -14,6 +14,13 @@ batch's changes (or the cells carried out of dead records after a lull) would no
 the last say ``final=False``, and recovery ignores records after the last final one, so a
 crash between the parts applies none of them.
 
+Units travel the same way: a record holds the open state of every unit its batch changed
+(kept alive until the unit freezes: a record lives until the latest freeze time of its
+units), and the seen markers (64-bit hashes) of units frozen since the last record. Seen
+markers live as long as their rollout, so a dying record's markers are carried into the
+new record like its cells; a record holding markers is kept for ``ttl_ms`` of event time,
+so each marker is rewritten about once per ``ttl_ms``, not after every batch.
+
 Old records are deleted (tombstoned) once everything in them is dead:
 :meth:`JoinLog.write` deletes a record when all its entries have expired (entries a
 later record overwrote expire at the same time, so they do not outlive it) after
@@ -32,11 +39,14 @@ import heapq
 import logging
 import math
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
+import numpy as np
 
 from streammon.events import CellKey
-from streammon.join.cells import CellState
+from streammon.join.cells import CellState, OpenUnit
 from streammon.join.state import (
     Entry,
     JoinChanges,
@@ -46,11 +56,12 @@ from streammon.join.state import (
     PendingPrediction,
     expiry_of,
 )
+from streammon.join.units import HashArray
 
 log = logging.getLogger(__name__)
-CellWire = tuple[str, int, str, str, dict[str, tuple[int, float, float]], list[int], int]
-CellWireIn = tuple[str, int, str, str, dict[str, tuple[int, float | None, float | None]],
-                   list[int], int]
+CellWire = tuple[str, int, str, str, dict[str, list[float]], list[int], int]
+CellWireIn = tuple[str, int, str, str, dict[str, list[float | None]], list[int], int]
+UnitWire = tuple[int, int, int, int, float, int, float, int, float, int]
 """A cell as read back: an old build may have written an overflowed sum as ``null``."""
 RECORD_TARGET_BYTES = 256_000
 """Estimated size at which a write starts a new record."""
@@ -73,6 +84,13 @@ class JoinRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     predictions: list[tuple[str, int, int]] = []
     outcomes: list[tuple[str, int, float | None, float | None]] = []
     joined: list[tuple[str, int]] = []
+    """(request key, expiry): a joined tombstone, or (negative expiry) an excluded one."""
+    unit_predictions: list[tuple[str, int, int, int]] = []
+    """(request key, expiry, cell index, unit hash) of waiting predictions of units."""
+    units: list[UnitWire] = []
+    """Open units: (hash, cell index, freeze_ms, error, lat y, m, label y, m, value y, m)."""
+    seen: dict[str, list[int]] = {}
+    """Per rollout, hashes of frozen units (their later requests are excluded)."""
 
 
 class _JoinRecordIn(JoinRecord, kw_only=True, omit_defaults=True):
@@ -86,7 +104,7 @@ _DECODER = msgspec.json.Decoder(_JoinRecordIn)
 
 
 def _cell_wire(key: CellKey, cell: CellState) -> CellWire:
-    sums = {m: (int(n), s, ss) for m, (n, s, ss) in cell.sums.items()}
+    sums = {m: [int(v[0]), *v[1:]] for m, v in cell.sums.items()}
     return (key[0], key[1], key[2], key[3], sums, list(cell.score_hist), cell.expired)
 
 
@@ -94,24 +112,25 @@ def _cell_from_wire(wire: CellWireIn, counters: dict[str, int]) -> tuple[CellKey
     rollout_id, start_ms, segment, arm, sums, hist, expired = wire
     key: CellKey = (rollout_id, start_ms, segment, "canary" if arm == "canary" else "baseline")
     good: dict[str, list[float]] = {}
-    for metric, (n, total, sumsq) in sums.items():
-        if total is None or sumsq is None or not math.isfinite(total) \
-                or not math.isfinite(sumsq):
+    for metric, values in sums.items():
+        if len(values) not in (3, 6) or any(x is None or not math.isfinite(x) for x in values):
             counters["unreadable_sums"] = counters.get("unreadable_sums", 0) + 1
             log.error("join record: cell %s metric %s has a non-finite sum; dropped", key,
                       metric)
             continue
-        good[metric] = [n, total, sumsq]
+        good[metric] = [int(values[0] or 0), *(float(x or 0.0) for x in values[1:])]
+        good[metric] += [0.0] * (6 - len(good[metric]))
     return key, CellState(sums=good, score_hist=list(hist), expired=expired)
 
 
 class JoinLog:
-    """Which records are alive, and which cells each one still holds the latest value of."""
+    """Which records are alive, and which cells and seen markers each one still holds."""
 
     def __init__(self, seq: int = 0) -> None:
         self.seq = seq
         self.cell_seq: dict[CellKey, int] = {}
         self.seq_cells: dict[int, set[CellKey]] = {}
+        self.seq_seen: dict[int, dict[str, HashArray]] = {}
         self._by_expiry: list[tuple[int, int]] = []
 
     def write(self, state: JoinState, changes: JoinChanges,
@@ -127,32 +146,48 @@ class JoinLog:
                 self.seq_cells.get(old, set()).discard(key)
         dead = self._pop_dead(state.expired_through_ms)
         cells = set(changes.cells)
+        markers: dict[str, list[HashArray]] = {}
+        for rollout_id, uhash in changes.frozen:
+            markers.setdefault(rollout_id, []).append(np.array([uhash], dtype=np.int64))
         for seq in dead:
             cells |= self.seq_cells.pop(seq, set())
+            for rollout_id, hashes in self.seq_seen.pop(seq, {}).items():
+                markers.setdefault(rollout_id, []).append(hashes)
         cells &= state.cells.keys()
-        parts = list(_pack(state, changes, cells))
+        seen = {r: np.unique(np.concatenate(h)) for r, h in markers.items()
+                if r in state.rollouts}
+        units = [u for u in changes.units if u in state.units]
+        parts = list(_pack(state, changes, cells, units, seen))
         out: list[tuple[int, bytes]] = []
         while parts:
-            part_cells, entries = parts.pop(0)
+            part = parts.pop(0)
             final = not parts
-            raw = _ENCODER.encode(_build(self.seq + 1, state, part_cells, entries, offsets,
-                                         final))
-            if len(raw) > RECORD_MAX_BYTES and len(part_cells) + len(entries) > 1:
-                parts[:0] = _halves(part_cells, entries)  # the estimate was beaten
+            raw = _ENCODER.encode(_build(self.seq + 1, state, part, offsets, final))
+            if len(raw) > RECORD_MAX_BYTES and part.size() > 1:
+                parts[:0] = part.halves()  # the estimate was beaten
                 continue
             self.seq += 1
             out.append((self.seq, raw))
-            for key in part_cells:
-                old = self.cell_seq.get(key)
-                if old is not None and old != self.seq:
-                    self.seq_cells.get(old, set()).discard(key)
-                self.cell_seq[key] = self.seq
-            self.seq_cells[self.seq] = set(part_cells)
-            self.track(self.seq, max((expiry_of(e) for _, e in entries), default=-1))
+            self._remember(state, part)
         return out, dead
 
+    def _remember(self, state: JoinState, part: Part) -> None:
+        for key in part.cells:
+            old = self.cell_seq.get(key)
+            if old is not None and old != self.seq:
+                self.seq_cells.get(old, set()).discard(key)
+            self.cell_seq[key] = self.seq
+        self.seq_cells[self.seq] = set(part.cells)
+        max_expiry = max([*(expiry_of(e) for _, e in part.entries),
+                          *(state.units[u].freeze_ms for u in part.units)], default=-1)
+        if part.seen:
+            self.seq_seen[self.seq] = {r: np.asarray(h, dtype=np.int64)
+                                       for r, h in part.seen.items()}
+            max_expiry = max(max_expiry, state.expired_through_ms + state.config.ttl_ms)
+        self.track(self.seq, max_expiry)
+
     def track(self, seq: int, max_expiry_ms: int) -> None:
-        """Remember that record ``seq`` holds entries expiring by ``max_expiry_ms``."""
+        """Remember that record ``seq`` is needed until event time ``max_expiry_ms``."""
         heapq.heappush(self._by_expiry, (max_expiry_ms, seq))
 
     def _pop_dead(self, expired_through_ms: int) -> list[int]:
@@ -162,74 +197,106 @@ class JoinLog:
         return dead
 
 
-Part = tuple[list[CellKey], list[tuple[str, Entry]]]
+@dataclass
+class Part:
+    """What one record carries: cells, request entries, open units, seen markers."""
+
+    cells: list[CellKey] = field(default_factory=list)
+    entries: list[tuple[str, Entry]] = field(default_factory=list)
+    units: list[int] = field(default_factory=list)
+    seen: dict[str, list[int]] = field(default_factory=dict)
+
+    def size(self) -> int:
+        """Return how many items the part holds."""
+        return len(self.cells) + len(self.entries) + len(self.units) + sum(
+            len(h) for h in self.seen.values())
+
+    def halves(self) -> list[Part]:
+        """Split a part that encoded too large in two (each keeps the cells it refers to)."""
+        out = []
+        for side in (0, 1):
+            def half(items: list[Any], side: int = side) -> list[Any]:
+                mid = len(items) // 2
+                return items[:mid] if side == 0 else items[mid:]
+            out.append(Part(half(self.cells), half(self.entries), half(self.units),
+                            {r: half(h) for r, h in self.seen.items()}))
+        return out
 
 
 def _cell_bytes(key: CellKey, cell: CellState) -> int:
     """Return a generous estimate of a cell's encoded size."""
-    return 2 * (len(key[0]) + len(key[2])) + 120 + 80 * len(cell.sums)
+    return 2 * (len(key[0]) + len(key[2])) + 120 + 120 * len(cell.sums)
 
 
-def _pack(state: JoinState, changes: JoinChanges, cells: set[CellKey]) -> Iterator[Part]:
-    """Split cells and entries into parts of at most ~RECORD_TARGET_BYTES (at least one)."""
-    part_cells: list[CellKey] = []
-    in_part: set[CellKey] = set()
-    entries: list[tuple[str, Entry]] = []
-    size = 0
+def _pack(state: JoinState, changes: JoinChanges, cells: set[CellKey], units: list[int],
+          seen: dict[str, HashArray]) -> Iterator[Part]:
+    """Split cells, entries, units and markers into parts of ~RECORD_TARGET_BYTES (>= 1)."""
+    part, size = Part(), 0
     for key in cells:
         if size > RECORD_TARGET_BYTES:
-            yield part_cells, entries
-            part_cells, in_part, entries, size = [], set(), [], 0
-        part_cells.append(key)
-        in_part.add(key)
+            yield part
+            part, size = Part(), 0
+        part.cells.append(key)
         size += _cell_bytes(key, state.cells[key])
     dead_through_ms = state.expired_through_ms
     for request_key, entry in changes.entries.items():
         if expiry_of(entry) <= dead_through_ms:
             continue  # expired in this batch: recovery would drop it (and its cell may be gone)
         if size > RECORD_TARGET_BYTES:
-            yield part_cells, entries
-            part_cells, in_part, entries, size = [], set(), [], 0
-        if isinstance(entry, PendingPrediction) and entry.cell not in in_part:
-            part_cells.append(entry.cell)
-            in_part.add(entry.cell)
-            size += _cell_bytes(entry.cell, state.cells[entry.cell])
-        entries.append((request_key, entry))
+            yield part
+            part, size = Part(), 0
+        part.entries.append((request_key, entry))
         size += 2 * len(request_key) + 40
-    yield part_cells, entries
+    for uhash in units:
+        if size > RECORD_TARGET_BYTES:
+            yield part
+            part, size = Part(), 0
+        part.units.append(uhash)
+        size += 120
+    for rollout_id, hashes in seen.items():
+        step = RECORD_TARGET_BYTES // 21
+        for i in range(0, hashes.size, step):
+            if size > RECORD_TARGET_BYTES:
+                yield part
+                part, size = Part(), 0
+            chunk = hashes[i:i + step].tolist()
+            part.seen.setdefault(rollout_id, []).extend(chunk)
+            size += 21 * len(chunk) + len(rollout_id)
+    yield part
 
 
-def _halves(cells: list[CellKey], entries: list[tuple[str, Entry]]
-            ) -> list[Part]:
-    """Split a part that encoded too large in two (each keeps the cells its entries need)."""
-    cell_mid, entry_mid = len(cells) // 2, len(entries) // 2
-    out: list[Part] = []
-    for own, chunk in ((cells[:cell_mid], entries[:entry_mid]),
-                       (cells[cell_mid:], entries[entry_mid:])):
-        have = set(own)
-        needed = [e.cell for _, e in chunk
-                  if isinstance(e, PendingPrediction) and e.cell not in have]
-        out.append((own + list(dict.fromkeys(needed)), chunk))
-    return out
-
-
-def _build(seq: int, state: JoinState, cells: list[CellKey], entries: list[tuple[str, Entry]],
-           offsets: dict[str, int], final: bool) -> JoinRecord:
+def _build(seq: int, state: JoinState, part: Part, offsets: dict[str, int],
+           final: bool) -> JoinRecord:
     record = JoinRecord(seq=seq, offsets=dict(offsets), prediction_wm_ms=state.prediction_wm_ms,
                         outcome_wm_ms=state.outcome_wm_ms,
                         expired_through_ms=state.expired_through_ms,
-                        counters=dict(state.counters), final=final)
+                        counters=dict(state.counters), final=final, seen=dict(part.seen))
     index: dict[CellKey, int] = {}
-    for key in cells:
-        index[key] = len(record.cells)
-        record.cells.append(_cell_wire(key, state.cells[key]))
-    for request_id, entry in entries:
+
+    def cell_index(key: CellKey) -> int:
+        at = index.get(key)
+        if at is None:
+            at = index[key] = len(record.cells)
+            record.cells.append(_cell_wire(key, state.cells[key]))
+        return at
+
+    for key in part.cells:
+        cell_index(key)
+    for request_id, entry in part.entries:
         if isinstance(entry, int):
             record.joined.append((request_id, entry))
         elif isinstance(entry, PendingOutcome):
             record.outcomes.append((request_id, entry.expires_at_ms, entry.label, entry.value))
+        elif entry.unit:
+            record.unit_predictions.append((request_id, entry.expires_at_ms,
+                                            cell_index(entry.cell), entry.unit))
         else:
-            record.predictions.append((request_id, entry.expires_at_ms, index[entry.cell]))
+            record.predictions.append((request_id, entry.expires_at_ms, cell_index(entry.cell)))
+    for uhash in part.units:
+        unit = state.units[uhash]
+        record.units.append((uhash, cell_index(unit.cell),
+                             *msgspec.structs.astuple(unit)[1:]))
+    part.cells = list(index)
     return record
 
 
@@ -261,8 +328,12 @@ def restore(raw_records: Iterable[bytes], config: JoinConfig
         return state, jlog, {}
     entries: dict[str, Entry] = {}
     cells: dict[CellKey, CellState] = {}
+    units: dict[int, OpenUnit] = {}
+    seen: dict[str, set[int]] = {}
     for record in records:
-        _replay(record, entries, cells, jlog, problems)
+        _replay(record, entries, cells, jlog, problems, units, config.ttl_ms)
+        for rollout_id, hashes in record.seen.items():
+            seen.setdefault(rollout_id, set()).update(hashes)
     last = records[-1]
     jlog.seq = last.seq
     state.prediction_wm_ms, state.outcome_wm_ms = last.prediction_wm_ms, last.outcome_wm_ms
@@ -270,14 +341,15 @@ def restore(raw_records: Iterable[bytes], config: JoinConfig
     state.counters.update(last.counters)
     for name, count in problems.items():
         state.counters[name] += count
-    state.restore(entries, cells)
+    state.restore(entries, cells, units, seen)
     for key in [key for key in jlog.cell_seq if key not in state.cells]:  # expired cells
         jlog.seq_cells.get(jlog.cell_seq.pop(key), set()).discard(key)
     return state, jlog, dict(last.offsets)
 
 
 def _replay(record: JoinRecord, entries: dict[str, Entry], cells: dict[CellKey, CellState],
-            log: JoinLog, problems: dict[str, int]) -> None:
+            log: JoinLog, problems: dict[str, int], units: dict[int, OpenUnit],
+            ttl_ms: int) -> None:
     keys: list[CellKey] = []
     for wire in record.cells:
         key, cell = _cell_from_wire(wire, problems)  # type: ignore[arg-type]
@@ -297,5 +369,17 @@ def _replay(record: JoinRecord, entries: dict[str, Entry], cells: dict[CellKey, 
         max_expiry = max(max_expiry, expires_ms)
     for request_id, expires_ms in record.joined:
         entries[request_id] = expires_ms
+        max_expiry = max(max_expiry, abs(expires_ms))
+    for request_id, expires_ms, cell_index, uhash in record.unit_predictions:
+        entries[request_id] = PendingPrediction(expires_ms, keys[cell_index], uhash)
         max_expiry = max(max_expiry, expires_ms)
+    for uhash, cell_index, freeze_ms, error, lat_y, lat_m, lab_y, lab_m, val_y, val_m \
+            in record.units:
+        units[uhash] = OpenUnit(keys[cell_index], freeze_ms, error, lat_y, lat_m, lab_y, lab_m,
+                                val_y, val_m)
+        max_expiry = max(max_expiry, freeze_ms)
+    if record.seen:
+        log.seq_seen[record.seq] = {r: np.asarray(h, dtype=np.int64)
+                                    for r, h in record.seen.items()}
+        max_expiry = max(max_expiry, record.expired_through_ms + ttl_ms)
     log.track(record.seq, max_expiry)

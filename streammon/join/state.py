@@ -26,8 +26,26 @@ clock, so every rule below is unit-tested without a broker:
   a rollout beyond ``max_rollouts``, or a segment beyond ``max_segments`` of its
   rollout, is rejected with the reason (the caller dead-letters it).
 
-Entries are compact: a waiting prediction is (expiry, cell), a waiting outcome
-(expiry, label, value), a joined tombstone just its expiry (an ``int``).
+Units (DESIGN rule 10): a prediction with a ``unit_id`` belongs to that unit, a prediction
+without one is its own unit. Events are partitioned by unit (``events.partition_key``), so
+one partition sees all of a unit's requests:
+
+* a unit enters the comparison once, at its first exposure in the rollout: the cell
+  (window, segment, arm) of its first prediction. Its other predictions in that cell are
+  aggregated with it (:mod:`streammon.join.cells`: ratio metrics per unit, error as the
+  unit's indicator), with their outcomes;
+* its predictions in any other cell - a later window, or the other arm after the canary
+  fraction grew - are excluded from the comparison and counted (``unit_repeat_requests``);
+  their outcomes are counted as ``excluded_outcomes``, never as orphans;
+* while its first-exposure cell can still change (until the last of its predictions
+  there joined or expired: ``ttl_ms`` after it) the unit keeps a small open state, its
+  running (y_u, m_u) per metric; then it is *frozen* to a 64-bit hash in its rollout's
+  ``seen`` set, which excludes its later requests for as long as the partition keeps the
+  rollout (a rollout is forgotten a cell retention after its last window).
+
+Entries are compact: a waiting prediction is (expiry, cell, unit hash), a waiting outcome
+(expiry, label, value), a joined tombstone just its expiry (an ``int``); an excluded
+prediction's tombstone is its expiry negated (its outcome is counted, not joined).
 :meth:`JoinState.take_changes` reports what to persist (see :mod:`streammon.join.changelog`).
 """
 
@@ -35,14 +53,15 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import msgspec
 
 from streammon.errors import ConfigError
 from streammon.events import CellKey, Outcome, Prediction
-from streammon.join.cells import CellState
+from streammon.join.cells import CellState, OpenUnit
+from streammon.join.units import SeenSet, unit_hash
 
 KEY_SEPARATOR = "\x00"
 """Between rollout id and request id in a join key (the edge rejects ids that hold it)."""
@@ -54,10 +73,14 @@ def join_key(rollout_id: str, request_id: str) -> str:
 
 
 class PendingPrediction(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """A prediction waiting for its outcome: when it expires and the cell it feeds."""
+    """A prediction waiting for its outcome: when it expires, the cell it feeds, its unit.
+
+    ``unit`` is the unit's hash (:func:`unit_hash`), or 0 when the request is its own unit.
+    """
 
     expires_at_ms: int
     cell: CellKey
+    unit: int = 0
 
 
 class PendingOutcome(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -69,12 +92,13 @@ class PendingOutcome(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
 
 Entry = PendingPrediction | PendingOutcome | int
-"""What the join remembers per request id; an ``int`` is a joined tombstone's expiry."""
+"""What the join remembers per request id; an ``int`` is a joined tombstone's expiry, or
+(negative) an excluded prediction's: a repeat request of a unit, whose outcome is counted."""
 
 
 def expiry_of(entry: Entry) -> int:
     """Return the event time (ms) at which an entry expires."""
-    return entry if isinstance(entry, int) else entry.expires_at_ms
+    return abs(entry) if isinstance(entry, int) else entry.expires_at_ms
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,6 +164,10 @@ class JoinChanges:
     dropped_cells: dict[CellKey, CellState] = field(default_factory=dict)
     """Cells dropped after their retention, with their final value (send it before the
     record that drops them)."""
+    units: set[int] = field(default_factory=set)
+    """Open units (hashes) whose state changed."""
+    frozen: list[tuple[str, int]] = field(default_factory=list)
+    """(rollout, unit hash) of units frozen to a seen marker."""
 
 
 @dataclass
@@ -148,6 +176,8 @@ class RolloutCells:
 
     windows: dict[int, list[CellKey]] = field(default_factory=dict)
     segments: Counter[str] = field(default_factory=Counter)
+    seen: SeenSet = field(default_factory=SeenSet)
+    """Hashes of the rollout's frozen units: their later requests are excluded."""
 
     def add(self, key: CellKey) -> bool:
         """Track a live cell; return True if it opens a new window."""
@@ -176,8 +206,13 @@ class JoinState:
         self.expired_through_ms = 0
         self.counters: Counter[str] = Counter()
         self.rollouts: dict[str, RolloutCells] = {}
+        self.units: dict[int, OpenUnit] = {}
+        """Open units by hash: their first-exposure cell may still change."""
         self._changes = JoinChanges()
         self._expiry: list[tuple[int, str]] = []
+        self._freeze: list[int] = []
+        self._freeze_due: dict[int, list[int]] = {}
+        """Per freeze time (a window's end + ttl_ms), the units that freeze then."""
         self._cells_by_end: list[tuple[int, str, int]] = []
 
     @property
@@ -218,6 +253,15 @@ class JoinState:
                 counters["duplicate_predictions"] += 1
                 continue
             key: CellKey = (pred.rollout_id, start_ms, pred.segment, pred.arm)
+            unit: OpenUnit | None = None
+            uhash = 0
+            if pred.unit_id and not pred.shadow:
+                uhash = unit_hash(pred.rollout_id, pred.unit_id)
+                unit = self.units.get(uhash)
+                if (unit is not None and unit.cell != key) or (
+                        unit is None and self._seen(pred.rollout_id, uhash)):
+                    self._exclude(jkey, entry, ts_ms + ttl_ms)
+                    continue
             cell = cells.get(key)
             if cell is None:
                 reason = self._admit(key)
@@ -227,16 +271,54 @@ class JoinState:
                     continue
                 cell = cells[key] = CellState()
             changed_cells.add(key)
-            cell.add_prediction(pred)
+            if uhash:
+                unit = self._enter(uhash, unit, key)
+                cell.add_unit_prediction(pred, unit)
+            else:
+                cell.add_prediction(pred)
             if isinstance(entry, PendingOutcome):
-                self._join(jkey, cell, entry.label, entry.value, entry.expires_at_ms)
+                self._join(jkey, cell, entry.label, entry.value, entry.expires_at_ms, uhash)
             elif pred.shadow:  # mirrored, never served: no outcome will come; keep a tombstone
                 counters["shadow_predictions"] += 1
                 self._put(jkey, ts_ms + ttl_ms, ts_ms + ttl_ms, new=True)
             else:
-                self._put(jkey, PendingPrediction(ts_ms + ttl_ms, key), ts_ms + ttl_ms,
+                self._put(jkey, PendingPrediction(ts_ms + ttl_ms, key, uhash), ts_ms + ttl_ms,
                           new=True)
         return rejected
+
+    def _seen(self, rollout_id: str, uhash: int) -> bool:
+        rollout = self.rollouts.get(rollout_id)
+        return rollout is not None and uhash in rollout.seen
+
+    def _enter(self, uhash: int, unit: OpenUnit | None, key: CellKey) -> OpenUnit:
+        """Return the unit's open state (new at its first exposure).
+
+        It freezes when every prediction of its first-exposure window has expired: at
+        the window's end plus ``ttl_ms``.
+        """
+        self._changes.units.add(uhash)
+        if unit is not None:
+            return unit
+        freeze_ms = key[1] + self.config.window_ms + self.config.ttl_ms
+        unit = self.units[uhash] = OpenUnit(key, freeze_ms)
+        self._due(freeze_ms).append(uhash)
+        return unit
+
+    def _due(self, freeze_ms: int) -> list[int]:
+        due = self._freeze_due.get(freeze_ms)
+        if due is None:
+            due = self._freeze_due[freeze_ms] = []
+            heapq.heappush(self._freeze, freeze_ms)
+        return due
+
+    def _exclude(self, jkey: str, entry: Entry | None, expires_ms: int) -> None:
+        """Leave a unit's request outside its first-exposure cell out, and count it."""
+        self.counters["unit_repeat_requests"] += 1
+        if isinstance(entry, PendingOutcome):  # its outcome came first
+            self.counters["excluded_outcomes"] += 1
+            self._put(jkey, entry.expires_at_ms, entry.expires_at_ms, new=False)
+        else:
+            self._put(jkey, -expires_ms, expires_ms, new=True)
 
     def _admit(self, key: CellKey) -> str:
         """Track a new cell's rollout and segment; return why it is refused ('' if not)."""
@@ -275,7 +357,10 @@ class JoinState:
                           expires_ms, new=True)
             elif isinstance(entry, PendingPrediction):
                 self._join(jkey, self._cell(entry.cell), outcome.label,
-                           outcome.value, entry.expires_at_ms)
+                           outcome.value, entry.expires_at_ms, entry.unit)
+            elif isinstance(entry, int) and entry < 0:  # a unit's excluded repeat request
+                counters["excluded_outcomes"] += 1
+                self._put(jkey, -entry, -entry, new=False)
             else:
                 counters["duplicate_outcomes"] += 1
 
@@ -286,14 +371,30 @@ class JoinState:
         while self._expiry and self._expiry[0][0] <= now:
             due_ms, request_id = heapq.heappop(self._expiry)
             entry = self.pending.get(request_id)
-            if entry is None or (entry if entry.__class__ is int
+            if entry is None or (abs(entry) if entry.__class__ is int
                                  else entry.expires_at_ms) != due_ms:  # type: ignore[union-attr]
                 continue  # stale heap entry: the request is gone or waits longer
             self._expire_one(request_id, entry)
             expired += 1
         self.expired_through_ms = max(self.expired_through_ms, now)
+        self._freeze_units(now)
         self._expire_cells(now)
         return expired
+
+    def _freeze_units(self, now_ms: int) -> None:
+        """Reduce every unit whose predictions all joined or expired to a seen marker."""
+        heap, units, changed = self._freeze, self.units, self._changes.units
+        while heap and heap[0] <= now_ms:
+            for uhash in self._freeze_due.pop(heapq.heappop(heap)):
+                unit = units.pop(uhash, None)
+                if unit is None:
+                    continue
+                changed.discard(uhash)
+                rollout = self.rollouts.get(unit.cell[0])
+                if rollout is not None:
+                    rollout.seen.add(uhash)
+                    self._changes.frozen.append((unit.cell[0], uhash))
+                self.counters["units_frozen"] += 1
 
     def _expire_cells(self, now_ms: int) -> None:
         """Drop every cell whose window ended a retention before ``now_ms``.
@@ -332,11 +433,13 @@ class JoinState:
         changes, self._changes = self._changes, JoinChanges()
         return changes
 
-    def restore(self, entries: dict[str, Entry], cells: dict[CellKey, CellState]) -> None:
-        """Load recovered entries and cells; drop entries and cells already expired.
+    def restore(self, entries: dict[str, Entry], cells: dict[CellKey, CellState],
+                units: dict[int, OpenUnit] | None = None,
+                seen: Mapping[str, Iterable[int]] | None = None) -> None:
+        """Load recovered entries, cells, open units and seen markers; drop what expired.
 
-        They were expired, counted and sent before the crash; an old record may still
-        hold them.
+        Entries and cells already expired were expired, counted and sent before the crash;
+        an old record may still hold them. An open unit past its freeze time is frozen.
         """
         window_ms, retention_ms = self.config.window_ms, self.config.retention_ms
         cells = {key: cell for key, cell in cells.items()
@@ -351,14 +454,41 @@ class JoinState:
                 self.pending[request_id] = entry
                 self._expiry.append((expiry_of(entry), request_id))
         heapq.heapify(self._expiry)
+        for rollout_id, hashes in (seen or {}).items():
+            rollout = self.rollouts.get(rollout_id)
+            if rollout is not None:
+                rollout.seen.update(hashes)
+        for uhash, unit in (units or {}).items():
+            rollout = self.rollouts.get(unit.cell[0])
+            if rollout is None or uhash in rollout.seen:
+                continue
+            if unit.freeze_ms <= self.expired_through_ms:
+                rollout.seen.add(uhash)
+                continue
+            self.units[uhash] = unit
+            self._due(unit.freeze_ms).append(uhash)
 
     def _join(self, request_id: str, cell: CellState, label: float | None,
-              value: float | None, expires_at_ms: int) -> None:
+              value: float | None, expires_at_ms: int, uhash: int = 0) -> None:
         self.counters["joined"] += 1
-        if label is not None:
-            cell.add("label", label)
-        if value is not None:
-            cell.add("value", value)
+        unit = self.units.get(uhash) if uhash else None
+        if unit is None:
+            if uhash:  # cannot happen: a unit stays open while its predictions wait
+                self.counters["unit_state_missing"] += 1
+            if label is not None:
+                cell.add("label", label)
+            if value is not None:
+                cell.add("value", value)
+        else:
+            self._changes.units.add(uhash)
+            if label is not None:
+                cell.add_unit(cell.sums, "label", label, unit.label_y, unit.label_m)
+                unit.label_y += label
+                unit.label_m += 1
+            if value is not None:
+                cell.add_unit(cell.sums, "value", value, unit.value_y, unit.value_m)
+                unit.value_y += value
+                unit.value_m += 1
         self._put(request_id, expires_at_ms, expires_at_ms, new=False)
 
     def _expire_one(self, request_id: str, entry: Entry) -> None:

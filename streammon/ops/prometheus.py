@@ -11,7 +11,9 @@ Worker (:class:`WorkerCollector`, over the :class:`~streammon.app.AppParts` that
 - ``streammon_join_events_consumed_total`` (predictions + outcomes),
   ``streammon_join_dead_lettered_total``, ``streammon_join_agent_total{kind}``
 - ``streammon_join_events_total{partition,kind}`` predictions, outcomes, joined,
-  duplicate_predictions, duplicate_outcomes, expired_predictions, orphan_outcomes
+  duplicate_predictions, duplicate_outcomes, expired_predictions, orphan_outcomes,
+  unit_repeat_requests (a unit's requests outside its first-exposure cell, excluded),
+  excluded_outcomes (their outcomes), units_frozen
 - ``streammon_join_pending{partition}`` pending join entries (waiting halves and the
   joined ids kept for deduplication until their TTL)
 - ``streammon_consumer_lag{topic,partition}`` end offset minus committed offset (Faust monitor)
@@ -45,7 +47,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 STATS_KEY = "streammon:actuator:stats"
 JOIN_KINDS = ("predictions", "outcomes", "joined", "duplicate_predictions",
-              "duplicate_outcomes", "expired_predictions", "orphan_outcomes")
+              "duplicate_outcomes", "expired_predictions", "orphan_outcomes",
+              "unit_repeat_requests", "excluded_outcomes", "units_frozen")
 _ROUTES = msgspec.json.Decoder(RouteState)
 _PHASE_NAMES = sorted(set(PHASES.values()))
 

@@ -1,8 +1,10 @@
 """The serving-side publisher: predictions and outcomes to Kafka, never in the way.
 
 ``Publisher`` validates each event and groups it by the murmur2 partition of its
-``request_id`` (the partitioner Java clients use, so predictions and outcomes of one
-request land on the same partition whatever language published them). Events of one
+``unit_id`` when it has one, else its ``request_id`` (:func:`streammon.events.partition_key`;
+the partitioner Java clients use, so a unit's predictions and outcomes land on one
+partition whatever language published them; an outcome must carry its prediction's
+``unit_id``). Events of one
 topic and partition travel together in a batch envelope (``{"v":1,"events":[...]}``,
 see :mod:`streammon.envelope`), sent when it holds ``batch_max_events`` events or
 ``batch_linger_ms`` after its first event, whichever comes first. ``batch_max_events=1``
@@ -109,7 +111,7 @@ class Publisher:
                 raise
             log.warning("dropped an invalid %s", kind.__name__, exc_info=True)
             return False
-        key = str(fields["request_id"]).encode()
+        key = str(fields.get("unit_id") or fields["request_id"]).encode()
         partitions = self._partition_count(topic) if self._batch_max > 1 else 0
         if not partitions:
             with self._lock:

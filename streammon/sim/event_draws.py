@@ -7,9 +7,12 @@ persistent tastes, errors in retry bursts, outcomes that arrive late (and later 
 arm), effects that change over time (novelty), base rates that drift, ramps along the
 spec's stages, tiny segments, broken routers and heavy-tailed latency with timeouts.
 
-* Units: ``units`` ids; a request picks a unit uniformly. A unit's arm is sticky: it
-  draws ``u ~ U(0, 1)`` once and is in the canary while ``u < f_t`` (so when the
-  fraction grows, units switch baseline → canary, as a hash-sticky router does).
+* Units: ``units`` ids; a request picks a unit uniformly (or, with ``active_units``, one
+  of that many units drawn afresh from the population each window: sessions of about
+  ``requests_per_window / active_units`` requests, users who return now and then).
+  A unit's arm is sticky: it draws ``u ~ U(0, 1)`` once and is in the canary while
+  ``u < f_t`` (so when the fraction grows, units switch baseline → canary, as a
+  hash-sticky router does).
 * Conversion: unit taste ``z ~ N(0, 1)``, ``p = expit(logit(p_seg,t) + σ_u z + log(1+e_t))``
   for the canary (``e_t`` the relative effect in window t, approximately).
 * Errors: bursts start with probability ``error_rate / burst_mean`` per request and
@@ -41,6 +44,8 @@ class EventPlan:
     requests_per_window: int = 2_000
     units: int = 0
     """Number of distinct units; 0 makes every request its own unit."""
+    active_units: int = 0
+    """Units active per window, drawn from the ``units`` each window (0: all of them)."""
     segments: tuple[tuple[str, float, float], ...] = (("all", 1.0, 0.10),)
     """(name, traffic share, base conversion rate)."""
     fractions: tuple[float, ...] = (0.05,)
@@ -104,7 +109,13 @@ def _draw_window(plan: EventPlan, rng: np.random.Generator, w: int, unit_u: Floa
                  unit_z: FloatArray, unit_seg: Any, burst_left: Any,
                  preds: list[dict[str, Any]], outs: list[dict[str, Any]]) -> None:
     m = plan.requests_per_window
-    unit = rng.integers(0, unit_u.size, size=m) if plan.units > 0 else w * m + np.arange(m)
+    if plan.units > 0 and 0 < plan.active_units < plan.units:
+        active = rng.choice(plan.units, size=plan.active_units, replace=False)
+        unit = active[rng.integers(0, active.size, size=m)]
+    elif plan.units > 0:
+        unit = rng.integers(0, unit_u.size, size=m)
+    else:
+        unit = w * m + np.arange(m)
     t0 = plan.start_ms + w * plan.window_ms
     ts = np.sort(t0 + rng.integers(0, plan.window_ms, size=m))
     canary = unit_u[unit] < plan.fraction_at(w)
@@ -132,7 +143,8 @@ def _draw_window(plan: EventPlan, rng: np.random.Generator, w: int, unit_u: Floa
                       "latency_ms": float(latency[i]), "error": bool(error[i])})
         if not missing[i]:
             outs.append({"v": 1, "request_id": rid, "rollout_id": plan.rollout_id,
-                         "ts_ms": int(ts[i] + delay[i]), "label": float(label[i])})
+                         "ts_ms": int(ts[i] + delay[i]), "label": float(label[i]),
+                         "unit_id": f"u{unit[i]}"})
 
 
 def _conversion(plan: EventPlan, w: int, seg: Any, z: FloatArray, canary: Any) -> FloatArray:

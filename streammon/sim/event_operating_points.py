@@ -85,8 +85,11 @@ def event_catalog() -> tuple[EventScenario, ...]:
     tiny = (("s1", 0.5, 0.10), ("s2", 0.3, 0.12), ("s3", 0.1, 0.08), ("s4", 0.05, 0.15),
             ("s5", 0.03, 0.05), ("s6", 0.02, 0.2))
     return (
-        EventScenario("sticky users, persistent tastes A/A (10 req/user/window, ICC~0.02)",
-                      _plan(units=REQUESTS // 10, unit_sd=0.5), production_spec(), False),
+        EventScenario("sticky users, persistent tastes A/A (100 of 4,000 users a window, "
+                      "10 req each, ICC~0.02)",
+                      _plan(units=40 * REQUESTS // 10, active_units=REQUESTS // 10, unit_sd=0.5),
+                      # samples are units: 5 new canary users a window at 5%
+                      production_spec(min_samples_per_stage=20), False),
         EventScenario("errors in retry bursts A/A (1%, mean burst 5)",
                       _plan(units=20 * REQUESTS, error_rate=0.01, burst_mean=5.0),
                       production_spec(), False),

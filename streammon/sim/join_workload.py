@@ -57,9 +57,12 @@ def _prediction(w: JoinWorkload, i: int, rng: random.Random) -> dict[str, Any]:
 
 def _outcome(w: JoinWorkload, pred: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     label_p = 0.35 if pred["arm"] == "canary" else 0.3
-    return {"request_id": pred["request_id"], "rollout_id": w.rollout_id,
-            "ts_ms": pred["ts_ms"] + rng.randrange(1, w.max_delay_ms),
-            "label": float(rng.random() < label_p), "value": rng.randrange(0, 400) / 4}
+    out = {"request_id": pred["request_id"], "rollout_id": w.rollout_id,
+           "ts_ms": pred["ts_ms"] + rng.randrange(1, w.max_delay_ms),
+           "label": float(rng.random() < label_p), "value": rng.randrange(0, 400) / 4}
+    if "unit_id" in pred:
+        out["unit_id"] = pred["unit_id"]
+    return out
 
 
 def generate(w: JoinWorkload) -> Iterator[Event]:
@@ -99,7 +102,7 @@ def compute_truth(w: JoinWorkload, partitions: int) -> dict[CellKey, CellState]:
     labelled: set[str] = set()
     high_ms = [[0, 0] for _ in range(partitions)]  # per partition: max prediction/outcome ts
     for kind, ev in generate(w):
-        part = high_ms[partition_for(ev["request_id"].encode(), partitions)]
+        part = high_ms[partition_for(_key(ev).encode(), partitions)]
         side = 0 if kind == "prediction" else 1
         part[side] = max(part[side], ev["ts_ms"])
         if kind == "prediction":
@@ -111,10 +114,15 @@ def compute_truth(w: JoinWorkload, partitions: int) -> dict[CellKey, CellState]:
             cell.add("label", ev["label"])
             cell.add("value", ev["value"])
     for rid, pred in preds.items():
-        part = high_ms[partition_for(rid.encode(), partitions)]
+        part = high_ms[partition_for(_key(pred).encode(), partitions)]
         if rid not in labelled and pred["ts_ms"] + w.ttl_ms <= min(part):
             _cell(cells, w, pred).expired += 1
     return cells
+
+
+def _key(event: dict[str, Any]) -> str:
+    """Return the partition key of an event dict (unit id, else request id)."""
+    return str(event.get("unit_id") or event["request_id"])
 
 
 def _cell(cells: dict[CellKey, CellState], w: JoinWorkload, pred: dict[str, Any]) -> CellState:

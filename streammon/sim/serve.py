@@ -83,9 +83,9 @@ def serve(router: Router, publisher: Publisher, sim: TrafficSim, spec: RolloutSp
         now = time.monotonic()
         wall_s = time.time()
         for _ in range(sim.arrivals(now - last)):
-            # Practically one unit per request: the sample-ratio check counts requests, and a
-            # small population of sticky units would make the realised split drift from
-            # the intended one by O(1/sqrt(units)).
+            # Practically one unit per request, so the demo's evidence grows as fast as its
+            # traffic (a unit's later requests would be left out of the comparison: it
+            # counts once, at its first exposure).
             unit = f"user-{int(sim.rng.integers(1 << 40))}"
             a = router.route(unit)
             publisher.prediction(**sim.request(unit_id=unit, version=a.version, arm=a.arm,

@@ -98,7 +98,8 @@ class TrafficSim:
             lo, hi = self.scenario.outcome_delay_s
             due_s = now_s + float(self.rng.uniform(lo, hi))
             outcome = {"request_id": request_id, "rollout_id": self.rollout_id,
-                       "ts_ms": int(due_s * 1000), "label": float(self.rng.random() < p)}
+                       "ts_ms": int(due_s * 1000), "label": float(self.rng.random() < p),
+                       "unit_id": unit_id}  # keyed like its prediction: by unit
             heapq.heappush(self._due, _DueOutcome(due_s, outcome))
         return prediction
 

@@ -122,13 +122,15 @@ def _cumulative(n: FloatArray, total: FloatArray, total_sq: FloatArray, kind: st
     cn, c1, c2 = (np.cumsum(x, axis=-2) for x in (n, total, total_sq))
     if lag:
         cn, c1, c2 = cn - n, c1 - total, c2 - total_sq
-    if kind == "binary":
-        p = (c1 + 0.5) / (cn + 1.0)
-        return p * (1.0 - p), cn
     safe_n = np.maximum(cn, 1.0)
     mean = c1 / safe_n
     var = np.maximum(c2 - c1 * mean, 0.0) / np.maximum(cn - 1.0, 1.0)
-    return np.maximum(var, 1e-12 * (1.0 + mean * mean)), cn
+    var = np.maximum(var, 1e-12 * (1.0 + mean * mean))
+    if kind == "binary":  # 0/1 per unit (Σx² = Σx, or no Σx² given): the smoothed
+        p = (c1 + 0.5) / (cn + 1.0)  # Bernoulli variance; units' ratio pseudo-values
+        bernoulli = (c2 == c1) | (c2 <= 0.0)  # (stats.ratio.linearize): their own variance
+        return np.where(bernoulli, p * (1.0 - p), var), cn
+    return var, cn
 
 
 def _fixed_scale(cells: Cells, base: FloatArray) -> FloatArray:

@@ -59,7 +59,7 @@ def kcat_env(tmp_dir: Path) -> dict[str, str]:
 def kcat_produce(settings: Settings, topic: str, partition: int,
                  records: list[dict[str, Any]]) -> None:
     """Produce key|value lines with kcat, letting its murmur2 partitioner choose."""
-    lines = "".join(f"{r['request_id']}|{json.dumps(r)}\n" for r in records)
+    lines = "".join(f"{partition_key(r)}|{json.dumps(r)}\n" for r in records)
     proc = subprocess.run(["kcat", "-P", "-b", settings.kafka.bootstrap_servers, "-t", topic,
                            "-K", "|", "-X", "topic.partitioner=murmur2_random"],
                           input=lines.encode(), capture_output=True, timeout=60,
@@ -94,16 +94,26 @@ def kafkajs_dir() -> Path:
 def kafkajs_produce(settings: Settings, topic: str, partition: int,
                     records: list[dict[str, Any]]) -> None:
     """Produce with KafkaJS (Node.js), whose default partitioner is Java's murmur2."""
-    lines = "".join(f"{topic}\t{r['request_id']}\t{json.dumps(r)}\n" for r in records)
+    lines = "".join(f"{topic}\t{partition_key(r)}\t{json.dumps(r)}\n" for r in records)
     subprocess.run(["node", str(KAFKAJS_SCRIPT), settings.kafka.bootstrap_servers],
                    input=lines.encode(), check=True, capture_output=True, timeout=120,
                    env={**os.environ, "NODE_PATH": str(kafkajs_dir() / "node_modules")})
 
 
+def partition_key(record: dict[str, Any]) -> str:
+    """Return what a producer keys an event by: its unit id, else its request id."""
+    return str(record.get("unit_id") or record["request_id"])
+
+
+def _unit(i: int) -> dict[str, str]:
+    """Every other request names its own unit (keyed by unit, not request, id)."""
+    return {"unit_id": f"user-{i}"} if i % 2 else {}
+
+
 def by_partition(records: list[dict[str, Any]], partitions: int) -> dict[int, list[dict[str, Any]]]:
     out: dict[int, list[dict[str, Any]]] = {}
     for r in records:
-        out.setdefault(partition_for(r["request_id"].encode(), partitions), []).append(r)
+        out.setdefault(partition_for(partition_key(r).encode(), partitions), []).append(r)
     return out
 
 
@@ -130,9 +140,9 @@ def run_clients(settings: Settings, spawn: Any, rollout_id: str, produce: Produc
     now_ms = int(time.time() * 1000)
     preds = [{"v": 1, "request_id": f"go-{i}", "rollout_id": rollout_id, "model_version": "m",
               "arm": "canary" if i % 3 == 0 else "baseline", "ts_ms": now_ms + i,
-              "latency_ms": 10.0 + i % 7} for i in range(REQUESTS)]
+              "latency_ms": 10.0 + i % 7, **_unit(i)} for i in range(REQUESTS)]
     outs = [{"v": 1, "request_id": f"go-{i}", "rollout_id": rollout_id, "ts_ms": now_ms + i + 50,
-             "label": float(i % 2)} for i in range(REQUESTS)]
+             "label": float(i % 2), **_unit(i)} for i in range(REQUESTS)]
     for topic, records in ((settings.topics.predictions, preds),
                            (settings.topics.outcomes, outs[0::2] if mix_python else outs)):
         for partition, group in sorted(by_partition(records, partitions).items()):

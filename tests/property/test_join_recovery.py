@@ -1,5 +1,5 @@
 """Hypothesis: a join that crashes anywhere and recovers from its records ends exactly
-as one that never crashed."""
+as one that never crashed (cells, counters, open units and seen markers of units)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ def streams(draw: st.DrawFn) -> list[Message]:
             event: Prediction | Outcome = Prediction(
                 request_id=rid, rollout_id="x", model_version="m", ts_ms=ts_ms,
                 arm=draw(st.sampled_from(["baseline", "canary"])), latency_ms=ts_ms % 7 / 4,
-                score=draw(st.sampled_from([None, 0.25, 1.0])))
+                score=draw(st.sampled_from([None, 0.25, 1.0])),
+                unit_id=draw(st.sampled_from([None, "u0", "u1", "u2"])),
+                error=draw(st.booleans()))
             role = "predictions"
         else:
             event = Outcome(request_id=rid, rollout_id="x", ts_ms=ts_ms,
@@ -47,6 +49,14 @@ class Worker:
     def __init__(self, store: dict[int, bytes]) -> None:
         self.store = store
         self.state, self.log, self.offsets = restore(store.values(), CONFIG)
+
+    @classmethod
+    def after(cls, batches: list[list[Message]]) -> Worker:
+        """Return a worker that took every batch without a crash."""
+        worker = cls({})
+        for b in batches:
+            worker.batch(b)
+        return worker
 
     def batch(self, messages: list[Message], *, persist: bool | int = True) -> None:
         """Apply a batch; ``persist`` False writes no record, an int only that many parts."""
@@ -112,13 +122,15 @@ def crash_and_replay(messages: list[Message], cuts: list[int], crash_at: int, co
         second.batch(b)
     assert second.state.cells == want
     assert second.state.counters == counters_of(batches)
+    assert second.state.units == Worker.after(batches).state.units
 
 
 def counters_of(batches: list[list[Message]]) -> Any:
-    worker = Worker({})
-    for b in batches:
-        worker.batch(b)
-    return worker.state.counters
+    return Worker.after(batches).state.counters
+
+
+def seen_of(worker: Worker) -> dict[str, set[int]]:
+    return {r: c.seen for r, c in worker.state.rollouts.items() if c.seen}
 
 
 @settings(max_examples=100, deadline=None)
@@ -133,6 +145,7 @@ def test_records_alive_hold_the_whole_state(messages: list[Message], cuts: list[
     again = Worker(store)
     assert again.state.cells == worker.state.cells
     assert again.state.pending == worker.state.pending
+    assert again.state.units == worker.state.units and seen_of(again) == seen_of(worker)
     assert again.offsets == worker.offsets
 
 

@@ -236,3 +236,38 @@ def test_events_built_with_numpy_and_python_types_are_taken() -> None:
     assert replay_events(spec(), mixed_preds, mixed_outs, counts=counts) == replay_events(
         spec(), preds, outs)
     assert counts.malformed == 0
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_sticky_units_do_not_trip_the_sample_ratio_check(seed: int) -> None:
+    """Users with ten requests each per window make request counts overdispersed, but the
+    check counts first exposures of units, which are exactly binomial: no hold."""
+    p = plan(windows=15, units=3_000, active_units=150, unit_sd=0.5, fractions=(0.2,),
+             step_windows=0)
+    preds, outs = draw_events(p, seed=seed)
+    decisions = replay_events(spec(strategy="stages", stages=[0.2], step_windows=100),
+                              preds, outs)
+    assert len(decisions) == 15
+    assert all(d["action"] == "continue" for d in decisions), decisions
+
+
+def test_a_unit_counts_once_in_the_first_exposure_cells() -> None:
+    """The error metric's n (the sample-ratio check's counts) is the number of distinct
+    units at their first window, not the number of requests; every request of a unit
+    outside its first window is excluded and counted."""
+    from streammon.events import Prediction
+    from streammon.join.state import JoinConfig, JoinState
+
+    p = plan(windows=4, units=500, active_units=100, fractions=(0.2,), step_windows=0)
+    preds, _ = draw_events(p, seed=3)
+    state = JoinState(config=JoinConfig(window_ms=WINDOW_MS, ttl_ms=3_600_000))
+    for event in preds:
+        state.add_prediction(Prediction(**event))
+    first: dict[str, tuple[int, str]] = {}
+    for event in preds:
+        first.setdefault(event["unit_id"], (event["ts_ms"] // WINDOW_MS, event["arm"]))
+    for (_, start_ms, _, arm), cell in state.cells.items():
+        want = sum(1 for w, a in first.values() if w == start_ms // WINDOW_MS and a == arm)
+        assert cell.sums["error"][0] == want
+    later = sum(1 for e in preds if e["ts_ms"] // WINDOW_MS != first[e["unit_id"]][0])
+    assert later and state.counters["unit_repeat_requests"] == later

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from helpers import pred
+from helpers import outcome, pred
 
 from streammon import events
 from streammon.envelope import MAX_FUTURE_SKEW_MS, decode_message, encode_batch
@@ -57,6 +57,20 @@ def test_single_event_on_the_wrong_partition_is_rejected() -> None:
     out = decode_message(events.Prediction, raw, partition=2, partitions=PARTS, now_ms=NOW_MS)
     assert not out.events
     assert "murmur2" in out.rejects[0].reason and "partitioner" in out.rejects[0].reason
+
+
+def test_an_event_with_a_unit_is_keyed_by_its_unit_id() -> None:
+    """An event that names a unit must sit on its unit's murmur2 partition (so one join
+    partition sees all of the unit's requests); on its request id's partition it is
+    rejected, and the reason names unit_id."""
+    unit, rid = ids_on(1, 1)[0], ids_on(2, 1)[0]
+    for kind, event in ((events.Prediction, pred(rid, ts_ms=NOW_MS, unit_id=unit)),
+                        (events.Outcome, outcome(rid, ts_ms=NOW_MS, unit_id=unit))):
+        raw = events.encode(event)
+        good = decode_message(kind, raw, partition=1, partitions=PARTS, now_ms=NOW_MS)
+        assert [e.request_id for e in good.events] == [rid] and not good.rejects
+        bad = decode_message(kind, raw, partition=2, partitions=PARTS, now_ms=NOW_MS)
+        assert not bad.events and "unit_id" in bad.rejects[0].reason
 
 
 def test_bad_event_in_batch_rejects_only_it() -> None:

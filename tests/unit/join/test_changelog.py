@@ -31,7 +31,7 @@ def test_record_holds_entries_cells_and_offsets() -> None:
     assert record.offsets == {"predictions": 2, "outcomes": 1}
     assert [r[0] for r in record.predictions] == [join_key("r1", "b")]
     assert record.joined == [(join_key("r1", "a"), 1_000 + CONFIG.ttl_ms)]
-    assert record.cells[0][4]["label"] == (1, 1.0, 1.0)
+    assert record.cells[0][4]["label"] == [1, 1.0, 1.0, 0.0, 0.0, 0.0]
 
 
 def test_dead_records_are_deleted_and_their_cells_carried() -> None:
@@ -46,7 +46,7 @@ def test_dead_records_are_deleted_and_their_cells_carried() -> None:
     dead = persist(state, log, store, {"predictions": 2, "outcomes": 2})
     assert dead == [1] and set(store) == {2}
     restored, _, offsets = restore(store.values(), CONFIG)
-    assert restored.cells[("r1", 1_000, "all", "canary")].sums["label"] == [1, 1.0, 1.0]
+    assert restored.cells[("r1", 1_000, "all", "canary")].sums["label"][:3] == [1, 1.0, 1.0]
     assert offsets == {"predictions": 2, "outcomes": 2}
 
 

@@ -26,7 +26,7 @@ def test_prediction_then_outcome_joins() -> None:
     state.add_prediction(pred("a", ts_ms=1_500))
     state.add_outcome(outcome("a", ts_ms=5_000, label=1.0))
     cell = state.cells[("r1", 1_000, "all", "canary")]
-    assert cell.sums["label"] == [1, 1.0, 1.0]
+    assert cell.sums["label"][:3] == [1, 1.0, 1.0]
     assert state.counters["joined"] == 1
 
 
@@ -36,7 +36,7 @@ def test_outcome_before_prediction_joins() -> None:
     state.add_outcome(outcome("a", ts_ms=900, label=0.0))
     assert not state.cells
     state.add_prediction(pred("a", ts_ms=1_200))
-    assert state.cells[("r1", 1_000, "all", "canary")].sums["label"] == [1, 0.0, 0.0]
+    assert state.cells[("r1", 1_000, "all", "canary")].sums["label"][:3] == [1, 0.0, 0.0]
 
 
 def test_duplicate_outcome_is_dropped_and_counted() -> None:
