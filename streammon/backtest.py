@@ -47,6 +47,7 @@ import msgspec
 
 from streammon.control.commands import make_command
 from streammon.decide import progress as rollout
+from streammon.decide.assessor import RolloutAssessor
 from streammon.errors import ConfigError, EventError, StreamMonError
 from streammon.events import Command, Outcome, Prediction, RolloutSpec, check_semantics
 from streammon.join.state import JoinConfig, JoinState
@@ -113,6 +114,8 @@ class EventReplayer:
         self.join = JoinState(config=JoinConfig(window_ms=spec.window_ms, ttl_ms=spec.ttl_ms,
                                                 grace_ms=spec.grace_ms))
         self.state: rollout.RolloutState | None = None
+        self.assessor = RolloutAssessor()
+        """The rollout's incremental decision state, as the worker's decider keeps it."""
         self.decisions: list[dict[str, Any]] = []
         self.held_reason = ""
         self.last_ts_ms = -1
@@ -183,7 +186,7 @@ class EventReplayer:
                                      watermark_ms=end_ms)
                      for key, cell in self.join.cells.items() if key[0] == self.spec.rollout_id]
         out = rollout.progress(state, summaries, end_ms + self.spec.grace_ms, now_ms=end_ms,
-                               key=None)
+                               key=None, assessor=self.assessor)
         for diagnosis in out.diagnoses:
             action = _ACTIONS.get(diagnosis.action, diagnosis.action)
             reason = diagnosis.message or _DEFAULT_REASON.get(diagnosis.verdict,

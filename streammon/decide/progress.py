@@ -3,8 +3,10 @@
 The decider agent keeps one :class:`RolloutState` per rollout and the latest cumulative
 cohort summaries. :func:`progress` closes every window whose end plus grace has passed
 in *event time*, lays the summaries out as (windows, segments) arrays per metric and
-arm (the matched cells, never pooled), asks :func:`streammon.decide.policy.assess_rollout`
-what to do, and returns the commands and diagnoses to send. No clock, no I/O.
+arm (the matched cells, never pooled), asks the rollout's incremental
+:class:`streammon.decide.assessor.RolloutAssessor` (the decision of
+:func:`streammon.decide.policy.assess_rollout`, O(1) per window) what to do, and returns
+the commands and diagnoses to send. No clock, no I/O.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ from streammon.control import commands
 from streammon.control.commands import Phase
 from streammon.control.keys import Signer
 from streammon.decide import cell_grid, postmortem, strategies
+from streammon.decide.assessor import RolloutAssessor
 from streammon.decide.policy import (
     Assessment,
     Coverage,
     MetricSpec,
     RolloutPolicy,
     Verdict,
-    assess_rollout,
 )
 from streammon.errors import ConfigError
 from streammon.events import (
@@ -42,7 +44,7 @@ from streammon.events import (
     RolloutSpec,
     json_number,
 )
-from streammon.stats import StatsInputError, compute_drift
+from streammon.stats import StatsInputError
 from streammon.stats.decision import MetricEstimate as StatsEstimate
 from streammon.stats.horizon import FrozenStore, freeze_rows, horizon_windows
 
@@ -233,13 +235,18 @@ class Progress(NamedTuple):
 
 def progress(
     state: RolloutState, summaries: list[CohortSummary], watermark_ms: int, *, now_ms: int,
-    key: Signer | None,
+    key: Signer | None, assessor: RolloutAssessor | None = None,
 ) -> Progress:
     """Assess every newly closed window; return diagnoses, commands and post-mortems.
 
     Commands are signed with ``key``; None leaves them unsigned (the event-level backtest).
+    ``assessor`` is the rollout's incremental decision state
+    (:class:`~streammon.decide.assessor.RolloutAssessor`), kept by the caller between
+    calls so that each window folds only what is new; a fresh one catches up on the whole
+    history (after a restart) and decides alike.
     """
     out = Progress([], [], [])
+    assessor = assessor if assessor is not None else RolloutAssessor()
     target = closed_windows(state, watermark_ms)
     policy = policy_from_spec(state.spec)
     while state.phase == "running" and state.windows_closed < target:
@@ -247,10 +254,10 @@ def progress(
         t = state.windows_closed
         grid = build_cells(state, summaries, t)
         coverage = freeze_judged(state, grid, t)
-        result = assess_rollout(policy, grid.cells, grid.assignment, stage=state.stage,
-                                windows_in_stage=t - state.stage_start_window,
-                                coverage=coverage)
-        drift_p = _drift_p_value(grid)
+        result = assessor.assess(policy, grid.cells, grid.assignment, stage=state.stage,
+                                 windows_in_stage=t - state.stage_start_window,
+                                 coverage=coverage)
+        drift_p = assessor.drift_p_value(grid.hist_a, grid.hist_b)
         if drift_p <= drift_alpha(state.spec) and result.action != "rollback":
             result = dataclasses.replace(
                 result, verdict=Verdict.ROLLBACK, action="rollback",
@@ -288,13 +295,6 @@ def freeze_judged(state: RolloutState, grid: cell_grid.Grid,
             coverage[metric.name] = Coverage(grid.cells[metric.name], grid.exposures,
                                              windows - delay)
     return coverage
-
-
-def _drift_p_value(grid: cell_grid.Grid) -> float:
-    """Return the running p-value of score drift between the arms (1.0 without scores)."""
-    if grid.hist_a.sum() == 0 or grid.hist_b.sum() == 0:
-        return 1.0
-    return float(compute_drift(grid.hist_a, grid.hist_b).p_value[-1])
 
 
 def _command_for(state: RolloutState, action: Decision, reason: str, now_ms: int,
