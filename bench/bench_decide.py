@@ -7,7 +7,8 @@ is the mean over the last 10 windows of a rollout of ``windows`` windows. The fu
 recompute (the reference): one :func:`streammon.decide.policy.assess_rollout` call over
 the whole history. Rollout: 5 metrics (3 binary, 1 latency, 1 rare-error count) x 4
 segments; medians of ``--runs`` runs; ``ratio`` = full / incremental at each length.
-Prints one line of JSON.
+Times are CPU time of this process (``time.process_time``), so other jobs on the shared
+cores inflate them less than wall time. Prints one line of JSON.
 
     python bench/bench_decide.py [--windows 10 60 200] [--repeat 50] [--runs 5]
 """
@@ -60,10 +61,10 @@ def full_us(policy: RolloutPolicy, cells: dict[str, Arrays], assignment: Arrays,
             repeat: int) -> float:
     """Return microseconds per full-recompute ``assess_rollout`` call on the whole history."""
     assess_rollout(policy, cells, assignment, stage=0, windows_in_stage=1)
-    start = time.perf_counter()
+    start = time.process_time()
     for _ in range(repeat):
         assess_rollout(policy, cells, assignment, stage=0, windows_in_stage=1)
-    return (time.perf_counter() - start) / repeat * 1e6
+    return (time.process_time() - start) / repeat * 1e6
 
 
 def incremental_us(policy: RolloutPolicy, cells: dict[str, Arrays], assignment: Arrays,
@@ -76,10 +77,10 @@ def incremental_us(policy: RolloutPolicy, cells: dict[str, Arrays], assignment: 
     for t in range(1, windows + 1):
         head = {m: {f: a[:t] for f, a in arrays.items()} for m, arrays in cells.items()}
         window = {k: v[:t] for k, v in assignment.items()}
-        start = time.perf_counter()
+        start = time.process_time()
         assessor.assess(policy, head, window, stage=0, windows_in_stage=t)
         if t > windows - last:
-            elapsed += time.perf_counter() - start
+            elapsed += time.process_time() - start
     return elapsed / min(last, windows) * 1e6
 
 

@@ -32,6 +32,11 @@ HEADLINE = ("join_events_per_s", "ceiling_events_per_s", "ratio", "exact", "peak
             "peak_rss_mb_1m_units_10k_segments", "two_workers_speedup")
 
 
+DECIDE_HEADLINE = ("decide_us_per_window", "decide_full_recompute_us", "decide_ratio",
+                   "decide_windows")
+"""The decider's cost per window (incremental) and the full recompute, same run."""
+
+
 def run_script(name: str, timeout_s: float = 2700.0) -> dict[str, Any]:
     """Run one benchmark script; return its last JSON line (or an error record)."""
     path = BENCH_DIR / name
@@ -73,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     join = results.get("bench_join", {})
     final: dict[str, Any] = {key: join.get(key) for key in HEADLINE}
+    decide = results.get("bench_decide", {})
+    final.update({key: decide.get(key) for key in DECIDE_HEADLINE})
     final["benchmarks"] = results
     print(json.dumps(final))
     if "error" in join:
