@@ -50,6 +50,9 @@ class Prediction(msgspec.Struct, frozen=True, kw_only=True):
     score: Probability | None = None
     latency_ms: NonNegative | None = None
     error: bool = False
+    timeout: bool = False
+    """The request hit the serving timeout (also an error, if the node says so): counted
+    by the ``timeout`` metric, a binary metric of its own."""
     weights_seq: int | None = None
     shadow: bool = False
 
@@ -116,11 +119,16 @@ def summary_key(rollout_id: str, window_start_ms: int, segment: str, arm: str, s
 class MetricSpecWire(msgspec.Struct, frozen=True, kw_only=True):
     """One guarded metric of a rollout, as written in a rollout spec."""
 
-    name: Literal["label", "value", "latency_ms", "error"]
+    name: Literal["label", "value", "latency_ms", "error", "timeout"]
     kind: Literal["binary", "continuous", "count"]
     bad_direction: Literal["decrease", "increase"]
     margin: float = 0.0
     label_delay_windows: int = 0
+    quantile: float | None = None
+    """``latency_ms`` only: judge the upper tail instead of the mean — the share of
+    requests slower than the baseline's ``quantile`` (e.g. 0.95 for p95), a threshold
+    fixed on the first window with enough baseline requests. ``margin`` is then a share
+    of requests (e.g. 0.01: one point above ``1 - quantile``). See docs/statistics.md."""
     horizon_ms: Annotated[int, msgspec.Meta(ge=0)] | None = None
     """How long after a prediction its outcome counts. A window's cohort is judged once
     the horizon has passed and is then frozen; its label coverage is guarded per arm.

@@ -21,7 +21,7 @@ import numpy as np
 from streammon.control import commands
 from streammon.control.commands import Phase
 from streammon.control.keys import Signer
-from streammon.decide import cell_grid, postmortem, strategies
+from streammon.decide import cell_grid, postmortem, strategies, tail
 from streammon.decide.assessor import RolloutAssessor
 from streammon.decide.policy import (
     Assessment,
@@ -67,6 +67,8 @@ class RolloutState(msgspec.Struct, kw_only=True):
     """First window of the sample-ratio check: it restarts at every stage and resume."""
     frozen: dict[str, FrozenStore] = msgspec.field(default_factory=dict)
     """Judged cohorts of metrics with a ``horizon_ms``: metric -> window -> segment -> cell."""
+    tail: dict[str, tuple[int, int]] = msgspec.field(default_factory=dict)
+    """Metrics judged on a latency quantile: (calibration window, first bin above τ)."""
     last_action: str = "start"
     commands: list[CommandNote] = msgspec.field(default_factory=list)
     epoch: str = ""
@@ -86,8 +88,9 @@ def policy_from_spec(spec: RolloutSpec) -> RolloutPolicy:
     Alpha is split evenly between the guarded metrics and, when on, the drift guard; the
     sample-ratio check takes its share out of the metrics' part.
     """
-    metrics = tuple(MetricSpec(m.name, m.kind, m.bad_direction, m.margin,
-                               judge_delay_windows(spec, m)) for m in spec.metrics)
+    metrics = tuple(MetricSpec(m.name, m.kind if m.quantile is None else "binary",
+                               m.bad_direction, m.margin, judge_delay_windows(spec, m))
+                    for m in spec.metrics)
     stages = strategies.stage_fractions(spec)
     return RolloutPolicy(
         metrics=metrics, alpha=spec.alpha - drift_alpha(spec), f0=stages[0], growth=2.0,
@@ -105,6 +108,7 @@ def judge_delay_windows(spec: RolloutSpec, metric: MetricSpecWire) -> int:
 def check_spec(spec: RolloutSpec) -> None:
     """Raise ConfigError naming the field if the spec cannot run (its ramp and its policy)."""
     strategies.check_strategy(spec)
+    tail.check_quantiles(spec)
     try:
         policy_from_spec(spec)
     except StatsInputError as exc:
@@ -218,11 +222,36 @@ def intended_fractions(state: RolloutState, windows: int,
 
 def build_cells(state: RolloutState, summaries: Iterable[CohortSummary],
                 windows: int) -> cell_grid.Grid:
-    """Lay the rollout's summaries out for its first ``windows`` decision windows."""
-    return cell_grid.build_grid(
-        summaries, origin_ms=state.origin_ms, window_ms=state.spec.window_ms,
-        windows=windows, metrics=[m.name for m in state.spec.metrics],
+    """Lay the rollout's summaries out for its first ``windows`` decision windows.
+
+    A latency metric with a ``quantile`` is laid out as its exceedance cells
+    (:mod:`streammon.decide.tail`), at the threshold fixed on its calibration window.
+    """
+    spec = state.spec
+    names = [m.name for m in spec.metrics]
+    quantiles = {m.name: m.quantile for m in spec.metrics if m.quantile is not None}
+    grid = cell_grid.build_grid(
+        summaries, origin_ms=state.origin_ms, window_ms=spec.window_ms,
+        windows=windows, metrics=names + (list(tail.BIN_METRICS) if quantiles else []),
         intended=intended_fractions(state, windows))
+    for name, quantile in quantiles.items():
+        grid.cells[name] = _tail_cells(state, grid, name, quantile)
+    for bin_name in tail.BIN_METRICS if quantiles else ():
+        grid.cells.pop(bin_name, None)
+    return grid
+
+
+def _tail_cells(state: RolloutState, grid: cell_grid.Grid, name: str,
+                quantile: float) -> dict[str, np.ndarray]:
+    """Return a latency metric's exceedance cells at its threshold, fixed once (stored)."""
+    fixed = state.tail.get(name)
+    if fixed is None:
+        bins_a = np.stack([grid.cells[m]["n_a"].sum(axis=1) for m in tail.BIN_METRICS], axis=1)
+        found = tail.calibrate(bins_a, quantile)
+        if found is None:
+            return {f: np.zeros_like(grid.cells[name]["n_a"]) for f in cell_grid.CELL_FIELDS}
+        fixed = state.tail[name] = found
+    return tail.exceedance_cells(grid.cells, *fixed)
 
 
 class Progress(NamedTuple):

@@ -23,7 +23,7 @@ from streammon.control.commands import RouteState
 from streammon.errors import ConfigError
 from streammon.events import RolloutSpec
 
-PREDICTION_SIDE_METRICS = frozenset({"latency_ms", "error"})
+PREDICTION_SIDE_METRICS = frozenset({"latency_ms", "error", "timeout"})
 _MAX_STAGES = 64
 
 

@@ -10,15 +10,35 @@ the prediction arrives; ``label`` and ``value`` when its outcome does.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from streammon.events import Arm, CohortSummary, MetricSums, Prediction
 
-PREDICTION_METRICS = ("latency_ms", "error")
+PREDICTION_METRICS = ("latency_ms", "error", "timeout")
 OUTCOME_METRICS = ("label", "value")
 METRICS = PREDICTION_METRICS + OUTCOME_METRICS
 SCORE_BINS = 10
+LATENCY_BINS_PER_DECADE = 10
+LATENCY_BINS = 51
+"""Latency bins: bin k holds [10^(k/10), 10^((k+1)/10)) ms, k = 0..50 (bin 0 also < 1 ms,
+bin 50 also >= 100 s). Kept as metrics ``latency_ms#k`` (n = count) for the tail test."""
+
+
+def latency_bin(latency_ms: float) -> int:
+    """Return the fixed-grid bin of a latency (see :data:`LATENCY_BINS`)."""
+    if latency_ms < 1.0:
+        return 0
+    return min(int(LATENCY_BINS_PER_DECADE * math.log10(latency_ms)), LATENCY_BINS - 1)
+
+
+def latency_bin_metric(k: int) -> str:
+    """Return the metric name under which a cell counts the requests of latency bin ``k``."""
+    return f"latency_ms#{k}"
+
+
+_BIN_NAMES = tuple(latency_bin_metric(k) for k in range(LATENCY_BINS))
 
 CellKey = tuple[str, int, str, Arm]
 """(rollout_id, window_start_ms, segment, arm)."""
@@ -55,9 +75,19 @@ class CellState:
             acc[0] += 1
             acc[1] += latency_ms
             acc[2] += latency_ms * latency_ms
+            name = _BIN_NAMES[latency_bin(latency_ms)]
+            acc = sums.get(name) or sums.setdefault(name, [0, 0.0, 0.0])
+            acc[0] += 1
+            acc[1] += 1.0
+            acc[2] += 1.0
         acc = sums.get("error") or sums.setdefault("error", [0, 0.0, 0.0])
         acc[0] += 1
         if pred.error:
+            acc[1] += 1.0
+            acc[2] += 1.0
+        acc = sums.get("timeout") or sums.setdefault("timeout", [0, 0.0, 0.0])
+        acc[0] += 1
+        if pred.timeout:
             acc[1] += 1.0
             acc[2] += 1.0
         if pred.score is not None:

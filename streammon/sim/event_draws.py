@@ -16,7 +16,9 @@ spec's stages, tiny segments, broken routers and heavy-tailed latency with timeo
   last a geometric number of the unit's consecutive requests (mean ``burst_mean``).
 * Outcomes: each prediction with a label gets an outcome ``delay ~ Exp(mean)`` later,
   per arm; ``label_missing`` drops a share of them per arm.
-* Latency: lognormal(median, σ); ``timeout_ms`` caps it and marks the request an error.
+* Latency: lognormal(median, σ); ``timeout_ms`` caps it and marks the request an error
+  and a timeout; ``latency_slow_share`` of canary requests are ``latency_slow_factor``
+  times slower (a heavier tail).
 
 Pure and seeded: the same plan and seed give the same events.
 """
@@ -57,6 +59,9 @@ class EventPlan:
     latency_median_ms: float = 40.0
     latency_sigma: float = 0.35
     latency_effect: float = 0.0
+    latency_slow_share: float = 0.0
+    """Share of canary requests slowed by ``latency_slow_factor`` (a heavier upper tail)."""
+    latency_slow_factor: float = 1.0
     timeout_ms: float = float("inf")
     delay_mean_ms: tuple[float, float] = (5_000.0, 5_000.0)
     """Mean outcome delay (baseline, canary)."""
@@ -114,6 +119,9 @@ def _draw_window(plan: EventPlan, rng: np.random.Generator, w: int, unit_u: Floa
     error = _errors(plan, rng, unit, canary, burst_left)
     latency = plan.latency_median_ms * np.exp(plan.latency_sigma * rng.standard_normal(m))
     latency = np.where(canary, latency * (1.0 + plan.latency_effect), latency)
+    if plan.latency_slow_share > 0.0:
+        slow = canary & (rng.random(m) < plan.latency_slow_share)
+        latency = np.where(slow, latency * plan.latency_slow_factor, latency)
     timed_out = latency >= plan.timeout_ms
     latency = np.minimum(latency, plan.timeout_ms)
     error = error | timed_out
@@ -129,7 +137,8 @@ def _draw_window(plan: EventPlan, rng: np.random.Generator, w: int, unit_u: Floa
         preds.append({"v": 1, "request_id": rid, "rollout_id": plan.rollout_id,
                       "model_version": arm, "arm": arm, "ts_ms": int(ts[i]),
                       "segment": names[seg[i]], "unit_id": f"u{unit[i]}",
-                      "latency_ms": float(latency[i]), "error": bool(error[i])})
+                      "latency_ms": float(latency[i]), "error": bool(error[i]),
+                      "timeout": bool(timed_out[i])})
         if not missing[i]:
             outs.append({"v": 1, "request_id": rid, "rollout_id": plan.rollout_id,
                          "ts_ms": int(ts[i] + delay[i]), "label": float(label[i])})
