@@ -53,6 +53,10 @@ class Prediction(msgspec.Struct, frozen=True, kw_only=True):
     timeout: bool = False
     """The request hit the serving timeout (also an error, if the node says so): counted
     by the ``timeout`` metric, a binary metric of its own."""
+    covariate: float | None = None
+    """A pre-exposure covariate for variance reduction (CUPED): the *baseline* model's
+    score computed on every request whatever the arm, or the unit's metric before the
+    rollout — never the candidate's own score. See docs/statistics.md."""
     weights_seq: int | None = None
     shadow: bool = False
 
@@ -124,6 +128,9 @@ class MetricSpecWire(msgspec.Struct, frozen=True, kw_only=True):
     bad_direction: Literal["decrease", "increase"]
     margin: float = 0.0
     label_delay_windows: int = 0
+    covariate: bool = False
+    """``label``/``value`` only: reduce variance with the predictions' ``covariate``
+    (CUPED, θ estimated from earlier windows); the metric is then judged as continuous."""
     quantile: float | None = None
     """``latency_ms`` only: judge the upper tail instead of the mean — the share of
     requests slower than the baseline's ``quantile`` (e.g. 0.95 for p95), a threshold
@@ -326,6 +333,9 @@ def check_semantics(event: object) -> None:
     version = getattr(event, "v", SCHEMA_VERSION)
     if version != SCHEMA_VERSION:
         raise EventError(f"unsupported schema version v={version} - at `$.v`; this build reads v=1")
+    if isinstance(event, Prediction) and event.covariate is not None \
+            and not math.isfinite(event.covariate):
+        raise EventError("Prediction: `covariate` must be finite - at `$.covariate`")
     if isinstance(event, Outcome):
         if event.label is None and event.value is None:
             raise EventError("Outcome: needs `label` (0/1) or `value` - at `$.label`")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import msgspec
 import numpy as np
@@ -21,7 +21,7 @@ import numpy as np
 from streammon.control import commands
 from streammon.control.commands import Phase
 from streammon.control.keys import Signer
-from streammon.decide import cell_grid, postmortem, strategies, tail
+from streammon.decide import cell_grid, covariate, postmortem, strategies, tail
 from streammon.decide.assessor import RolloutAssessor
 from streammon.decide.policy import (
     Assessment,
@@ -88,9 +88,8 @@ def policy_from_spec(spec: RolloutSpec) -> RolloutPolicy:
     Alpha is split evenly between the guarded metrics and, when on, the drift guard; the
     sample-ratio check takes its share out of the metrics' part.
     """
-    metrics = tuple(MetricSpec(m.name, m.kind if m.quantile is None else "binary",
-                               m.bad_direction, m.margin, judge_delay_windows(spec, m))
-                    for m in spec.metrics)
+    metrics = tuple(MetricSpec(m.name, judged_kind(m), m.bad_direction, m.margin,
+                               judge_delay_windows(spec, m)) for m in spec.metrics)
     stages = strategies.stage_fractions(spec)
     return RolloutPolicy(
         metrics=metrics, alpha=spec.alpha - drift_alpha(spec), f0=stages[0], growth=2.0,
@@ -98,6 +97,15 @@ def policy_from_spec(spec: RolloutSpec) -> RolloutPolicy:
         min_samples_per_stage=spec.min_samples_per_stage,
         srm_alpha=min(0.001, spec.alpha / 10),
         min_final_windows=spec.min_final_windows or spec.step_windows)
+
+
+def judged_kind(metric: MetricSpecWire) -> Literal["binary", "continuous", "count"]:
+    """Return the kind a metric is judged as: its tail share is binary, CUPED continuous."""
+    if metric.quantile is not None:
+        return "binary"
+    if metric.covariate:
+        return "continuous"
+    return metric.kind
 
 
 def judge_delay_windows(spec: RolloutSpec, metric: MetricSpecWire) -> int:
@@ -109,6 +117,7 @@ def check_spec(spec: RolloutSpec) -> None:
     """Raise ConfigError naming the field if the spec cannot run (its ramp and its policy)."""
     strategies.check_strategy(spec)
     tail.check_quantiles(spec)
+    covariate.check_covariates(spec)
     try:
         policy_from_spec(spec)
     except StatsInputError as exc:
@@ -225,19 +234,24 @@ def build_cells(state: RolloutState, summaries: Iterable[CohortSummary],
     """Lay the rollout's summaries out for its first ``windows`` decision windows.
 
     A latency metric with a ``quantile`` is laid out as its exceedance cells
-    (:mod:`streammon.decide.tail`), at the threshold fixed on its calibration window.
+    (:mod:`streammon.decide.tail`), at the threshold fixed on its calibration window; an
+    outcome metric with a ``covariate`` as its CUPED-adjusted cells
+    (:mod:`streammon.decide.covariate`).
     """
     spec = state.spec
     names = [m.name for m in spec.metrics]
     quantiles = {m.name: m.quantile for m in spec.metrics if m.quantile is not None}
+    extra = (list(tail.BIN_METRICS) if quantiles else []) + covariate.covariate_names(spec)
     grid = cell_grid.build_grid(
         summaries, origin_ms=state.origin_ms, window_ms=spec.window_ms,
-        windows=windows, metrics=names + (list(tail.BIN_METRICS) if quantiles else []),
-        intended=intended_fractions(state, windows))
+        windows=windows, metrics=names + extra, intended=intended_fractions(state, windows))
     for name, quantile in quantiles.items():
         grid.cells[name] = _tail_cells(state, grid, name, quantile)
-    for bin_name in tail.BIN_METRICS if quantiles else ():
-        grid.cells.pop(bin_name, None)
+    for metric in spec.metrics:
+        if metric.covariate:
+            grid.cells[metric.name] = covariate.adjusted(grid.cells, metric.name, metric.kind)
+    for extra_name in extra:
+        grid.cells.pop(extra_name, None)
     return grid
 
 

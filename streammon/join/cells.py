@@ -38,6 +38,11 @@ def latency_bin_metric(k: int) -> str:
     return f"latency_ms#{k}"
 
 
+def covariate_metric(metric: str, part: str) -> str:
+    """Return the name of an outcome metric's covariate sums: ``label:x``, ``label:xy``."""
+    return f"{metric}:{part}"
+
+
 _BIN_NAMES = tuple(latency_bin_metric(k) for k in range(LATENCY_BINS))
 
 CellKey = tuple[str, int, str, Arm]
@@ -92,6 +97,17 @@ class CellState:
             acc[2] += 1.0
         if pred.score is not None:
             self.score_hist[min(int(pred.score * SCORE_BINS), SCORE_BINS - 1)] += 1
+
+    def add_covariate(self, label: float | None, value: float | None, x: float) -> None:
+        """Add a joined request's covariate sums for CUPED.
+
+        ``<metric>:x`` holds n, Σx, Σx² and ``<metric>:xy`` n, Σxy, Σ(xy)², over the
+        outcomes whose prediction had a covariate.
+        """
+        for metric, y in (("label", label), ("value", value)):
+            if y is not None:
+                self.add(covariate_metric(metric, "x"), x)
+                self.add(covariate_metric(metric, "xy"), x * y)
 
     def __iadd__(self, other: CellState) -> CellState:
         for metric, (n, s, ss) in other.sums.items():

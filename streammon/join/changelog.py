@@ -72,6 +72,8 @@ class JoinRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     predictions: list[tuple[str, int, int]] = []
     outcomes: list[tuple[str, int, float | None, float | None]] = []
     joined: list[tuple[str, int]] = []
+    covariates: list[tuple[str, float]] = []
+    """Pending predictions' covariates (request id, x); absent in records of older builds."""
 
 
 class _JoinRecordIn(JoinRecord, kw_only=True, omit_defaults=True):
@@ -229,6 +231,8 @@ def _build(seq: int, state: JoinState, cells: list[CellKey], entries: list[tuple
             record.outcomes.append((request_id, entry.expires_at_ms, entry.label, entry.value))
         else:
             record.predictions.append((request_id, entry.expires_at_ms, index[entry.cell]))
+            if entry.covariate is not None:
+                record.covariates.append((request_id, entry.covariate))
     return record
 
 
@@ -291,6 +295,10 @@ def _replay(record: JoinRecord, entries: dict[str, Entry], cells: dict[CellKey, 
     for request_id, expires_ms, cell_index in record.predictions:
         entries[request_id] = PendingPrediction(expires_ms, keys[cell_index])
         max_expiry = max(max_expiry, expires_ms)
+    for request_id, x in record.covariates:
+        pending = entries.get(request_id)
+        if isinstance(pending, PendingPrediction):
+            entries[request_id] = PendingPrediction(pending.expires_at_ms, pending.cell, x)
     for request_id, expires_ms, label, value in record.outcomes:
         entries[request_id] = PendingOutcome(expires_ms, label, value)
         max_expiry = max(max_expiry, expires_ms)

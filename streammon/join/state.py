@@ -58,6 +58,8 @@ class PendingPrediction(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
     expires_at_ms: int
     cell: CellKey
+    covariate: float | None = None
+    """The prediction's pre-exposure covariate, added with its outcome (CUPED sums)."""
 
 
 class PendingOutcome(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -229,13 +231,14 @@ class JoinState:
             changed_cells.add(key)
             cell.add_prediction(pred)
             if isinstance(entry, PendingOutcome):
-                self._join(jkey, cell, entry.label, entry.value, entry.expires_at_ms)
+                self._join(jkey, cell, entry.label, entry.value, entry.expires_at_ms,
+                           pred.covariate)
             elif pred.shadow:  # mirrored, never served: no outcome will come; keep a tombstone
                 counters["shadow_predictions"] += 1
                 self._put(jkey, ts_ms + ttl_ms, ts_ms + ttl_ms, new=True)
             else:
-                self._put(jkey, PendingPrediction(ts_ms + ttl_ms, key), ts_ms + ttl_ms,
-                          new=True)
+                self._put(jkey, PendingPrediction(ts_ms + ttl_ms, key, pred.covariate),
+                          ts_ms + ttl_ms, new=True)
         return rejected
 
     def _admit(self, key: CellKey) -> str:
@@ -275,7 +278,7 @@ class JoinState:
                           expires_ms, new=True)
             elif isinstance(entry, PendingPrediction):
                 self._join(jkey, self._cell(entry.cell), outcome.label,
-                           outcome.value, entry.expires_at_ms)
+                           outcome.value, entry.expires_at_ms, entry.covariate)
             else:
                 counters["duplicate_outcomes"] += 1
 
@@ -353,12 +356,14 @@ class JoinState:
         heapq.heapify(self._expiry)
 
     def _join(self, request_id: str, cell: CellState, label: float | None,
-              value: float | None, expires_at_ms: int) -> None:
+              value: float | None, expires_at_ms: int, covariate: float | None = None) -> None:
         self.counters["joined"] += 1
         if label is not None:
             cell.add("label", label)
         if value is not None:
             cell.add("value", value)
+        if covariate is not None:
+            cell.add_covariate(label, value, covariate)
         self._put(request_id, expires_at_ms, expires_at_ms, new=False)
 
     def _expire_one(self, request_id: str, entry: Entry) -> None:
