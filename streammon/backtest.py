@@ -267,12 +267,19 @@ def _plain(item: Any) -> Any:
         return item
     out = {}
     for key, value in item.items():
-        if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        kind = type(value)
+        if kind is bool:
+            if key in ("label", "value"):
+                value = float(value)
+        elif kind not in _PLAIN_TYPES and hasattr(value, "item"):
             value = value.item()
-        if key in ("label", "value") and isinstance(value, bool):
-            value = float(value)
+            if key in ("label", "value") and isinstance(value, bool):
+                value = float(value)
         out[key] = value
     return out
+
+
+_PLAIN_TYPES = (str, int, float, type(None), list, dict)
 
 
 def read_jsonl(path: str | Path) -> Iterator[Any]:
