@@ -18,7 +18,8 @@ from typing import Any
 from streammon import events
 from streammon.config.settings import Settings
 from streammon.devstack import stop_process
-from streammon.join.cells import CellKey, CellState, merge_summaries
+from streammon.events import CellKey
+from streammon.join.cells import CellState, merge_summaries
 from streammon.join.changelog import decode_record
 from streammon.sim.demo import spawn_streammon
 

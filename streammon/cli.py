@@ -213,7 +213,7 @@ def cmd_pin(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     """Replay recorded events (``--spec``) or a CSV of cohort statistics (``FILE``)."""
     if args.spec is not None:
-        from streammon.backtest import main as events_main
+        from streammon.ops.backtest import main_events as events_main
 
         if not (args.predictions and args.outcomes):
             raise ConfigError("backtest --spec needs --predictions P.jsonl and --outcomes O.jsonl")

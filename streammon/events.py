@@ -9,6 +9,7 @@ msgspec ``Struct`` s, so decoding and validation happen in one fast pass.
 from __future__ import annotations
 
 import math
+from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -19,12 +20,19 @@ SCHEMA_VERSION = 1
 ARMS = ("baseline", "canary")
 
 Arm = Literal["baseline", "canary"]
+MetricName = Literal["label", "value", "latency_ms", "error", "timeout"]
+Kind = Literal["binary", "continuous", "count"]
+"""How a metric's values are tested: 0/1 outcomes, real values, or event counts."""
+BadDirection = Literal["decrease", "increase"]
+"""Which way a metric moves when users are hurt."""
+PREDICTION_METRICS = ("latency_ms", "error", "timeout")
+"""Metrics a prediction carries on its own (known before its outcome, guardable in shadow)."""
+OUTCOME_METRICS = ("label", "value")
+"""Metrics its outcome brings (known only after the join)."""
 Action = Literal["start", "step", "promote", "rollback", "hold", "resume"]
 """What a control command does; the one action vocabulary (phases: control.commands.PHASES)."""
 Decision = Action | Literal["continue"]
 """What the decider concludes after a window: a command's action, or ``continue``."""
-MIN_SAMPLES_PER_STAGE = 100
-"""Canary samples a stage needs before the ramp steps on (the one default)."""
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 TimestampMs = Annotated[int, msgspec.Meta(ge=0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
@@ -76,6 +84,21 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     value: float | None = None
 
 
+CellKey = tuple[str, int, str, Arm]
+"""The identity of a cohort cell: (rollout_id, window_start_ms, segment, arm).
+
+The cell layout is owned here: a cell keeps per metric the sums :data:`SUMS` (one
+:class:`MetricSums`) and a histogram of :data:`SCORE_BINS` model-score bins. The join
+accumulates it (:class:`streammon.join.cells.CellState`), a :class:`CohortSummary` carries
+it, and the statistics take it as the arrays :data:`streammon.stats.cells.FIELDS`
+(:data:`SUMS` per arm, suffixed by :data:`ARM_CODES`).
+"""
+SCORE_BINS = 10
+"""Equal-width bins of a prediction's score in [0, 1] (the drift check's histogram)."""
+ARM_CODES: dict[str, str] = {"baseline": "a", "canary": "b"}
+"""The suffix of an arm in the statistics' arrays: ``n_a`` is the baseline's n."""
+
+
 class MetricSums(msgspec.Struct, frozen=True, array_like=True):
     """Sufficient statistics of one metric in one cell: n, Σx, Σx²."""
 
@@ -85,6 +108,10 @@ class MetricSums(msgspec.Struct, frozen=True, array_like=True):
 
     def __add__(self, other: MetricSums) -> MetricSums:
         return MetricSums(self.n + other.n, self.sum + other.sum, self.sumsq + other.sumsq)
+
+
+SUMS: tuple[str, ...] = MetricSums.__struct_fields__
+"""The sums a cell keeps per metric, in order: ``("n", "sum", "sumsq")``."""
 
 
 class CohortSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,25 +136,30 @@ class CohortSummary(msgspec.Struct, frozen=True, kw_only=True):
     expired: int = 0
 
     @property
+    def cell(self) -> CellKey:
+        """The cell this summary describes (the same from every source)."""
+        return (self.rollout_id, self.window_start_ms, self.segment, self.arm)
+
+    @property
     def key(self) -> str:
         """The deterministic key under which this summary overwrites its predecessors."""
-        return summary_key(self.rollout_id, self.window_start_ms, self.segment, self.arm,
-                           self.source)
+        return summary_key(self.cell, self.source)
 
 
-def summary_key(rollout_id: str, window_start_ms: int, segment: str, arm: str, source: str) -> str:
+def summary_key(cell: CellKey, source: str) -> str:
     """Return the deterministic identity of a cohort cell from one source."""
+    rollout_id, window_start_ms, segment, arm = cell
     return f"{rollout_id}|{window_start_ms}|{segment}|{arm}|{source}"
 
 
 class MetricSpecWire(msgspec.Struct, frozen=True, kw_only=True):
     """One guarded metric of a rollout, as written in a rollout spec."""
 
-    name: Literal["label", "value", "latency_ms", "error", "timeout"]
-    kind: Literal["binary", "continuous", "count"]
-    bad_direction: Literal["decrease", "increase"]
-    margin: float = 0.0
-    label_delay_windows: int = 0
+    name: MetricName
+    kind: Kind
+    bad_direction: BadDirection
+    margin: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
+    label_delay_windows: Annotated[int, msgspec.Meta(ge=0)] = 0
     covariate: bool = False
     """``label``/``value`` only: reduce variance with the predictions' ``covariate``
     (CUPED, θ estimated from earlier windows); the metric is then judged as continuous."""
@@ -140,6 +172,18 @@ class MetricSpecWire(msgspec.Struct, frozen=True, kw_only=True):
     """How long after a prediction its outcome counts. A window's cohort is judged once
     the horizon has passed and is then frozen; its label coverage is guarded per arm.
     None keeps the older rule: judged after ``label_delay_windows``, not frozen."""
+
+
+class SpecDefaults:
+    """The defaults of a :class:`RolloutSpec`, declared once (the decision policy's too)."""
+
+    ALPHA = 0.05
+    F0 = 0.05
+    GROWTH = 2.0
+    F_MAX = 0.5
+    STEP_WINDOWS = 5
+    MIN_SAMPLES_PER_STAGE = 100
+    """Canary samples a stage needs before the ramp steps on."""
 
 
 class RolloutSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -159,19 +203,20 @@ class RolloutSpec(msgspec.Struct, frozen=True, kw_only=True):
     candidate: NonEmpty
     metrics: list[MetricSpecWire]
     strategy: Literal["canary", "linear", "stages", "blue_green"] = "canary"
-    alpha: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.05
-    f0: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.05
-    growth: Annotated[float, msgspec.Meta(ge=1.0)] = 2.0
+    alpha: Annotated[float, msgspec.Meta(gt=0.0, lt=0.5)] = SpecDefaults.ALPHA
+    f0: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = SpecDefaults.F0
+    growth: Annotated[float, msgspec.Meta(ge=1.0)] = SpecDefaults.GROWTH
     increment: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.1
     stages: list[Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]] = msgspec.field(
         default_factory=list)
     validation: Literal["traffic", "shadow"] = "traffic"
     drift_guard: bool | None = None
-    f_max: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.5
-    step_windows: Annotated[int, msgspec.Meta(ge=1)] = 5
+    f_max: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = SpecDefaults.F_MAX
+    step_windows: Annotated[int, msgspec.Meta(ge=1)] = SpecDefaults.STEP_WINDOWS
     min_final_windows: Annotated[int, msgspec.Meta(ge=1)] | None = None
     """Windows the final stage must last before promotion (default: ``step_windows``)."""
-    min_samples_per_stage: Annotated[int, msgspec.Meta(ge=0)] = MIN_SAMPLES_PER_STAGE
+    min_samples_per_stage: Annotated[int, msgspec.Meta(ge=0)] = (
+        SpecDefaults.MIN_SAMPLES_PER_STAGE)
     window_ms: Annotated[int, msgspec.Meta(ge=100)] = 60_000
     grace_ms: Annotated[int, msgspec.Meta(ge=0)] = 10_000
     ttl_ms: Annotated[int, msgspec.Meta(ge=1)] = 3_600_000
@@ -205,8 +250,26 @@ class Command(msgspec.Struct, frozen=True, kw_only=True):
     sig: str = ""
 
 
+class Verdict(StrEnum):
+    """Argo-style phases; :func:`streammon.decide.policy.worst` picks the most severe."""
+
+    PROMOTE = "Promote"
+    STEP = "Step"
+    PENDING = "Pending"
+    RUNNING = "Running"
+    INCONCLUSIVE = "Inconclusive"
+    HALT = "Halt"
+    ERROR = "Error"
+    ROLLBACK = "Rollback"
+
+
 class MetricEstimate(msgspec.Struct, frozen=True, kw_only=True):
-    """One metric's matched-cohort effect estimate and confidence bounds."""
+    """One metric's matched-cohort effect estimate and confidence bounds (Δ = canary - baseline).
+
+    The one estimate type from the statistics to the wire: the decider
+    (:mod:`streammon.decide.policy`) builds it after the metric's last judged window and
+    a :class:`Diagnosis` carries it (through :meth:`json_safe`).
+    """
 
     name: str
     effect: float
@@ -215,10 +278,21 @@ class MetricEstimate(msgspec.Struct, frozen=True, kw_only=True):
     upper: float
     n_baseline: int
     n_canary: int
-    verdict: str
+    verdict: Verdict
+    p_harm: float = 1.0
+    """The harm e-process's anytime p-value (1 when nothing is judged yet)."""
+    windows_judged: int = 0
+    """Windows whose outcomes have matured and were judged."""
     changed: bool = False
     """True when the effect changed during the rollout (the running bounds no longer
     overlap): ``effect``, ``lower`` and ``upper`` are then the current stage's."""
+
+    def json_safe(self) -> MetricEstimate:
+        """Return the estimate with its numbers as JSON can carry them (see :func:`json_number`)."""
+        return msgspec.structs.replace(
+            self, effect=json_number(self.effect), rel_effect=json_number(self.rel_effect),
+            lower=json_number(self.lower), upper=json_number(self.upper),
+            p_harm=json_number(self.p_harm, 1.0))
 
 
 class Diagnosis(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,6 +1,7 @@
 """The Faust application: the join and the decider as thin agents over pure state.
 
-``create_app`` builds the app from :class:`~streammon.config.settings.Settings`; ``run_worker``
+``create_app`` builds the app from :class:`~streammon.config.settings.Settings` and returns
+it with its agents as :class:`AppParts` (what the Prometheus collector reads); ``run_worker``
 runs it in this process until SIGTERM/SIGINT (``streammon worker``). Scale out by
 starting more workers with the same settings: Kafka spreads the partitions of
 predictions and outcomes over them.
@@ -12,20 +13,36 @@ import atexit
 import logging
 import shutil
 import tempfile
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from streammon.config.settings import Settings
 from streammon.envelope import MAX_LEAD_MS
 from streammon.errors import ConfigError
 from streammon.join.state import JoinConfig
 
+if TYPE_CHECKING:
+    from streammon.app.decide_agent import DecideAgent
+    from streammon.app.join_agent import JoinAgent
+    from streammon.app.join_service import JoinService
+
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AppParts:
+    """A built worker: the Faust app, its join and (unless ``decide=False``) its decider."""
+
+    app: Any
+    """The ``faust.App`` (its ``monitor`` holds the consumer offsets)."""
+    join: JoinService | JoinAgent
+    decide: DecideAgent | None = None
 
 
 def create_app(
     settings: Settings, *, join_config: JoinConfig, partitions: int, decide: bool = True,
     max_lead_ms: int = MAX_LEAD_MS, join_engine: str = "batch",
-) -> Any:
+) -> AppParts:
     """Return a Faust app with the join (and, unless ``decide=False``, the decider).
 
     ``join_engine="batch"`` (the default) runs the join as a librdkafka batch loop hosted
@@ -60,22 +77,19 @@ def create_app(
         opts.update(broker_rebalance_timeout=3, broker_session_timeout=6,
                     broker_heartbeat_interval=1)
     app = faust.App(settings.app_id, **opts)
+    join: JoinService | JoinAgent
     if join_engine == "batch":
         join = JoinService(settings=settings, config=join_config, partitions=partitions,
                            app_id=settings.app_id, max_lead_ms=max_lead_ms)
         JoinHost.attach(app, join)
-        app.streammon_join = join  # type: ignore[attr-defined]
     elif join_engine == "faust":
-        app.streammon_join = JoinAgent(  # type: ignore[attr-defined]
-            app, settings=settings, config=join_config, partitions=partitions,
-            max_lead_ms=max_lead_ms)
+        join = JoinAgent(app, settings=settings, config=join_config, partitions=partitions,
+                         max_lead_ms=max_lead_ms)
     else:
         raise ConfigError(f"join engine {join_engine!r} (flag --join-engine) must be "
                           "'batch' or 'faust'")
-    if decide:
-        decider = DecideAgent(app, settings=settings, partitions=partitions)
-        app.streammon_decide = decider  # type: ignore[attr-defined]
-    return app
+    decider = DecideAgent(app, settings=settings, partitions=partitions) if decide else None
+    return AppParts(app=app, join=join, decide=decider)
 
 
 def _scratch_dir() -> str:
@@ -103,11 +117,11 @@ def run_worker(settings: Settings, *, join_config: JoinConfig, loglevel: str = "
     from streammon.kafka.topics import check_copartitioned
 
     partitions = check_copartitioned(settings.kafka, settings.topics)
-    app = create_app(settings, join_config=join_config, partitions=partitions,
-                     max_lead_ms=max_lead_ms, join_engine=join_engine, decide=decide)
+    parts = create_app(settings, join_config=join_config, partitions=partitions,
+                       max_lead_ms=max_lead_ms, join_engine=join_engine, decide=decide)
     if metrics_port is not None:
         from streammon.ops.prometheus import start_metrics_server, worker_registry
 
-        start_metrics_server(metrics_port, worker_registry(app), addr=metrics_addr)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+        start_metrics_server(metrics_port, worker_registry(parts), addr=metrics_addr)
+    worker = faust.Worker(parts.app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

@@ -29,7 +29,8 @@ from streammon.app.producer_flush import drain_fully
 from streammon.app.tablestore import RecordStore
 from streammon.config.settings import Settings
 from streammon.envelope import MAX_LEAD_MS, Reject, decode_message
-from streammon.join.cells import CellKey, CellState
+from streammon.events import CellKey
+from streammon.join.cells import CellState
 from streammon.join.changelog import JoinLog, restore
 from streammon.join.state import JoinConfig, JoinState
 

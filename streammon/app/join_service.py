@@ -44,7 +44,8 @@ from typing import Any
 from streammon import events
 from streammon.config.settings import Settings
 from streammon.envelope import MAX_LEAD_MS, Reject, decode_message
-from streammon.join.cells import CellKey, CellState
+from streammon.events import CellKey
+from streammon.join.cells import CellState
 from streammon.join.changelog import RECORD_MAX_BYTES, JoinLog, restore
 from streammon.join.state import JoinConfig, JoinState
 

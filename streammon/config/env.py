@@ -15,6 +15,7 @@ Per-option overrides: ``STREAMMON_KAFKA_OPT_<NAME>`` and ``STREAMMON_REDIS_OPT_<
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import replace
@@ -58,6 +59,29 @@ def parse_env_value(var: str, text: str) -> Any:
 def env_values(env: Mapping[str, str]) -> dict[tuple[str, str], Any]:
     """Return (section, key) -> parsed value for every variable of the table set in ``env``."""
     return {ENV_VARS[var]: parse_env_value(var, env[var]) for var in ENV_VARS if env.get(var)}
+
+
+def env_options(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Return the per-option overrides by section: ``{"kafka": {...}, "redis": {...}}``.
+
+    ``STREAMMON_KAFKA_OPT_SASL_USERNAME`` sets librdkafka's ``sasl.username`` (text);
+    ``STREAMMON_REDIS_OPT_SOCKET_TIMEOUT`` sets redis-py's ``socket_timeout`` (JSON, else text).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for var, value in env.items():
+        if var.startswith(KAFKA_OPT_PREFIX):
+            name = var[len(KAFKA_OPT_PREFIX):].lower().replace("_", ".")
+            out.setdefault("kafka", {})[name] = value
+        elif var.startswith(REDIS_OPT_PREFIX):
+            out.setdefault("redis", {})[var[len(REDIS_OPT_PREFIX):].lower()] = _json_or_text(value)
+    return out
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:

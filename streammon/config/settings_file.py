@@ -28,7 +28,6 @@ per option ``STREAMMON_KAFKA_OPT_<NAME>`` (``SASL_USERNAME`` -> ``sasl.username`
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -38,8 +37,7 @@ from typing import Any
 
 from streammon.config.env import (
     CONFIG_ENV,
-    KAFKA_OPT_PREFIX,
-    REDIS_OPT_PREFIX,
+    env_options,
     env_values,
     keyring_for,
 )
@@ -193,21 +191,9 @@ def _merge_env(data: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any
     for (section, key), value in env_values(env).items():
         target = merged.setdefault(section, {}) if section else merged
         target[key] = value
-    for var, value in env.items():
-        for section, prefix in (("kafka", KAFKA_OPT_PREFIX), ("redis", REDIS_OPT_PREFIX)):
-            if var.startswith(prefix):
-                name = var[len(prefix):].lower()
-                options = merged.setdefault(section, {}).setdefault("options", {})
-                options[name.replace("_", ".") if section == "kafka" else name] = (
-                    value if section == "kafka" else _json_or_text(value))
+    for section, options in env_options(env).items():
+        merged.setdefault(section, {}).setdefault("options", {}).update(options)
     return merged
-
-
-def _json_or_text(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def _apply(base: Settings, data: Mapping[str, Any]) -> Settings:

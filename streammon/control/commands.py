@@ -57,7 +57,7 @@ WEIGHTS_TOLERANCE = 1e-6
 
 Phase = Literal["running", "held", "promoted", "rolled_back"]
 SeqVerdict = Literal["newer", "duplicate", "conflict", "stale"]
-Verdict = Literal["apply", "duplicate", "conflict", "stale", "rejected_expired",
+PlanResult = Literal["apply", "duplicate", "conflict", "stale", "rejected_expired",
                   "rejected_epoch", "rejected_unknown", "rejected_terminal"]
 PHASES: dict[str, Phase] = {
     "start": "running",
@@ -67,6 +67,8 @@ PHASES: dict[str, Phase] = {
     "promote": "promoted",
     "rollback": "rolled_back",
 }
+FINAL_PHASES: tuple[Phase, ...] = ("promoted", "rolled_back")
+"""Phases a rollout never leaves: no command applies after promote or rollback."""
 
 _UNIT_SCALE = float(1 << 64)
 _CANONICAL = msgspec.json.Encoder(order="sorted")
@@ -278,7 +280,8 @@ def route_state_for(cmd: Command) -> RouteState:
     )
 
 
-def plan(held: RouteState | None, cmd: Command, now_ms: int) -> tuple[Verdict, RouteState | None]:
+def plan(held: RouteState | None, cmd: Command,
+         now_ms: int) -> tuple[PlanResult, RouteState | None]:
     """Decide, as the sequence authority, what applying ``cmd`` on ``held`` does.
 
     Returns ("apply", the unsigned new state with its assigned seq) or a refusal:
@@ -311,11 +314,11 @@ def plan(held: RouteState | None, cmd: Command, now_ms: int) -> tuple[Verdict, R
     return "apply", state
 
 
-def _phase_verdict(held: RouteState, cmd: Command) -> Verdict:
+def _phase_verdict(held: RouteState, cmd: Command) -> PlanResult:
     """Return whether ``cmd`` may follow ``held`` (rollback wins every race)."""
     if cmd.action == "rollback":
         return "stale" if held.phase == "rolled_back" else "apply"
-    if held.phase in ("rolled_back", "promoted"):
+    if held.phase in FINAL_PHASES:
         return "rejected_terminal"
     if cmd.action == "hold":
         return "stale" if held.phase == "held" else "apply"

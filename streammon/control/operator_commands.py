@@ -58,7 +58,7 @@ def now_ms() -> int:
 def start_rollout(settings: Settings, spec: RolloutSpec, *, client: Any) -> Command:
     """Check the spec and the baseline's pin, then send the signed ``start`` command (seq 1)."""
     from streammon.control.registry import Registry
-    from streammon.decide.progress import check_spec
+    from streammon.decide.spec import check_spec
 
     check_spec(spec)
     Registry(client).require_pinned(spec.baseline)

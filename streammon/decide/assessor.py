@@ -28,15 +28,15 @@ from streammon.decide.policy import (
     Coverage,
     MetricSpec,
     RolloutPolicy,
-    Verdict,
     check_metrics,
     coverage_halt,
     judge,
     pending,
     srm_halt,
 )
+from streammon.events import Verdict
+from streammon.stats.assignment import check_assignment
 from streammon.stats.cells import FIELDS, FloatArray, StatsInputError, as_cells
-from streammon.stats.decision import check_assignment
 from streammon.stats.evidence import MetricEvidence
 from streammon.stats.horizon import CoverageGap
 from streammon.stats.incremental import (

@@ -6,7 +6,8 @@ per metric as ``(windows, segments)`` arrays — ``n_a, sum_a, sumsq_a`` for the
 ``n_b, sum_b, sumsq_b`` for the canary — exactly what :func:`streammon.stats.replay` and
 :func:`streammon.decide.policy.assess_rollout` take, plus per-window score histograms per arm
 and the assignment counts of the sample-ratio check. Cells are never pooled across
-windows or segments here. Pure.
+windows or segments here; the layout is :mod:`streammon.events`' (``SUMS``, ``ARM_CODES``).
+Pure.
 """
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streammon.events import CohortSummary
-from streammon.join.cells import SCORE_BINS
-from streammon.stats.cells import FloatArray
+from streammon.events import ARM_CODES, SCORE_BINS, CohortSummary
+from streammon.stats.cells import FIELDS, FloatArray
 
-CELL_FIELDS = ("n_a", "sum_a", "sumsq_a", "n_b", "sum_b", "sumsq_b")
 EXPOSURE_METRIC = "error"
 """Every prediction records its error flag, so this metric's n counts exposures."""
 
@@ -52,11 +51,11 @@ def build_grid(
     segments = tuple(sorted({s.segment for s in rows})) or ("all",)
     seg_index = {s: i for i, s in enumerate(segments)}
     names = [*metrics, EXPOSURE_METRIC] if EXPOSURE_METRIC not in metrics else list(metrics)
-    cells = {m: {f: np.zeros((windows, len(segments))) for f in CELL_FIELDS} for m in names}
+    cells = {m: {f: np.zeros((windows, len(segments))) for f in FIELDS} for m in names}
     hists = {"a": np.zeros((windows, SCORE_BINS)), "b": np.zeros((windows, SCORE_BINS))}
     for s in rows:
         w = (s.window_start_ms - origin_ms) // window_ms
-        arm = "a" if s.arm == "baseline" else "b"
+        arm = ARM_CODES[s.arm]
         hists[arm][w] += s.score_hist
         for metric, sums in s.metrics.items():
             if metric in cells:

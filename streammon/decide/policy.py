@@ -29,12 +29,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
-from streammon.decide.strategies import ramp
-from streammon.events import MIN_SAMPLES_PER_STAGE, Decision
+from streammon.decide.spec import check_fractions
+from streammon.decide.strategies import DEFAULT_STAGES
+from streammon.events import (
+    BadDirection,
+    Decision,
+    Kind,
+    MetricEstimate,
+    SpecDefaults,
+    Verdict,
+)
+from streammon.stats.assignment import canary_samples, check_assignment
 from streammon.stats.cells import (
     DIRECTIONS,
     KINDS,
@@ -43,14 +51,16 @@ from streammon.stats.cells import (
     check_alpha,
     check_choice,
 )
-from streammon.stats.decision import MetricEstimate as MetricEstimate
-from streammon.stats.decision import Verdict as Verdict
-from streammon.stats.decision import canary_samples, check_assignment
 from streammon.stats.evidence import MetricEvidence, assess_metric_evidence, averaged_harm
 from streammon.stats.horizon import CoverageGap, compute_coverage_gap
 from streammon.stats.srm import compute_srm
 
 _SEVERITY = {verdict: rank for rank, verdict in enumerate(Verdict)}
+
+
+def srm_alpha_for(alpha: float) -> float:
+    """Return the sample-ratio check's level in a rollout at ``alpha``: min(0.001, alpha/10)."""
+    return min(0.001, alpha / 10)
 
 
 def worst(verdicts: list[Verdict]) -> Verdict:
@@ -63,8 +73,8 @@ class MetricSpec:
     """One judged metric: its kind, the direction that hurts users and its margin."""
 
     name: str
-    kind: Literal["binary", "continuous", "count"]
-    bad_direction: Literal["decrease", "increase"]
+    kind: Kind
+    bad_direction: BadDirection
     margin: float = 0.0
     label_delay_windows: int = 0
 
@@ -80,22 +90,25 @@ class MetricSpec:
 
 @dataclass(frozen=True)
 class RolloutPolicy:
-    """How a rollout ramps and what it takes to step, promote or roll back."""
+    """How a rollout ramps and what it takes to step, promote or roll back.
+
+    Built from a checked spec by :func:`streammon.decide.progress.policy_from_spec`; the
+    defaults are the spec's (:class:`~streammon.events.SpecDefaults`) and ``stages`` is
+    the ramp :mod:`streammon.decide.strategies` computes. ``min_final_windows=None``
+    means ``step_windows``, as in the spec.
+    """
 
     metrics: tuple[MetricSpec, ...]
-    alpha: float = 0.05
-    f0: float = 0.05
-    growth: float = 2.0
-    f_max: float = 0.5
-    step_windows: int = 5
-    min_samples_per_stage: int = MIN_SAMPLES_PER_STAGE
-    srm_alpha: float = 0.001
+    alpha: float = SpecDefaults.ALPHA
+    stages: tuple[float, ...] = DEFAULT_STAGES
+    step_windows: int = SpecDefaults.STEP_WINDOWS
+    min_samples_per_stage: int = SpecDefaults.MIN_SAMPLES_PER_STAGE
+    min_final_windows: int | None = None
+    srm_alpha: float = srm_alpha_for(SpecDefaults.ALPHA)
     max_windows: int | None = None
-    stages: tuple[float, ...] = ()
-    min_final_windows: int = 1
 
     def __post_init__(self) -> None:
-        """Validate the policy; raise :class:`StatsInputError` naming the bad field."""
+        """Check what the spec does not fix (``srm_alpha``); raise naming the bad field."""
         check_alpha("alpha", self.alpha)
         check_alpha("srm_alpha", self.srm_alpha)
         if not self.metrics or len({m.name for m in self.metrics}) != len(self.metrics):
@@ -103,16 +116,7 @@ class RolloutPolicy:
         if self.srm_alpha >= self.alpha / 2:
             raise StatsInputError("srm_alpha must be smaller than alpha/2 (it is part of the "
                                   "rollback half)")
-        if not (0.0 < self.f0 <= self.f_max <= 1.0) or self.growth <= 1.0:
-            raise StatsInputError("need 0 < f0 <= f_max <= 1 and growth > 1")
-        if self.step_windows < 1 or self.min_samples_per_stage < 0 or self.min_final_windows < 1:
-            raise StatsInputError("step_windows and min_final_windows must be >= 1, "
-                                  "min_samples_per_stage >= 0")
-        if self.stages and (list(self.stages) != sorted(set(self.stages))
-                            or not 0.0 < self.stages[0] <= self.stages[-1] <= 1.0):
-            raise StatsInputError("stages must be strictly increasing fractions in (0, 1]")
-        if not self.stages:
-            object.__setattr__(self, "stages", ramp(self.f0, self.f_max, growth=self.growth))
+        check_fractions(self.stages, "stages")
 
     @property
     def metric_alpha(self) -> float:
@@ -126,15 +130,16 @@ class RolloutPolicy:
 
     @property
     def top_fraction(self) -> float:
-        """Return the fraction at which promotion is judged: the last stage's, or f_max."""
+        """Return the fraction at which promotion is judged: the last stage's."""
         return self.stages[-1]
 
-    def fraction_at(self, stage: int) -> float:
-        """Return the canary fraction of ``stage`` (stages past the last stay at the last).
+    @property
+    def final_windows(self) -> int:
+        """Return the windows the final stage must last before promotion."""
+        return self.step_windows if self.min_final_windows is None else self.min_final_windows
 
-        Without explicit ``stages`` the policy ramps ``min(f_max, f0 · growth**stage)``,
-        computed once by :func:`streammon.decide.strategies.ramp`.
-        """
+    def fraction_at(self, stage: int) -> float:
+        """Return the canary fraction of ``stage`` (stages past the last stay at the last)."""
         return float(self.stages[min(max(stage, 0), len(self.stages) - 1)])
 
 
@@ -279,8 +284,10 @@ def _estimates(policy: RolloutPolicy, evidence: list[MetricEvidence],
             verdict = Verdict.PENDING
         else:
             verdict = Verdict.RUNNING
-        out.append(MetricEstimate(spec.name, verdict, e.effect, e.relative, e.lower, e.upper,
-                                  e.p_harm, e.n_a, e.n_b, e.windows_judged, changed=e.crossed))
+        out.append(MetricEstimate(
+            name=spec.name, effect=e.effect, rel_effect=e.relative, lower=e.lower,
+            upper=e.upper, n_baseline=int(e.n_a), n_canary=int(e.n_b), verdict=verdict,
+            p_harm=e.p_harm, windows_judged=e.windows_judged, changed=e.crossed))
     return tuple(out)
 
 
@@ -288,7 +295,7 @@ def _advance(policy: RolloutPolicy, estimates: tuple[MetricEstimate, ...], verdi
              n_b: FloatArray, stage: int, windows_in_stage: int, srm_p: float) -> Assessment:
     current = policy.fraction_at(stage)
     if current >= policy.top_fraction:
-        if verdict == Verdict.PROMOTE and windows_in_stage >= policy.min_final_windows:
+        if verdict == Verdict.PROMOTE and windows_in_stage >= policy.final_windows:
             return Assessment(verdict, "promote", 1.0, stage, estimates, srm_p,
                               f"non-inferiority shown on every metric in the final stage "
                               f"({windows_in_stage} windows)")

@@ -13,9 +13,16 @@ from __future__ import annotations
 import numpy as np
 
 from streammon.decide import cell_grid
-from streammon.decide.policy import Assessment, MetricSpec, RolloutPolicy, Verdict
+from streammon.decide.policy import Assessment, MetricSpec, RolloutPolicy
 from streammon.events import CommandNote as CommandNote
-from streammon.events import EffectPoint, MetricHistory, RollbackReport, RolloutSpec, json_number
+from streammon.events import (
+    EffectPoint,
+    MetricHistory,
+    RollbackReport,
+    RolloutSpec,
+    Verdict,
+    json_number,
+)
 from streammon.stats import as_cells, compute_sequence
 
 

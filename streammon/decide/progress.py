@@ -28,9 +28,8 @@ from streammon.decide.policy import (
     Coverage,
     MetricSpec,
     RolloutPolicy,
-    Verdict,
+    srm_alpha_for,
 )
-from streammon.errors import ConfigError
 from streammon.events import (
     Action,
     CohortSummary,
@@ -38,14 +37,13 @@ from streammon.events import (
     CommandNote,
     Decision,
     Diagnosis,
-    MetricEstimate,
     MetricSpecWire,
     RollbackReport,
     RolloutSpec,
+    Verdict,
     json_number,
 )
-from streammon.stats import StatsInputError
-from streammon.stats.decision import MetricEstimate as StatsEstimate
+from streammon.stats.cells import FIELDS
 from streammon.stats.horizon import FrozenStore, freeze_rows, horizon_windows
 
 SWITCH_MARGIN_MS = 1000
@@ -77,7 +75,7 @@ class RolloutState(msgspec.Struct, kw_only=True):
     @property
     def fraction(self) -> float:
         """The share of traffic the routers send to the candidate now."""
-        if self.phase in ("rolled_back", "promoted"):
+        if self.phase in commands.FINAL_PHASES:
             return 1.0 if self.phase == "promoted" else 0.0
         return strategies.served_fraction(self.spec, self.stage)
 
@@ -90,13 +88,11 @@ def policy_from_spec(spec: RolloutSpec) -> RolloutPolicy:
     """
     metrics = tuple(MetricSpec(m.name, judged_kind(m), m.bad_direction, m.margin,
                                judge_delay_windows(spec, m)) for m in spec.metrics)
-    stages = strategies.stage_fractions(spec)
     return RolloutPolicy(
-        metrics=metrics, alpha=spec.alpha - drift_alpha(spec), f0=stages[0], growth=2.0,
-        f_max=stages[-1], stages=stages, step_windows=spec.step_windows,
+        metrics=metrics, alpha=spec.alpha - drift_alpha(spec),
+        stages=strategies.stage_fractions(spec), step_windows=spec.step_windows,
         min_samples_per_stage=spec.min_samples_per_stage,
-        srm_alpha=min(0.001, spec.alpha / 10),
-        min_final_windows=spec.min_final_windows or spec.step_windows)
+        srm_alpha=srm_alpha_for(spec.alpha), min_final_windows=spec.min_final_windows)
 
 
 def judged_kind(metric: MetricSpecWire) -> Literal["binary", "continuous", "count"]:
@@ -111,17 +107,6 @@ def judged_kind(metric: MetricSpecWire) -> Literal["binary", "continuous", "coun
 def judge_delay_windows(spec: RolloutSpec, metric: MetricSpecWire) -> int:
     """Return how many windows after its own a metric's cohort is judged."""
     return max(metric.label_delay_windows, horizon_windows(metric.horizon_ms, spec.window_ms))
-
-
-def check_spec(spec: RolloutSpec) -> None:
-    """Raise ConfigError naming the field if the spec cannot run (its ramp and its policy)."""
-    strategies.check_strategy(spec)
-    tail.check_quantiles(spec)
-    covariate.check_covariates(spec)
-    try:
-        policy_from_spec(spec)
-    except StatsInputError as exc:
-        raise ConfigError(f"rollout spec {spec.rollout_id!r}: {exc}") from exc
 
 
 def drift_alpha(spec: RolloutSpec) -> float:
@@ -263,7 +248,7 @@ def _tail_cells(state: RolloutState, grid: cell_grid.Grid, name: str,
         bins_a = np.stack([grid.cells[m]["n_a"].sum(axis=1) for m in tail.BIN_METRICS], axis=1)
         found = tail.calibrate(bins_a, quantile)
         if found is None:
-            return {f: np.zeros_like(grid.cells[name]["n_a"]) for f in cell_grid.CELL_FIELDS}
+            return {f: np.zeros_like(grid.cells[name]["n_a"]) for f in FIELDS}
         fixed = state.tail[name] = found
     return tail.exceedance_cells(grid.cells, *fixed)
 
@@ -363,13 +348,5 @@ def _diagnosis(state: RolloutState, result: Assessment, now_ms: int,
         window_start_ms=state.origin_ms + (state.windows_closed - 1) * spec.window_ms,
         windows_closed=state.windows_closed, stage=state.stage, fraction=state.fraction,
         action=result.action, verdict=str(result.verdict), message=result.message,
-        metrics=[_estimate(e) for e in result.estimates], ts_ms=now_ms,
+        metrics=[e.json_safe() for e in result.estimates], ts_ms=now_ms,
         srm_p_value=json_number(result.srm_p_value, 1.0), drift_p_value=drift_p)
-
-
-def _estimate(e: StatsEstimate) -> MetricEstimate:
-    return MetricEstimate(name=e.name, effect=json_number(e.effect),
-                          rel_effect=json_number(e.relative),
-                          lower=json_number(e.lower), upper=json_number(e.upper),
-                          n_baseline=int(e.n_a), n_canary=int(e.n_b), verdict=str(e.verdict),
-                          changed=e.changed)

@@ -12,18 +12,15 @@ traffic fractions its stages use (the last one is where promotion is judged):
   compared for latency, errors and score drift, never served. The route keeps 100% on
   blue until the promote command flips it in one atomic write; a rollback flips it back.
 
-Pure: no I/O.
+The spec itself is checked in :mod:`streammon.decide.spec`. Pure: no I/O.
 """
 
 from __future__ import annotations
 
-import math
-
 from streammon.control.commands import RouteState
-from streammon.errors import ConfigError
-from streammon.events import RolloutSpec
+from streammon.events import PREDICTION_METRICS, RolloutSpec, SpecDefaults
 
-PREDICTION_SIDE_METRICS = frozenset({"latency_ms", "error", "timeout"})
+PREDICTION_SIDE_METRICS = frozenset(PREDICTION_METRICS)
 _MAX_STAGES = 64
 
 
@@ -31,8 +28,8 @@ def ramp(f0: float, f_max: float, *, growth: float | None = None,
          increment: float | None = None) -> tuple[float, ...]:
     """Return the ramp ``min(f_max, f0 · growth^t)`` (or ``f0 + increment · t``) up to f_max.
 
-    The one place a ramp is computed: :func:`stage_fractions` and a
-    :class:`~streammon.decide.policy.RolloutPolicy` built without stages both use it.
+    The one place a ramp is computed: :func:`stage_fractions` (and so every policy built
+    from a spec) and :data:`DEFAULT_STAGES` use it.
     """
     out = [float(min(f_max, f0))]
     while out[-1] < f_max and len(out) < _MAX_STAGES:
@@ -40,6 +37,10 @@ def ramp(f0: float, f_max: float, *, growth: float | None = None,
         nxt = f0 * growth**t if growth is not None else f0 + (increment or 0.0) * t
         out.append(float(min(f_max, nxt)))
     return tuple(out)
+
+
+DEFAULT_STAGES = ramp(SpecDefaults.F0, SpecDefaults.F_MAX, growth=SpecDefaults.GROWTH)
+"""The stages of a canary rollout with the spec's default ramp (5%, 10%, 20%, 40%, 50%)."""
 
 
 def stage_fractions(spec: RolloutSpec) -> tuple[float, ...]:
@@ -81,31 +82,6 @@ def intended_canary_share(spec: RolloutSpec, stage: int) -> float:
 def drift_guarded(spec: RolloutSpec) -> bool:
     """Return True when score drift rolls back (default: only with shadow validation)."""
     return is_shadow(spec) if spec.drift_guard is None else spec.drift_guard
-
-
-def check_strategy(spec: RolloutSpec) -> None:
-    """Raise ConfigError, naming the field and the fix, for a ramp that cannot run."""
-    if spec.baseline == spec.candidate:
-        raise ConfigError("`candidate` must differ from `baseline`")
-    if not spec.metrics:
-        raise ConfigError("`metrics` is empty: guard at least one metric")
-    if spec.strategy == "stages":
-        if not spec.stages or list(spec.stages) != sorted(set(spec.stages)):
-            raise ConfigError("`stages` must be a non-empty, strictly increasing list")
-    elif spec.f0 > spec.f_max:
-        raise ConfigError(f"`f0` ({spec.f0}) must not exceed `f_max` ({spec.f_max})")
-    if spec.strategy == "canary" and spec.growth <= 1.0:
-        raise ConfigError("`growth` must be > 1 for the canary strategy")
-    if is_shadow(spec):
-        outcome_side = [m.name for m in spec.metrics if m.name not in PREDICTION_SIDE_METRICS]
-        if outcome_side:
-            raise ConfigError(
-                f"metrics {outcome_side} need served outcomes, but shadow validation never "
-                "serves the candidate: guard latency_ms and error (and drift) instead, or use "
-                'validation="traffic"')
-    if not all(math.isfinite(f) and 0.0 < f < 1.0 for f in stage_fractions(spec)):
-        raise ConfigError("every stage's fraction must lie strictly between 0 and 1: "
-                          "promotion is judged while both arms still get traffic")
 
 
 def shadow_target(route: RouteState | None) -> str | None:

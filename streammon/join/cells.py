@@ -1,11 +1,10 @@
-"""Window arithmetic and the sufficient statistics of one cohort cell.
+"""Window arithmetic and the running sums of one cohort cell (the join's hot path).
 
-A cell is one (rollout, window, segment, arm). It keeps, per metric, n, Σx and Σx²
-(and the histogram of model scores for drift). That is all the sequential tests need;
-cells merge across partitions and workers by addition.
-
-Metrics come from both sides of the join: ``latency_ms`` and ``error`` are known when
-the prediction arrives; ``label`` and ``value`` when its outcome does.
+A cell is one :data:`~streammon.events.CellKey` (rollout, window, segment, arm); its
+layout (the sums per metric, the score histogram) is declared in :mod:`streammon.events`.
+That is all the sequential tests need; cells merge across partitions and workers by
+addition. Metrics come from both sides of the join: ``latency_ms`` and ``error`` are known
+when the prediction arrives; ``label`` and ``value`` when its outcome does.
 """
 
 from __future__ import annotations
@@ -14,12 +13,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from streammon.events import Arm, CohortSummary, MetricSums, Prediction
+from streammon.events import SCORE_BINS, CellKey, CohortSummary, MetricSums, Prediction
 
-PREDICTION_METRICS = ("latency_ms", "error", "timeout")
-OUTCOME_METRICS = ("label", "value")
-METRICS = PREDICTION_METRICS + OUTCOME_METRICS
-SCORE_BINS = 10
 LATENCY_BINS_PER_DECADE = 10
 LATENCY_BINS = 51
 """Latency bins: bin k holds [10^(k/10), 10^((k+1)/10)) ms, k = 0..50 (bin 0 also < 1 ms,
@@ -45,9 +40,6 @@ def covariate_metric(metric: str, part: str) -> str:
 
 _BIN_NAMES = tuple(latency_bin_metric(k) for k in range(LATENCY_BINS))
 
-CellKey = tuple[str, int, str, Arm]
-"""(rollout_id, window_start_ms, segment, arm)."""
-
 
 def window_start_ms(ts_ms: int, window_ms: int) -> int:
     """Return the start of the tumbling window of width ``window_ms`` that holds ``ts_ms``."""
@@ -56,7 +48,7 @@ def window_start_ms(ts_ms: int, window_ms: int) -> int:
 
 @dataclass
 class CellState:
-    """Mutable running sums of one cell: per metric [n, Σx, Σx²], score histogram."""
+    """Mutable running sums of one cell: per metric [n, Σx, Σx²] (``SUMS``), score histogram."""
 
     sums: dict[str, list[float]] = field(default_factory=dict)
     score_hist: list[int] = field(default_factory=lambda: [0] * SCORE_BINS)
@@ -152,6 +144,5 @@ def merge_summaries(summaries: Iterable[CohortSummary]) -> dict[CellKey, CellSta
     """Add up summaries from all sources into one CellState per cell."""
     merged: dict[CellKey, CellState] = {}
     for s in summaries:
-        key: CellKey = (s.rollout_id, s.window_start_ms, s.segment, s.arm)
-        merged.setdefault(key, CellState()).__iadd__(CellState.from_summary(s))
+        merged.setdefault(s.cell, CellState()).__iadd__(CellState.from_summary(s))
     return merged

@@ -35,7 +35,8 @@ from collections.abc import Iterable, Iterator
 
 import msgspec
 
-from streammon.join.cells import CellKey, CellState
+from streammon.events import CellKey
+from streammon.join.cells import CellState
 from streammon.join.state import (
     Entry,
     JoinChanges,

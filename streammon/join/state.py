@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 import msgspec
 
 from streammon.errors import ConfigError
-from streammon.events import Outcome, Prediction
-from streammon.join.cells import CellKey, CellState
+from streammon.events import CellKey, Outcome, Prediction
+from streammon.join.cells import CellState
 
 KEY_SEPARATOR = "\x00"
 """Between rollout id and request id in a join key (the edge rejects ids that hold it)."""

@@ -1,5 +1,8 @@
-"""Backtest: replay the sequential test on a CSV of recorded cohort statistics.
+"""``streammon backtest``: replay recorded events (``--spec``) or a CSV of cohort statistics.
 
+``main_events`` replays prediction and outcome events (JSON lines) through the worker's
+join and decider (:func:`streammon.backtest.replay_events`) and prints one JSON decision
+per closed window. ``main`` replays the sequential test on a CSV of cohort statistics.
 The CSV has a header and one row per (window, segment) cell::
 
     window,segment,n_a,sum_a,sumsq_a,n_b,sum_b,sumsq_b
@@ -16,11 +19,16 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from streammon.decide.event_replay import ReplayCounts, replay_events
+from streammon.errors import StreamMonError
 from streammon.stats.cells import DIRECTIONS, FIELDS, KINDS, FloatArray, StatsInputError
 from streammon.stats.sequence import replay
 
@@ -92,6 +100,58 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for window, verdict in enumerate(verdicts):
         print(f"{window}\t{verdict}")
+    return 0
+
+
+
+def read_jsonl(path: str | Path) -> Iterator[Any]:
+    """Yield the JSON value of every non-blank line of ``path`` (a kcat dump, for example).
+
+    A line that is not JSON yields ``None``, which the replay counts as malformed.
+    """
+    with Path(path).open(encoding="utf-8") as handle:
+        for line in handle:
+            text = line.strip()
+            if not text:
+                continue
+            try:
+                yield json.loads(text)
+            except json.JSONDecodeError:
+                yield None
+
+
+def build_events_parser() -> argparse.ArgumentParser:
+    """Return the parser of ``streammon backtest --spec ... --predictions ... --outcomes ...``."""
+    parser = argparse.ArgumentParser(
+        prog="streammon backtest",
+        description="Replay the join and the decider on recorded prediction and outcome "
+                    "events; print one JSON decision per closed window.")
+    parser.add_argument("--spec", required=True, help="rollout spec (JSON, as in the README)")
+    parser.add_argument("--predictions", required=True, help="prediction events, JSON lines")
+    parser.add_argument("--outcomes", required=True, help="outcome events, JSON lines")
+    parser.add_argument("--commands", help="operator hold/resume commands, JSON lines")
+    return parser
+
+
+def main_events(argv: list[str] | None = None) -> int:
+    """Print one JSON line per decision; return 0, or 2 on a bad spec or unreadable file."""
+    args = build_events_parser().parse_args(argv)
+    counts = ReplayCounts()
+    try:
+        spec = json.loads(Path(args.spec).read_text(encoding="utf-8"))
+        commands = read_jsonl(args.commands) if args.commands else ()
+        decisions = replay_events(spec, read_jsonl(args.predictions), read_jsonl(args.outcomes),
+                                  commands=commands, counts=counts)
+    except (OSError, json.JSONDecodeError, StreamMonError) as exc:
+        print(f"streammon backtest: {exc}", file=sys.stderr)
+        return 2
+    for decision in decisions:
+        print(json.dumps(decision))
+    print(f"streammon backtest: {counts.predictions} predictions, {counts.outcomes} outcomes, "
+          f"{counts.malformed} malformed (skipped), {counts.other_rollouts} of other rollouts",
+          file=sys.stderr)
+    for error in counts.errors:
+        print(f"  skipped {error}", file=sys.stderr)
     return 0
 
 

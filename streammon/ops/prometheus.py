@@ -5,7 +5,8 @@ Nothing on the hot path changes: the collectors read counters the processes keep
 rollout table, the actuator's Redis hash ``streammon:actuator:stats``) whenever Prometheus
 scrapes. Rates ("events per second") are ``rate(streammon_join_..._total[1m])`` in PromQL.
 
-Worker (:class:`WorkerCollector`, over a Faust app built by :func:`streammon.app.create_app`):
+Worker (:class:`WorkerCollector`, over the :class:`~streammon.app.AppParts` that
+:func:`streammon.app.create_app` returns):
 
 - ``streammon_join_events_consumed_total`` (predictions + outcomes),
   ``streammon_join_dead_lettered_total``, ``streammon_join_agent_total{kind}``
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from prometheus_client import CollectorRegistry, start_http_server
@@ -37,6 +38,9 @@ from prometheus_client.registry import Collector
 from redis.exceptions import ResponseError
 
 from streammon.control.commands import PHASES, ROUTE_KEY_PREFIX, RouteState, log_key
+
+if TYPE_CHECKING:
+    from streammon.app import AppParts
 
 log = logging.getLogger(__name__)
 STATS_KEY = "streammon:actuator:stats"
@@ -57,10 +61,10 @@ def start_metrics_server(port: int, registry: CollectorRegistry, *,
     return server
 
 
-def worker_registry(app: Any) -> CollectorRegistry:
-    """Return a registry with the worker's collector over ``app``."""
+def worker_registry(parts: AppParts) -> CollectorRegistry:
+    """Return a registry with the worker's collector over the parts of a built app."""
     registry = CollectorRegistry()
-    registry.register(WorkerCollector(app))
+    registry.register(WorkerCollector(parts))
     return registry
 
 
@@ -72,18 +76,16 @@ def actuator_registry(client: Any) -> CollectorRegistry:
 
 
 class WorkerCollector(Collector):
-    """Collects join, lag and decider metrics from a running Faust app."""
+    """Collects join, lag and decider metrics from a running worker's :class:`AppParts`."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    def __init__(self, parts: AppParts) -> None:
+        self.parts = parts
 
     def collect(self) -> Iterator[Metric]:
         """Yield every worker metric; a part that cannot be read this time is skipped."""
-        join = getattr(self.app, "streammon_join", None)
-        decide = getattr(self.app, "streammon_decide", None)
-        if join is not None:
-            yield from join_metrics(join.counters, partition_states(join))
-        yield from lag_metrics(self.app.monitor)
+        join, decide = self.parts.join, self.parts.decide
+        yield from join_metrics(join.counters, partition_states(join))
+        yield from lag_metrics(self.parts.app.monitor)
         if decide is not None:
             yield from decider_metrics(_table_items(decide.rollouts_table),
                                        getattr(decide, "counters", {}))

@@ -2,28 +2,22 @@
 
 :func:`analyse` turns a rollout's summaries, commands and diagnoses into a
 :class:`RolloutAnalysis`, reusing the decider's own cell layout
-(:mod:`streammon.decide.cell_grid`): per-segment confidence sequences, the
-sample-ratio check and prediction drift. :mod:`streammon.ops.report_charts` draws it.
+(:mod:`streammon.ops.rollout_grid`): per-segment confidence sequences, the sample-ratio
+check and prediction drift. :mod:`streammon.ops.report_charts` draws it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from streammon import events
 from streammon.control.commands import PHASES
 from streammon.decide import cell_grid, progress
-from streammon.decide.policy import steady_windows
-from streammon.errors import ConfigError
 from streammon.events import CohortSummary, Command, Diagnosis
-from streammon.stats import as_cells, compute_drift, compute_sequence, compute_srm
-
-if TYPE_CHECKING:
-    pass
-
+from streammon.ops.rollout_grid import SrmCheck, rollout_grid, srm_check
+from streammon.stats import as_cells, compute_drift, compute_sequence
 
 
 @dataclass(frozen=True)
@@ -52,22 +46,6 @@ class SegmentEffect:
     n_baseline: int
     n_canary: int
     harm: bool
-
-
-@dataclass(frozen=True)
-class SrmCheck:
-    """The sample-ratio check over windows at a steady split (none: ``windows == 0``)."""
-
-    p_value: float
-    alpha: float
-    observed: float
-    intended: float
-    windows: int
-
-    @property
-    def mismatch(self) -> bool:
-        """True when the router's split differs from the intended one (halts the rollout)."""
-        return self.windows > 0 and self.p_value <= self.alpha
 
 
 @dataclass(frozen=True)
@@ -111,16 +89,10 @@ class RolloutAnalysis:
 def analyse(rollout_id: str, summaries: list[CohortSummary], commands: list[Command],
             diagnoses: list[Diagnosis]) -> RolloutAnalysis:
     """Compute the report's numbers and words; raise ConfigError without a start command."""
-    start = next((c for c in commands if c.action == "start" and c.spec is not None), None)
-    if start is None or start.spec is None:
-        raise ConfigError(f"rollout {rollout_id!r}: no start command with a spec on the "
-                          "control topic, so its metrics and windows are unknown")
-    spec = start.spec
-    windows = max([d.windows_closed for d in diagnoses] or [0])
-    state = progress.state_after(start, commands, windows)
-    grid = progress.build_cells(state, summaries, windows)
-    policy = progress.policy_from_spec(spec)
-    t0 = start.ts_ms
+    rollout = rollout_grid(rollout_id, summaries, commands, diagnoses)
+    spec, windows, state, grid, policy = (rollout.spec, rollout.windows, rollout.state,
+                                          rollout.grid, rollout.policy)
+    t0 = rollout.start.ts_ms
     hist, drift = _drift(grid, spec.alpha)
     return RolloutAnalysis(
         rollout_id=rollout_id, baseline=spec.baseline, candidate=spec.candidate,
@@ -131,7 +103,7 @@ def analyse(rollout_id: str, summaries: list[CohortSummary], commands: list[Comm
         window_t_s=[(state.origin_ms + (w + 1) * spec.window_ms - t0) / 1000
                     for w in range(windows)],
         observed_fraction=_observed(grid.cells, windows),
-        srm=_srm(grid.assignment, policy.srm_alpha),
+        srm=srm_check(grid.assignment, policy.srm_alpha),
         score_hist=hist, drift=drift)
 
 
@@ -176,18 +148,6 @@ def _observed(cells: dict[str, dict[str, np.ndarray]], windows: int) -> list[flo
     n_a, n_b = first["n_a"].sum(axis=1), first["n_b"].sum(axis=1)
     total = n_a + n_b
     return [float(b / t) if t else float("nan") for b, t in zip(n_b, total, strict=True)]
-
-
-def _srm(assignment: dict[str, np.ndarray], alpha: float) -> SrmCheck:
-    n_a, n_b, frac = steady_windows(assignment["n_a"], assignment["n_b"],
-                                    assignment["fraction"])
-    total = n_a + n_b
-    steady = int((total > 0).sum())
-    if steady == 0:
-        return SrmCheck(1.0, alpha, float("nan"), float("nan"), 0)
-    p = float(compute_srm(n_a, n_b, frac, alpha=alpha).p_value[-1])
-    return SrmCheck(p, alpha, float(n_b.sum() / total.sum()),
-                    float((frac * total).sum() / total.sum()), steady)
 
 
 def _drift(grid: cell_grid.Grid, alpha: float) -> tuple[dict[str, list[int]], DriftCheck]:

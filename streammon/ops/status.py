@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from streammon.config.settings import Settings
-from streammon.control.commands import RouteState, log_key, route_key
+from streammon.control.commands import FINAL_PHASES, RouteState, log_key, route_key
 from streammon.errors import RedisIOError, StreamMonError
 from streammon.events import Diagnosis, RolloutSpec
 from streammon.ops.effect_text import (
@@ -33,8 +33,8 @@ from streammon.ops.effect_text import (
     is_changing,
     metric_label,
 )
-from streammon.ops.report_analysis import SrmCheck
 from streammon.ops.rollout_feed import RolloutEvents, RolloutFeed, read_rollout
+from streammon.ops.rollout_grid import SrmCheck, rollout_grid, srm_check
 
 __all__ = ["RolloutEvents", "RolloutFeed", "read_rollout", "render_status", "run_status"]
 
@@ -69,7 +69,7 @@ def _header(rollout_id: str, route: RouteState | None, spec: RolloutSpec | None,
 
 def next_step_text(route: RouteState, spec: RolloutSpec | None, now_ms: int) -> str:
     """Say when the decider can step next, or why it will not."""
-    if route.phase in ("rolled_back", "promoted"):
+    if route.phase in FINAL_PHASES:
         return f"none - the rollout is {route.phase.replace('_', ' ')}"
     if route.phase == "held":
         return "none while held (`streammon rollout resume ID`)"
@@ -143,14 +143,13 @@ def read_route(client: Any, rollout_id: str) -> tuple[RouteState | None, list[Ro
 
 def view_of(feed: RolloutFeed, client: Any, now_ms: int) -> RenderableType:
     """Build the status view from what the feed has read and what Redis holds now."""
-    from streammon.ops.report_analysis import analyse
-
     data = feed.data
     route, log = read_route(client, data.rollout_id)
     start, diagnoses, srm = data.commands_by_seq.get(1), data.diagnoses, None
     with contextlib.suppress(StreamMonError):  # no start command yet: no split to check
-        srm = analyse(data.rollout_id, list(data.summaries.values()), data.commands,
-                      diagnoses).srm
+        rollout = rollout_grid(data.rollout_id, list(data.summaries.values()), data.commands,
+                               diagnoses)
+        srm = srm_check(rollout.grid.assignment, rollout.policy.srm_alpha)
     return render_status(rollout_id=data.rollout_id, route=route, log=log,
                          diagnosis=diagnoses[-1] if diagnoses else None,
                          spec=start.spec if start else None, srm=srm, now_ms=now_ms)

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from streammon.join.cells import CellKey, CellState, window_start_ms
+from streammon.events import CellKey
+from streammon.join.cells import CellState, window_start_ms
 from streammon.kafka.partitioner import partition_for
 
 Event = tuple[str, dict[str, Any]]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streammon.control.commands import FINAL_PHASES
 from streammon.control.registry import Checkpoint, Registry, hash_file
 from streammon.events import MetricSpecWire, RolloutSpec
 from streammon.sdk.publisher import Publisher
@@ -95,7 +96,7 @@ def serve(router: Router, publisher: Publisher, sim: TrafficSim, spec: RolloutSp
             publisher.outcome(**outcome)
         last = now
         snap = router.snapshot
-        if snap is not None and snap.phase in ("rolled_back", "promoted"):
+        if snap is not None and snap.phase in FINAL_PHASES:
             if result.switched_at_s is None:
                 result.phase, result.switched_at_s = snap.phase, elapsed
             elif elapsed - result.switched_at_s > 2.0:

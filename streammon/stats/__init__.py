@@ -10,6 +10,9 @@ Redis, no clocks. Modules, one concept each:
 * :mod:`~streammon.stats.srm` — sequential sample-ratio mismatch;
 * :mod:`~streammon.stats.drift` — prediction drift over score histograms;
 * :mod:`~streammon.stats.sequence` — one metric's verdicts over recorded cells;
+* :mod:`~streammon.stats.evidence` — one metric's evidence for the decider (e-values, bounds);
+* :mod:`~streammon.stats.horizon` — attribution horizons and frozen cohorts;
+* :mod:`~streammon.stats.assignment` — the assignment counts the decider checks;
 * :mod:`~streammon.stats.naive` — the repeated fixed-horizon rule, for comparison;
 * :mod:`~streammon.sim.cell_draws`, :mod:`~streammon.sim.operating_points` — seeded rollouts
   and the operating-characteristics table of ``docs/statistics.md``;

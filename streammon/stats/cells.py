@@ -11,20 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import get_args
 
 import numpy as np
 import numpy.typing as npt
 
 from streammon.errors import StreamMonError
+from streammon.events import ARM_CODES, ARMS, SUMS, BadDirection, Kind
 
 FloatArray = npt.NDArray[np.float64]
-Kind = Literal["binary", "continuous", "count"]
-BadDirection = Literal["decrease", "increase"]
 
-FIELDS: tuple[str, ...] = ("n_a", "sum_a", "sumsq_a", "n_b", "sum_b", "sumsq_b")
-KINDS: tuple[str, ...] = ("binary", "continuous", "count")
-DIRECTIONS: tuple[str, ...] = ("decrease", "increase")
+FIELDS: tuple[str, ...] = tuple(f"{stat}_{ARM_CODES[arm]}" for arm in ARMS for stat in SUMS)
+"""The six arrays of a cell grid: ``n_a, sum_a, sumsq_a, n_b, sum_b, sumsq_b``."""
+KINDS: tuple[str, ...] = get_args(Kind)
+DIRECTIONS: tuple[str, ...] = get_args(BadDirection)
 
 
 class StatsInputError(StreamMonError, ValueError):

@@ -19,7 +19,8 @@ from kafka_helpers import read_topic
 
 from streammon import events
 from streammon.config.settings import Settings
-from streammon.join.cells import CellKey, CellState, merge_summaries
+from streammon.events import CellKey
+from streammon.join.cells import CellState, merge_summaries
 from streammon.join.changelog import decode_record
 from streammon.kafka.topics import apply_topics, check_copartitioned
 from streammon.sdk.publisher import Publisher

@@ -53,8 +53,8 @@ def _same(full: Assessment, inc: Assessment) -> None:
         assert (a.name, a.verdict, a.windows_judged, a.changed) == \
             (b.name, b.verdict, b.windows_judged, b.changed)
         for x, y in ((a.effect, b.effect), (a.lower, b.lower), (a.upper, b.upper),
-                     (a.p_harm, b.p_harm), (a.n_a, b.n_a), (a.n_b, b.n_b),
-                     (a.relative, b.relative)):
+                     (a.p_harm, b.p_harm), (a.n_baseline, b.n_baseline),
+                     (a.n_canary, b.n_canary), (a.rel_effect, b.rel_effect)):
             assert (math.isnan(x) and math.isnan(y)) or x == pytest.approx(y, rel=1e-9,
                                                                           abs=1e-12)
 

@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streammon.events import Outcome, Prediction
-from streammon.join.cells import CellKey, CellState
+from streammon.events import CellKey, Outcome, Prediction
+from streammon.join.cells import CellState
 from streammon.join.changelog import restore
 from streammon.join.state import JoinConfig
 

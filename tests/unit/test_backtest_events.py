@@ -13,6 +13,7 @@ import pytest
 
 from streammon import backtest, cli
 from streammon.backtest import ReplayCounts, replay_events
+from streammon.decide import event_replay
 from streammon.errors import ConfigError
 from streammon.sim.event_draws import EventPlan, draw_events
 
@@ -169,7 +170,7 @@ def test_the_replay_loads_no_kafka_faust_or_redis_and_reads_no_clock() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
-    source = Path(backtest.__file__).read_text()
+    source = Path(backtest.__file__).read_text() + Path(event_replay.__file__).read_text()
     assert not re.search(r"\btime\.(time|monotonic)|datetime\.now", source)
 
 

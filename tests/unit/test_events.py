@@ -81,3 +81,16 @@ def test_schema_descriptions_do_not_depend_on_docstring_layout() -> None:
         "x": {"description": "field\n        help"}}}
     assert _normalise_descriptions(dedented) == _normalise_descriptions(indented)
     assert _normalise_descriptions(indented)["description"] == "One line. Another line."
+
+
+def test_one_cell_layout_from_the_wire_to_the_statistics() -> None:
+    """The statistics' six arrays are the wire's sums per arm, and a summary names its cell."""
+    from streammon.stats.cells import FIELDS
+
+    assert events.SUMS == ("n", "sum", "sumsq")
+    assert FIELDS == ("n_a", "sum_a", "sumsq_a", "n_b", "sum_b", "sumsq_b")
+    s = events.CohortSummary(rollout_id="r", window_start_ms=60, window_ms=60, segment="s",
+                             arm="baseline", source="p0", metrics={}, score_hist=[],
+                             watermark_ms=1)
+    assert s.cell == ("r", 60, "s", "baseline")
+    assert s.key == events.summary_key(s.cell, "p0") == "r|60|s|baseline|p0"

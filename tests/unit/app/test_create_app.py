@@ -18,7 +18,7 @@ def test_faust_data_dir_is_private_and_outside_the_working_directory(
     settings = Settings(app_id="streammon-cwd-check")
     first = create_app(settings, join_config=JoinConfig(), partitions=1, decide=False)
     second = create_app(settings, join_config=JoinConfig(), partitions=1, decide=False)
-    first_dir, second_dir = Path(first.conf.datadir), Path(second.conf.datadir)
+    first_dir, second_dir = Path(first.app.conf.datadir), Path(second.app.conf.datadir)
     assert first_dir != second_dir
     assert first_dir.is_dir() and tmp_path not in first_dir.parents
     assert list(tmp_path.iterdir()) == []

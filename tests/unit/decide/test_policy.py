@@ -9,10 +9,11 @@ import pytest
 from streammon.decide.policy import (
     MetricSpec,
     RolloutPolicy,
-    Verdict,
     assess_rollout,
     worst,
 )
+from streammon.decide.strategies import ramp
+from streammon.events import Verdict
 from streammon.stats import StatsInputError
 
 CONV = MetricSpec("conversion", "binary", "decrease", margin=0.005)
@@ -38,7 +39,7 @@ def _policy(**kwargs: object) -> RolloutPolicy:
 
 def test_fraction_follows_the_geometric_ramp_capped_at_f_max() -> None:
     """f_s = min(f_max, f0 · growth^s)."""
-    policy = _policy(f0=0.05, growth=2.0, f_max=0.5)
+    policy = _policy(stages=ramp(0.05, 0.5, growth=2.0))
     assert [policy.fraction_at(s) for s in range(6)] == [0.05, 0.1, 0.2, 0.4, 0.5, 0.5]
 
 
@@ -60,7 +61,7 @@ def _novelty_cells(windows: int, switch: int) -> dict:
 
 def test_promotion_uses_only_the_final_stage_and_waits_its_dwell() -> None:
     """Stale good evidence from earlier stages never promotes; the final stage must show it."""
-    policy = _policy(f0=0.05, f_max=0.05, min_final_windows=3)
+    policy = _policy(stages=(0.05,), min_final_windows=3)
     good = _cells(30, 0.105)
     early = assess_rollout(policy, {"conversion": good}, _assignment(30), 0, 2)
     assert early.action == "continue"  # non-inferior overall, but only 2 windows in stage
@@ -70,7 +71,7 @@ def test_promotion_uses_only_the_final_stage_and_waits_its_dwell() -> None:
 
 def test_a_candidate_better_at_first_and_worse_now_is_never_promoted() -> None:
     """A novelty effect (better, then worse) holds or rolls back; it is never promoted."""
-    policy = _policy(f0=0.05, f_max=0.05, min_final_windows=1)
+    policy = _policy(stages=(0.05,), min_final_windows=1)
     for t in range(12, 40):
         a = assess_rollout(policy, {"conversion": _novelty_cells(t, 10)}, _assignment(t), 0,
                            t - 10)
@@ -79,7 +80,7 @@ def test_a_candidate_better_at_first_and_worse_now_is_never_promoted() -> None:
 
 def test_an_empty_intersection_holds_with_the_reason_and_shows_uncrossed_bounds() -> None:
     """When the whole-rollout bounds cross, the rollout holds, and the bounds shown do not cross."""
-    policy = _policy(f0=0.05, f_max=0.05)
+    policy = _policy(stages=(0.05,))
     strong = _cells(40, 0.115)
     strong["sum_b"][20:] = 1500 * 0.095
     strong["sumsq_b"] = strong["sum_b"]

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from streammon.control.commands import RouteState
+from streammon.decide.spec import check_spec
 from streammon.decide.strategies import (
-    check_strategy,
     drift_guarded,
     intended_canary_share,
     served_fraction,
@@ -63,7 +63,7 @@ def test_shadow_rejects_outcome_metrics() -> None:
     """Shadow validation cannot guard conversion: a shadow prediction is never served."""
     label = MetricSpecWire(name="label", kind="binary", bad_direction="decrease")
     with pytest.raises(ConfigError, match="shadow validation never serves"):
-        check_strategy(spec(strategy="blue_green", validation="shadow", metrics=[label]))
+        check_spec(spec(strategy="blue_green", validation="shadow", metrics=[label]))
 
 
 @pytest.mark.parametrize(("fields", "field"), [
@@ -75,7 +75,7 @@ def test_shadow_rejects_outcome_metrics() -> None:
 def test_bad_specs_name_the_field(fields: dict[str, Any], field: str) -> None:
     """A spec that cannot run raises ConfigError naming what to fix."""
     with pytest.raises(ConfigError, match=field):
-        check_strategy(spec(**fields))
+        check_spec(spec(**fields))
 
 
 def test_shadow_target_only_while_running_on_baseline() -> None:

@@ -65,7 +65,7 @@ def test_exceedance_cells_leave_the_calibration_window_out() -> None:
 
 
 @pytest.mark.parametrize(("change", "field"), [
-    ({"name": "label"}, "metrics[1].quantile is only for latency_ms"),
+    ({"name": "value"}, "metrics[1].quantile is only for latency_ms"),
     ({"quantile": 1.2}, "metrics[1].quantile=1.2"),
     ({"margin": 2.0}, "metrics[1].margin=2.0"),
     ({"bad_direction": "decrease"}, "metrics[1].bad_direction"),

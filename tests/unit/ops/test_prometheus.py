@@ -5,11 +5,12 @@ from __future__ import annotations
 import urllib.request
 from collections import Counter
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from helpers import outcome, pred
 
+from streammon.app import AppParts
 from streammon.control import commands
 from streammon.decide import progress
 from streammon.devstack import free_port
@@ -47,16 +48,17 @@ def rolled_back_table() -> dict[bytes, bytes]:
     return {b"r1": msgspec.json.encode(state)}
 
 
-def fake_app() -> Any:
-    """An object with the attributes create_app's app has: the agents and Faust's monitor."""
+def fake_app(*, decide: bool = True) -> AppParts:
+    """The parts create_app returns, with stand-in agents and Faust's monitor."""
     join = SimpleNamespace(counters=Counter(messages=5, dead_lettered=2),
                            joins={3: SimpleNamespace(state=joined_state())})
-    decide = SimpleNamespace(rollouts_table=rolled_back_table(),
+    decider = SimpleNamespace(rollouts_table=rolled_back_table(),
                              counters=Counter(diagnoses=4, command_rollback=1))
     monitor = SimpleNamespace(tp_end_offsets={TP("p", 3): 120, TP("o", 3): 50},
                               tp_committed_offsets={TP("p", 3): 100},
                               tp_read_offsets={TP("o", 3): 44})
-    return SimpleNamespace(streammon_join=join, streammon_decide=decide, monitor=monitor)
+    return AppParts(app=SimpleNamespace(monitor=monitor), join=cast(Any, join),
+                    decide=cast(Any, decider) if decide else None)
 
 
 def test_worker_collector_reads_join_counters_and_pending_size() -> None:
@@ -96,9 +98,7 @@ def test_worker_collector_shows_the_deciders_verdict() -> None:
 
 def test_worker_collector_without_agents_still_serves_lag() -> None:
     """An app without the decider (decide=False) yields the join and lag metrics only."""
-    app = fake_app()
-    del app.streammon_decide
-    reg = worker_registry(app)
+    reg = worker_registry(fake_app(decide=False))
     assert reg.get_sample_value("streammon_join_events_consumed_total") == 7
     assert reg.get_sample_value("streammon_rollout_phase",
                                 {"rollout_id": "r1", "phase": "rolled_back"}) is None

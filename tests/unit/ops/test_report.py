@@ -13,6 +13,7 @@ from streammon.control.commands import make_command
 from streammon.decide import progress
 from streammon.errors import ConfigError
 from streammon.events import (
+    SCORE_BINS,
     CohortSummary,
     Command,
     Diagnosis,
@@ -20,7 +21,6 @@ from streammon.events import (
     MetricSums,
     RolloutSpec,
 )
-from streammon.join.cells import SCORE_BINS
 from streammon.ops.report import build_report, write_report
 from streammon.ops.report_analysis import analyse
 from streammon.ops.status import RolloutEvents

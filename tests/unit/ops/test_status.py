@@ -6,7 +6,7 @@ from rich.console import Console
 
 from streammon.control.commands import RouteState
 from streammon.events import Diagnosis, MetricEstimate, MetricSpecWire, RolloutSpec
-from streammon.ops.report_analysis import SrmCheck
+from streammon.ops.rollout_grid import SrmCheck
 from streammon.ops.status import next_step_text, render_status
 
 NOW_MS = 1_700_000_100_000
