@@ -86,12 +86,15 @@ def _event_row(job: tuple[int, int, int]) -> str:
             f"{_pct(o.promote)} {pci} | {_pct(o.hold)} |")
 
 
-def event_table(replicates: int, seed: int, jobs: int) -> str:
+def event_table(replicates: int, seed: int, jobs: int, only: str = "") -> str:
     from concurrent.futures import ProcessPoolExecutor
 
     from streammon.sim.event_operating_points import REQUESTS, WINDOWS, event_catalog
 
-    work = [(i, replicates, seed) for i in range(len(event_catalog()))]
+    names = [s.name for s in event_catalog()]
+    wanted = [w for w in only.split(",") if w]
+    work = [(i, replicates, seed) for i, name in enumerate(names)
+            if not wanted or any(w in name for w in wanted)]
     rows = []
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         for row in pool.map(_event_row, work):
@@ -154,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--section", choices=["cells", "events", "all"], default="all")
     parser.add_argument("--jobs", type=int, default=2, help="processes for the event section")
     parser.add_argument("--write", action="store_true", help="rewrite docs/statistics.md")
+    parser.add_argument("--only", default="",
+                        help="events: only scenarios whose name contains one of these "
+                             "comma-separated words (a partial run; do not --write it)")
     args = parser.parse_args(argv)
     if args.section in ("cells", "all"):
         text = table(args.replicates, args.seed)
@@ -165,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.write:
             _write(PROD_START, PROD_END, text)
     if args.section in ("events", "all"):
-        text = event_table(args.event_replicates, args.seed, args.jobs)
+        text = event_table(args.event_replicates, args.seed, args.jobs, args.only)
         print(text)
         if args.write:
             _write(EVENTS_START, EVENTS_END, text)
