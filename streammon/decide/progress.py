@@ -232,6 +232,9 @@ def build_cells(state: RolloutState, summaries: Iterable[CohortSummary],
         windows=windows, metrics=names + extra, intended=intended_fractions(state, windows))
     for name, quantile in quantiles.items():
         grid.cells[name] = _tail_cells(state, grid, name, quantile)
+    if "timeout" in grid.cells:  # the join counts timeouts only; every prediction is exposed
+        grid.cells["timeout"]["n_a"] = grid.exposures["n_a"].copy()
+        grid.cells["timeout"]["n_b"] = grid.exposures["n_b"].copy()
     for metric in spec.metrics:
         if metric.covariate:
             grid.cells[metric.name] = covariate.adjusted(grid.cells, metric.name, metric.kind)

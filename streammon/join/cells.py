@@ -17,15 +17,27 @@ from streammon.events import SCORE_BINS, CellKey, CohortSummary, MetricSums, Pre
 
 LATENCY_BINS_PER_DECADE = 10
 LATENCY_BINS = 51
-"""Latency bins: bin k holds [10^(k/10), 10^((k+1)/10)) ms, k = 0..50 (bin 0 also < 1 ms,
-bin 50 also >= 100 s). Kept as metrics ``latency_ms#k`` (n = count) for the tail test."""
+"""Latency bins, ten per decade: bin k holds the latencies x with ``⌊10·log10 m⌋ = k``,
+where m is x's whole milliseconds below 10 s (a table lookup on the join's hot path) and
+x itself above; below 1 ms is bin 0 and 100 s or more bin 50. Kept as metrics
+``latency_ms#k`` (n = count) for the tail test of :mod:`streammon.decide.tail`."""
+_EXACT_FROM_MS = 10_000
 
 
-def latency_bin(latency_ms: float) -> int:
-    """Return the fixed-grid bin of a latency (see :data:`LATENCY_BINS`)."""
+def _bin_of(latency_ms: float) -> int:
     if latency_ms < 1.0:
         return 0
     return min(int(LATENCY_BINS_PER_DECADE * math.log10(latency_ms)), LATENCY_BINS - 1)
+
+
+_BIN_OF_MS = tuple(_bin_of(ms) for ms in range(_EXACT_FROM_MS))
+
+
+def latency_bin(latency_ms: float) -> int:
+    """Return the bin of a latency (see :data:`LATENCY_BINS`)."""
+    if latency_ms < _EXACT_FROM_MS:
+        return _BIN_OF_MS[int(latency_ms)]
+    return _bin_of(latency_ms)
 
 
 def latency_bin_metric(k: int) -> str:
@@ -39,6 +51,7 @@ def covariate_metric(metric: str, part: str) -> str:
 
 
 _BIN_NAMES = tuple(latency_bin_metric(k) for k in range(LATENCY_BINS))
+_NAME_OF_MS = tuple(_BIN_NAMES[k] for k in _BIN_OF_MS)
 
 
 def window_start_ms(ts_ms: int, window_ms: int) -> int:
@@ -72,19 +85,20 @@ class CellState:
             acc[0] += 1
             acc[1] += latency_ms
             acc[2] += latency_ms * latency_ms
-            name = _BIN_NAMES[latency_bin(latency_ms)]
-            acc = sums.get(name) or sums.setdefault(name, [0, 0.0, 0.0])
-            acc[0] += 1
-            acc[1] += 1.0
-            acc[2] += 1.0
+            name = (_NAME_OF_MS[int(latency_ms)] if latency_ms < _EXACT_FROM_MS
+                    else _BIN_NAMES[_bin_of(latency_ms)])
+            bin_acc = sums.get(name)
+            if bin_acc is None:
+                bin_acc = sums[name] = [0, 0.0, 0.0]
+            bin_acc[0] += 1  # a bin counts requests: n only
         acc = sums.get("error") or sums.setdefault("error", [0, 0.0, 0.0])
         acc[0] += 1
         if pred.error:
             acc[1] += 1.0
             acc[2] += 1.0
-        acc = sums.get("timeout") or sums.setdefault("timeout", [0, 0.0, 0.0])
-        acc[0] += 1
-        if pred.timeout:
+        if pred.timeout:  # sparse: the decider takes the metric's n from ``error``'s
+            acc = sums.get("timeout") or sums.setdefault("timeout", [0, 0.0, 0.0])
+            acc[0] += 1
             acc[1] += 1.0
             acc[2] += 1.0
         if pred.score is not None:

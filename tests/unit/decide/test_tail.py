@@ -20,17 +20,20 @@ def test_latency_bins_are_ten_per_decade_and_clipped() -> None:
     assert latency_bin(1.0) == 0
     assert latency_bin(10.0) == 10
     assert latency_bin(99.0) == 19
+    assert latency_bin(12.9) == latency_bin(12.0) == 10  # whole milliseconds below 10 s
+    assert latency_bin(12_900.0) == 41
     assert latency_bin(1e9) == LATENCY_BINS - 1
 
 
 def test_the_join_counts_latency_bins_and_timeouts_per_prediction() -> None:
-    """Every prediction adds one to its latency bin and one to the timeout metric's n."""
+    """Every prediction adds one to its latency bin; a timed-out one to the timeout count."""
     cell = CellState()
     for latency, timed_out in ((12.0, False), (15.0, False), (2000.0, True)):
         cell.add_prediction(Prediction(request_id=f"r{latency}", rollout_id="r",
                                        model_version="m", arm="canary", ts_ms=1,
                                        latency_ms=latency, timeout=timed_out))
-    assert cell.sums["timeout"] == [3, 1.0, 1.0]
+    assert cell.sums["timeout"] == [1, 1.0, 1.0]  # only timeouts; n comes from ``error``
+    assert cell.sums["error"][0] == 3
     assert cell.sums[latency_bin_metric(10)][0] == 1
     assert cell.sums[latency_bin_metric(11)][0] == 1
     assert cell.sums[latency_bin_metric(33)][0] == 1
@@ -96,3 +99,20 @@ def test_same_latency_distribution_is_not_rolled_back_on_its_tail() -> None:
         preds, outs = draw_events(plan, seed)
         actions = [d["action"] for d in replay_events(tail_spec(), preds, outs)]
         assert "rollback" not in actions
+
+
+def test_the_timeout_metric_counts_every_prediction_as_exposed() -> None:
+    """The grid's timeout cells have n = predictions (from ``error``) and sum = timeouts."""
+    from streammon.decide.progress import RolloutState, build_cells
+    from streammon.events import CohortSummary, MetricSums
+
+    spec = parse_spec(tail_spec(window_ms=1000))
+    state = RolloutState(spec=spec, origin_ms=0)
+    rows = [CohortSummary(rollout_id="sim", window_start_ms=0, window_ms=1000, segment="all",
+                          arm=arm, source="p0", score_hist=[0] * 10, watermark_ms=1000,
+                          metrics={"error": MetricSums(n, 0.0, 0.0),
+                                   "timeout": MetricSums(t, float(t), float(t))})
+            for arm, n, t in (("baseline", 900, 3), ("canary", 100, 2))]
+    grid = build_cells(state, rows, 1)
+    assert grid.cells["timeout"]["n_a"][0, 0] == 900 and grid.cells["timeout"]["sum_a"][0, 0] == 3
+    assert grid.cells["timeout"]["n_b"][0, 0] == 100 and grid.cells["timeout"]["sum_b"][0, 0] == 2
