@@ -37,6 +37,11 @@ UNITS_HEADLINE = ("unit_state_bytes_per_unit_open", "unit_state_bytes_per_unit_f
 """Per-unit join state (``bench_units.py``): memory at 1M units, cost on the hot path."""
 
 
+DECIDE_HEADLINE = ("decide_us_per_window", "decide_full_recompute_us", "decide_ratio",
+                   "decide_windows")
+"""The decider's cost per window (incremental) and the full recompute, same run."""
+
+
 def run_script(name: str, timeout_s: float = 2700.0) -> dict[str, Any]:
     """Run one benchmark script; return its last JSON line (or an error record)."""
     path = BENCH_DIR / name
@@ -80,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     final: dict[str, Any] = {key: join.get(key) for key in HEADLINE}
     units = results.get("bench_units", {})
     final.update({key: units.get(key) for key in UNITS_HEADLINE})
+    decide = results.get("bench_decide", {})
+    final.update({key: decide.get(key) for key in DECIDE_HEADLINE})
     final["benchmarks"] = results
     print(json.dumps(final))
     if "error" in join:

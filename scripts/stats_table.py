@@ -31,6 +31,8 @@ from streammon.sim.operating_points import OperatingPoint, catalog, evaluate  # 
 
 START, END = "<!-- stats-table:start -->", "<!-- stats-table:end -->"
 EVENTS_START, EVENTS_END = "<!-- stats-table-events:start -->", "<!-- stats-table-events:end -->"
+PROD_START, PROD_END = ("<!-- stats-table-production:start -->",
+                        "<!-- stats-table-production:end -->")
 
 
 def _pct(x: float) -> str:
@@ -59,12 +61,14 @@ def table(replicates: int, seed: int) -> str:
                      f"| {fixed} | {ratio} | {_pct(p.naive_pooled_rate)} "
                      f"| {_pct(p.naive_cellwise_rate)} |")
     bench = runpy.run_path(str(ROOT / "bench" / "bench_decide.py"))
-    points = [bench["measure"](w, 100) for w in (10, 60, 200)]
-    cost = ", ".join(f"{p['us_per_window']:.0f} µs at {p['windows']} windows" for p in points)
+    points = [bench["measure"](w, 20, 3) for w in (10, 60, 200)]
+    cost = ", ".join(f"{p['us_per_window']:.0f} µs at {p['windows']} windows (full recompute "
+                     f"{p['full_recompute_us']:.0f} µs, {p['ratio']:.1f}×)" for p in points)
     lines += ["", f"Replicates per scenario: {replicates}; 200 windows; α = 0.05 (harm tested "
               "at α/2, the rollback half); a look after every window.",
-              f"Cost of one decision (5 metrics × 4 segments, full history): "
-              f"{cost}."]
+              "CPU cost of one decision (5 metrics × 4 segments; the decider's incremental "
+              "state, `bench/bench_decide.py`, medians of 3 runs while other jobs shared the "
+              f"cores): {cost}."]
     return "\n".join(lines)
 
 
@@ -82,12 +86,15 @@ def _event_row(job: tuple[int, int, int]) -> str:
             f"{_pct(o.promote)} {pci} | {_pct(o.hold)} |")
 
 
-def event_table(replicates: int, seed: int, jobs: int) -> str:
+def event_table(replicates: int, seed: int, jobs: int, only: str = "") -> str:
     from concurrent.futures import ProcessPoolExecutor
 
     from streammon.sim.event_operating_points import REQUESTS, WINDOWS, event_catalog
 
-    work = [(i, replicates, seed) for i in range(len(event_catalog()))]
+    names = [s.name for s in event_catalog()]
+    wanted = [w for w in only.split(",") if w]
+    work = [(i, replicates, seed) for i, name in enumerate(names)
+            if not wanted or any(w in name for w in wanted)]
     rows = []
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         for row in pool.map(_event_row, work):
@@ -100,6 +107,39 @@ def event_table(replicates: int, seed: int, jobs: int) -> str:
             "α = 0.05; spec: conversion (margin 0.002), latency (2 ms), errors (0.002); "
             "every replicate replayed by `replay_events`."]
     return "\n".join(head + rows + foot)
+
+
+def production_table(replicates: int, seed: int) -> str:
+    """The production spec (3 metrics + SRM guard), with and without a CUPED covariate."""
+    from streammon.sim.cell_draws import make_plan
+    from streammon.sim.cuped_draws import CovariatePlan, evaluate_production
+    from streammon.sim.operating_points import fixed_horizon_windows
+
+    fixed = fixed_horizon_windows(make_plan("binary", segment_means=(0.10,),
+                                            relative_effect=-0.05))
+    rows = [("conversion A/A, covariate R² = 0.2", 0.0, True),
+            ("conversion A/A, no covariate", 0.0, False),
+            ("conversion 10% -> 9.5% (-5% rel.), no covariate", -0.05, False),
+            ("conversion 10% -> 9.5% (-5% rel.), covariate R² = 0.2", -0.05, True)]
+    lines = ["| scenario | conversion judged on | streammon rollbacks | halted (SRM) "
+             "| median windows to rollback | fixed-horizon windows (80% power, no covariate) "
+             "| ratio |", "|---|---|---|---|---|---|---|"]
+    for index, (name, effect, covariate) in enumerate(rows):
+        p = evaluate_production(CovariatePlan(relative_effect=effect), replicates,
+                                seed + 1000 * index, covariate=covariate)
+        harm = effect != 0.0
+        median = f"{p.median_detection:g}" if harm else "—"
+        ratio = f"{p.median_detection / fixed:.2f}×" if harm else "—"
+        horizon = f"{fixed:.1f}" if harm else "—"
+        lines.append(f"| {name} | {'CUPED-adjusted y' if covariate else 'y'} "
+                     f"| {_pct(p.rollback_rate)} | {_pct(p.halted_rate)} | {median} "
+                     f"| {horizon} | {ratio} |")
+    lines += ["", f"Replicates per scenario: {replicates}; 200 windows of 60,000 requests, "
+              "canary 5%, one segment at 10% conversion; production spec: conversion, "
+              "latency (no effect), errors (no effect), harm e-values averaged and rolled "
+              "back at α/2 − α_srm = 0.024, sample-ratio check at α_srm = 0.001 "
+              "(`streammon.sim.cuped_draws`)."]
+    return "\n".join(lines)
 
 
 def _write(start: str, end: str, text: str) -> None:
@@ -117,14 +157,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--section", choices=["cells", "events", "all"], default="all")
     parser.add_argument("--jobs", type=int, default=2, help="processes for the event section")
     parser.add_argument("--write", action="store_true", help="rewrite docs/statistics.md")
+    parser.add_argument("--only", default="",
+                        help="events: only scenarios whose name contains one of these "
+                             "comma-separated words (a partial run; do not --write it)")
     args = parser.parse_args(argv)
     if args.section in ("cells", "all"):
         text = table(args.replicates, args.seed)
         print(text)
         if args.write:
             _write(START, END, text)
+        text = production_table(args.replicates, args.seed)
+        print(text)
+        if args.write:
+            _write(PROD_START, PROD_END, text)
     if args.section in ("events", "all"):
-        text = event_table(args.event_replicates, args.seed, args.jobs)
+        text = event_table(args.event_replicates, args.seed, args.jobs, args.only)
         print(text)
         if args.write:
             _write(EVENTS_START, EVENTS_END, text)

@@ -21,12 +21,12 @@ SCHEMA_VERSION = 1
 ARMS = ("baseline", "canary")
 
 Arm = Literal["baseline", "canary"]
-MetricName = Literal["label", "value", "latency_ms", "error"]
+MetricName = Literal["label", "value", "latency_ms", "error", "timeout"]
 Kind = Literal["binary", "continuous", "count"]
 """How a metric's values are tested: 0/1 outcomes, real values, or event counts."""
 BadDirection = Literal["decrease", "increase"]
 """Which way a metric moves when users are hurt."""
-PREDICTION_METRICS = ("latency_ms", "error")
+PREDICTION_METRICS = ("latency_ms", "error", "timeout")
 """Metrics a prediction carries on its own (known before its outcome, guardable in shadow)."""
 OUTCOME_METRICS = ("label", "value")
 """Metrics its outcome brings (known only after the join)."""
@@ -59,6 +59,13 @@ class Prediction(msgspec.Struct, frozen=True, kw_only=True):
     score: Probability | None = None
     latency_ms: NonNegative | None = None
     error: bool = False
+    timeout: bool = False
+    """The request hit the serving timeout (also an error, if the node says so): counted
+    by the ``timeout`` metric, a binary metric of its own."""
+    covariate: float | None = None
+    """A pre-exposure covariate for variance reduction (CUPED): the *baseline* model's
+    score computed on every request whatever the arm, or the unit's metric before the
+    rollout — never the candidate's own score. See docs/statistics.md."""
     weights_seq: int | None = None
     shadow: bool = False
 
@@ -183,6 +190,14 @@ class MetricSpecWire(msgspec.Struct, frozen=True, kw_only=True):
     bad_direction: BadDirection
     margin: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
     label_delay_windows: Annotated[int, msgspec.Meta(ge=0)] = 0
+    covariate: bool = False
+    """``label``/``value`` only: reduce variance with the predictions' ``covariate``
+    (CUPED, θ estimated from earlier windows); the metric is then judged as continuous."""
+    quantile: float | None = None
+    """``latency_ms`` only: judge the upper tail instead of the mean — the share of
+    requests slower than the baseline's ``quantile`` (e.g. 0.95 for p95), a threshold
+    fixed on the first window with enough baseline requests. ``margin`` is then a share
+    of requests (e.g. 0.01: one point above ``1 - quantile``). See docs/statistics.md."""
     horizon_ms: Annotated[int, msgspec.Meta(ge=0)] | None = None
     """How long after a prediction its outcome counts. A window's cohort is judged once
     the horizon has passed and is then frozen; its label coverage is guarded per arm.
@@ -422,6 +437,9 @@ def check_semantics(event: object) -> None:
     version = getattr(event, "v", SCHEMA_VERSION)
     if version != SCHEMA_VERSION:
         raise EventError(f"unsupported schema version v={version} - at `$.v`; this build reads v=1")
+    if isinstance(event, Prediction) and event.covariate is not None \
+            and not math.isfinite(event.covariate):
+        raise EventError("Prediction: `covariate` must be finite - at `$.covariate`")
     if isinstance(event, Outcome):
         if event.label is None and event.value is None:
             raise EventError("Outcome: needs `label` (0/1) or `value` - at `$.label`")

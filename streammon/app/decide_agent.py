@@ -32,6 +32,7 @@ from streammon.control import commands
 from streammon.control.keys import DECIDER, Keyring
 from streammon.control.store import connect
 from streammon.decide import progress
+from streammon.decide.assessor import RolloutAssessor
 from streammon.decide.source_watermarks import SourceWatermarks
 from streammon.errors import CommandError, EventError, StreamMonError
 from streammon.join.state import check_rollout_window
@@ -140,6 +141,9 @@ class DecideAgent:
         self.summaries: dict[str, dict[str, events.CohortSummary]] = defaultdict(dict)
         self.clock = SourceWatermarks(partitions=partitions)
         self._next_close_ms: dict[str, float] = {}
+        self.assessors: dict[str, RolloutAssessor] = {}
+        """Incremental decision state per rollout, in memory: after a restart it is rebuilt
+        by folding the cells recovered from the summaries table (one catch-up)."""
         self._loaded = False
         self._start_lookups: dict[str, float] = {}
 
@@ -242,7 +246,8 @@ class DecideAgent:
                 check_rollout_window(state.spec.window_ms, join_window_ms)
             diagnoses, cmds, reports = progress.progress(
                 state, summaries, self.clock.closed_through_ms(), now_ms=now_ms,
-                key=self._signer)
+                key=self._signer,
+                assessor=self.assessors.setdefault(rollout_id, RolloutAssessor()))
         except StreamMonError:
             log.exception("decider: cannot assess rollout %s; it stays as it is", rollout_id)
             return

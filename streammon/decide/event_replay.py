@@ -16,6 +16,7 @@ import msgspec
 
 from streammon.control.commands import FINAL_PHASES, make_command
 from streammon.decide import progress as rollout
+from streammon.decide.assessor import RolloutAssessor
 from streammon.decide.spec import parse_spec
 from streammon.errors import EventError
 from streammon.events import (
@@ -77,6 +78,8 @@ class EventReplayer:
         self.join = JoinState(config=JoinConfig(window_ms=spec.window_ms, ttl_ms=spec.ttl_ms,
                                                 grace_ms=spec.grace_ms))
         self.state: rollout.RolloutState | None = None
+        self.assessor = RolloutAssessor()
+        """The rollout's incremental decision state, as the worker's decider keeps it."""
         self.decisions: list[dict[str, Any]] = []
         self.held_reason = ""
         self.last_ts_ms = -1
@@ -147,7 +150,7 @@ class EventReplayer:
                                      watermark_ms=end_ms)
                      for key, cell in self.join.cells.items() if key[0] == self.spec.rollout_id]
         out = rollout.progress(state, summaries, end_ms + self.spec.grace_ms, now_ms=end_ms,
-                               key=None)
+                               key=None, assessor=self.assessor)
         for diagnosis in out.diagnoses:
             action = diagnosis.action
             reason = diagnosis.message or _DEFAULT_REASON.get(diagnosis.verdict,
@@ -228,9 +231,16 @@ def _plain(item: Any) -> Any:
         return item
     out = {}
     for key, value in item.items():
-        if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        kind = type(value)
+        if kind is bool:
+            if key in ("label", "value"):
+                value = float(value)
+        elif kind not in _PLAIN_TYPES and hasattr(value, "item"):
             value = value.item()
-        if key in ("label", "value") and isinstance(value, bool):
-            value = float(value)
+            if key in ("label", "value") and isinstance(value, bool):
+                value = float(value)
         out[key] = value
     return out
+
+
+_PLAIN_TYPES = (str, int, float, type(None), list, dict)

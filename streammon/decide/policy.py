@@ -52,7 +52,7 @@ from streammon.stats.cells import (
     check_choice,
 )
 from streammon.stats.evidence import MetricEvidence, assess_metric_evidence, averaged_harm
-from streammon.stats.horizon import compute_coverage_gap
+from streammon.stats.horizon import CoverageGap, compute_coverage_gap
 from streammon.stats.srm import compute_srm
 
 _SEVERITY = {verdict: rank for rank, verdict in enumerate(Verdict)}
@@ -202,30 +202,57 @@ def _assess(policy: RolloutPolicy, cells_by_metric: Mapping[str, Mapping[str, ob
             assignment: Mapping[str, object], stage: int, windows_in_stage: int,
             coverage: Mapping[str, Coverage]) -> Assessment:
     n_a, n_b, fraction = check_assignment(assignment)
-    current = policy.fraction_at(stage)
     if n_b.size == 0:
-        return Assessment(Verdict.PENDING, "continue", current, stage, (), 1.0, "no windows yet")
+        return pending(policy, stage)
     srm = compute_srm(*steady_windows(n_a, n_b, fraction), alpha=policy.srm_alpha)
     srm_p = float(srm.p_value[-1])
     if srm.mismatch[-1]:
-        return Assessment(Verdict.HALT, "hold", current, stage, (), srm_p,
-                          f"sample-ratio mismatch (p = {srm_p:.2g}): check the router")
+        return srm_halt(policy, stage, srm_p)
     for name, cov in coverage.items():
         gap = compute_coverage_gap(cov.labelled, cov.exposures, cov.judged, policy.srm_alpha)
         if gap.differs:
-            return Assessment(Verdict.HALT, "hold", current, stage, (), srm_p,
-                              f"label coverage of {name} differs by arm (baseline "
-                              f"{gap.baseline:.1%}, canary {gap.canary:.1%} of predictions): "
-                              "outcomes go missing or arrive late in one arm")
-    missing = [m.name for m in policy.metrics if m.name not in cells_by_metric]
-    if missing:
-        raise StatsInputError(f"cells_by_metric lacks metrics {missing}")
+            return coverage_halt(policy, stage, srm_p, name, gap)
+    check_metrics(policy, cells_by_metric)
     stage_start = n_b.size - windows_in_stage
     evidence = [assess_metric_evidence(
         cells_by_metric[m.name], kind=m.kind, bad_direction=m.bad_direction, margin=m.margin,
         label_delay_windows=m.label_delay_windows, alpha=policy.alpha, stage_start=stage_start)
         for m in policy.metrics]
     harm, p_harm = averaged_harm([e.log_e_harm for e in evidence], policy.rollback_alpha)
+    return judge(policy, evidence, harm, p_harm, n_b, stage, windows_in_stage, srm_p)
+
+
+def pending(policy: RolloutPolicy, stage: int) -> Assessment:
+    """Return the assessment before any window closed."""
+    return Assessment(Verdict.PENDING, "continue", policy.fraction_at(stage), stage, (), 1.0,
+                      "no windows yet")
+
+
+def srm_halt(policy: RolloutPolicy, stage: int, srm_p: float) -> Assessment:
+    """Return the hold of a sample-ratio mismatch (rule 1)."""
+    return Assessment(Verdict.HALT, "hold", policy.fraction_at(stage), stage, (), srm_p,
+                      f"sample-ratio mismatch (p = {srm_p:.2g}): check the router")
+
+
+def coverage_halt(policy: RolloutPolicy, stage: int, srm_p: float, name: str,
+                  gap: CoverageGap) -> Assessment:
+    """Return the hold of arm-dependent label coverage."""
+    return Assessment(Verdict.HALT, "hold", policy.fraction_at(stage), stage, (), srm_p,
+                      f"label coverage of {name} differs by arm (baseline "
+                      f"{gap.baseline:.1%}, canary {gap.canary:.1%} of predictions): "
+                      "outcomes go missing or arrive late in one arm")
+
+
+def check_metrics(policy: RolloutPolicy, cells_by_metric: Mapping[str, object]) -> None:
+    """Raise :class:`StatsInputError` when a judged metric has no cells."""
+    missing = [m.name for m in policy.metrics if m.name not in cells_by_metric]
+    if missing:
+        raise StatsInputError(f"cells_by_metric lacks metrics {missing}")
+
+
+def judge(policy: RolloutPolicy, evidence: list[MetricEvidence], harm: bool, p_harm: float,
+          n_b: FloatArray, stage: int, windows_in_stage: int, srm_p: float) -> Assessment:
+    """Apply rules 2–5 to the metrics' evidence (shared by the full and incremental paths)."""
     if harm:
         estimates = _estimates(policy, evidence, harm=True)
         harmed = ", ".join(e.name for e in estimates if e.verdict == Verdict.ROLLBACK)
@@ -234,7 +261,8 @@ def _assess(policy: RolloutPolicy, cells_by_metric: Mapping[str, Mapping[str, ob
     estimates = _estimates(policy, evidence, harm=False)
     changed = [m.name for m, e in zip(policy.metrics, evidence, strict=True) if e.crossed]
     if changed:
-        return Assessment(Verdict.HALT, "hold", current, stage, estimates, srm_p,
+        return Assessment(Verdict.HALT, "hold", policy.fraction_at(stage), stage, estimates,
+                          srm_p,
                           f"effect changed during the rollout: {', '.join(changed)} (the "
                           "confidence bounds of the stages no longer overlap); review it")
     verdict = worst([e.verdict for e in estimates])

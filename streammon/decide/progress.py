@@ -3,15 +3,17 @@
 The decider agent keeps one :class:`RolloutState` per rollout and the latest cumulative
 cohort summaries. :func:`progress` closes every window whose end plus grace has passed
 in *event time*, lays the summaries out as (windows, segments) arrays per metric and
-arm (the matched cells, never pooled), asks :func:`streammon.decide.policy.assess_rollout`
-what to do, and returns the commands and diagnoses to send. No clock, no I/O.
+arm (the matched cells, never pooled), asks the rollout's incremental
+:class:`streammon.decide.assessor.RolloutAssessor` (the decision of
+:func:`streammon.decide.policy.assess_rollout`, O(1) per window) what to do, and returns
+the commands and diagnoses to send. No clock, no I/O.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import msgspec
 import numpy as np
@@ -19,13 +21,13 @@ import numpy as np
 from streammon.control import commands
 from streammon.control.commands import Phase
 from streammon.control.keys import Signer
-from streammon.decide import cell_grid, postmortem, strategies
+from streammon.decide import cell_grid, covariate, postmortem, strategies, tail
+from streammon.decide.assessor import RolloutAssessor
 from streammon.decide.policy import (
     Assessment,
     Coverage,
     MetricSpec,
     RolloutPolicy,
-    assess_rollout,
     srm_alpha_for,
 )
 from streammon.events import (
@@ -41,7 +43,7 @@ from streammon.events import (
     Verdict,
     json_number,
 )
-from streammon.stats import compute_drift
+from streammon.stats.cells import FIELDS
 from streammon.stats.horizon import FrozenStore, freeze_rows, horizon_windows
 
 SWITCH_MARGIN_MS = 1000
@@ -63,6 +65,8 @@ class RolloutState(msgspec.Struct, kw_only=True):
     """First window of the sample-ratio check: it restarts at every stage and resume."""
     frozen: dict[str, FrozenStore] = msgspec.field(default_factory=dict)
     """Judged cohorts of metrics with a ``horizon_ms``: metric -> window -> segment -> cell."""
+    tail: dict[str, tuple[int, int]] = msgspec.field(default_factory=dict)
+    """Metrics judged on a latency quantile: (calibration window, first bin above τ)."""
     last_action: str = "start"
     commands: list[CommandNote] = msgspec.field(default_factory=list)
     epoch: str = ""
@@ -82,13 +86,22 @@ def policy_from_spec(spec: RolloutSpec) -> RolloutPolicy:
     Alpha is split evenly between the guarded metrics and, when on, the drift guard; the
     sample-ratio check takes its share out of the metrics' part.
     """
-    metrics = tuple(MetricSpec(m.name, m.kind, m.bad_direction, m.margin,
+    metrics = tuple(MetricSpec(m.name, judged_kind(m), m.bad_direction, m.margin,
                                judge_delay_windows(spec, m)) for m in spec.metrics)
     return RolloutPolicy(
         metrics=metrics, alpha=spec.alpha - drift_alpha(spec),
         stages=strategies.stage_fractions(spec), step_windows=spec.step_windows,
         min_samples_per_stage=spec.min_samples_per_stage,
         srm_alpha=srm_alpha_for(spec.alpha), min_final_windows=spec.min_final_windows)
+
+
+def judged_kind(metric: MetricSpecWire) -> Literal["binary", "continuous", "count"]:
+    """Return the kind a metric is judged as: its tail share is binary, CUPED continuous."""
+    if metric.quantile is not None:
+        return "binary"
+    if metric.covariate:
+        return "continuous"
+    return metric.kind
 
 
 def judge_delay_windows(spec: RolloutSpec, metric: MetricSpecWire) -> int:
@@ -225,11 +238,44 @@ def intended_fractions(state: RolloutState, windows: int,
 
 def build_cells(state: RolloutState, summaries: Iterable[CohortSummary],
                 windows: int) -> cell_grid.Grid:
-    """Lay the rollout's summaries out for its first ``windows`` decision windows."""
-    return cell_grid.build_grid(
-        summaries, origin_ms=state.origin_ms, window_ms=state.spec.window_ms,
-        windows=windows, metrics=[m.name for m in state.spec.metrics],
-        intended=intended_fractions(state, windows))
+    """Lay the rollout's summaries out for its first ``windows`` decision windows.
+
+    A latency metric with a ``quantile`` is laid out as its exceedance cells
+    (:mod:`streammon.decide.tail`), at the threshold fixed on its calibration window; an
+    outcome metric with a ``covariate`` as its CUPED-adjusted cells
+    (:mod:`streammon.decide.covariate`).
+    """
+    spec = state.spec
+    names = [m.name for m in spec.metrics]
+    quantiles = {m.name: m.quantile for m in spec.metrics if m.quantile is not None}
+    extra = (list(tail.BIN_METRICS) if quantiles else []) + covariate.covariate_names(spec)
+    grid = cell_grid.build_grid(
+        summaries, origin_ms=state.origin_ms, window_ms=spec.window_ms,
+        windows=windows, metrics=names + extra, intended=intended_fractions(state, windows))
+    for name, quantile in quantiles.items():
+        grid.cells[name] = _tail_cells(state, grid, name, quantile)
+    if "timeout" in grid.cells:  # the join counts timeouts only; every prediction is exposed
+        grid.cells["timeout"]["n_a"] = grid.exposures["n_a"].copy()
+        grid.cells["timeout"]["n_b"] = grid.exposures["n_b"].copy()
+    for metric in spec.metrics:
+        if metric.covariate:
+            grid.cells[metric.name] = covariate.adjusted(grid.cells, metric.name, metric.kind)
+    for extra_name in extra:
+        grid.cells.pop(extra_name, None)
+    return grid
+
+
+def _tail_cells(state: RolloutState, grid: cell_grid.Grid, name: str,
+                quantile: float) -> dict[str, np.ndarray]:
+    """Return a latency metric's exceedance cells at its threshold, fixed once (stored)."""
+    fixed = state.tail.get(name)
+    if fixed is None:
+        bins_a = np.stack([grid.cells[m]["n_a"].sum(axis=1) for m in tail.BIN_METRICS], axis=1)
+        found = tail.calibrate(bins_a, quantile)
+        if found is None:
+            return {f: np.zeros_like(grid.cells[name]["n_a"]) for f in FIELDS}
+        fixed = state.tail[name] = found
+    return tail.exceedance_cells(grid.cells, *fixed)
 
 
 class Progress(NamedTuple):
@@ -242,13 +288,18 @@ class Progress(NamedTuple):
 
 def progress(
     state: RolloutState, summaries: list[CohortSummary], watermark_ms: int, *, now_ms: int,
-    key: Signer | None,
+    key: Signer | None, assessor: RolloutAssessor | None = None,
 ) -> Progress:
     """Assess every newly closed window; return diagnoses, commands and post-mortems.
 
     Commands are signed with ``key``; None leaves them unsigned (the event-level backtest).
+    ``assessor`` is the rollout's incremental decision state
+    (:class:`~streammon.decide.assessor.RolloutAssessor`), kept by the caller between
+    calls so that each window folds only what is new; a fresh one catches up on the whole
+    history (after a restart) and decides alike.
     """
     out = Progress([], [], [])
+    assessor = assessor if assessor is not None else RolloutAssessor()
     target = closed_windows(state, watermark_ms)
     policy = policy_from_spec(state.spec)
     while state.phase == "running" and state.windows_closed < target:
@@ -256,10 +307,10 @@ def progress(
         t = state.windows_closed
         grid = build_cells(state, summaries, t)
         coverage = freeze_judged(state, grid, t)
-        result = assess_rollout(policy, grid.cells, grid.assignment, stage=state.stage,
-                                windows_in_stage=t - state.stage_start_window,
-                                coverage=coverage)
-        drift_p = _drift_p_value(grid)
+        result = assessor.assess(policy, grid.cells, grid.assignment, stage=state.stage,
+                                 windows_in_stage=t - state.stage_start_window,
+                                 coverage=coverage)
+        drift_p = assessor.drift_p_value(grid.hist_a, grid.hist_b)
         if drift_p <= drift_alpha(state.spec) and result.action != "rollback":
             result = dataclasses.replace(
                 result, verdict=Verdict.ROLLBACK, action="rollback",
@@ -297,13 +348,6 @@ def freeze_judged(state: RolloutState, grid: cell_grid.Grid,
             coverage[metric.name] = Coverage(grid.cells[metric.name], grid.exposures,
                                              windows - delay)
     return coverage
-
-
-def _drift_p_value(grid: cell_grid.Grid) -> float:
-    """Return the running p-value of score drift between the arms (1.0 without scores)."""
-    if grid.hist_a.sum() == 0 or grid.hist_b.sum() == 0:
-        return 1.0
-    return float(compute_drift(grid.hist_a, grid.hist_b).p_value[-1])
 
 
 def _command_for(state: RolloutState, action: Decision, reason: str, now_ms: int,

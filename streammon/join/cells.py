@@ -21,6 +21,7 @@ the prediction arrives; ``label`` and ``value`` when its outcome does.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -28,14 +29,53 @@ import msgspec
 
 from streammon.events import SCORE_BINS, CellKey, CohortSummary, MetricSums, Prediction
 
+LATENCY_BINS_PER_DECADE = 10
+LATENCY_BINS = 51
+"""Latency bins, ten per decade: bin k holds the latencies x with ``⌊10·log10 m⌋ = k``,
+where m is x's whole milliseconds below 10 s (a table lookup on the join's hot path) and
+x itself above; below 1 ms is bin 0 and 100 s or more bin 50. Kept as metrics
+``latency_ms#k`` (n = count) for the tail test of :mod:`streammon.decide.tail`."""
+_EXACT_FROM_MS = 10_000
+
+
+def _bin_of(latency_ms: float) -> int:
+    if latency_ms < 1.0:
+        return 0
+    return min(int(LATENCY_BINS_PER_DECADE * math.log10(latency_ms)), LATENCY_BINS - 1)
+
+
+_BIN_OF_MS = tuple(_bin_of(ms) for ms in range(_EXACT_FROM_MS))
+
+
+def latency_bin(latency_ms: float) -> int:
+    """Return the bin of a latency (see :data:`LATENCY_BINS`)."""
+    if latency_ms < _EXACT_FROM_MS:
+        return _BIN_OF_MS[int(latency_ms)]
+    return _bin_of(latency_ms)
+
+
+def latency_bin_metric(k: int) -> str:
+    """Return the metric name under which a cell counts the requests of latency bin ``k``."""
+    return f"latency_ms#{k}"
+
+
+def covariate_metric(metric: str, part: str) -> str:
+    """Return the name of an outcome metric's covariate sums: ``label:x``, ``label:xy``."""
+    return f"{metric}:{part}"
+
+
+_BIN_NAMES = tuple(latency_bin_metric(k) for k in range(LATENCY_BINS))
+_NAME_OF_MS = tuple(_BIN_NAMES[k] for k in _BIN_OF_MS)
+
 
 class OpenUnit(msgspec.Struct, array_like=True, gc=False):
     """A unit whose first-exposure cell may still change (its running per-unit sums).
 
-    Its cell, when it freezes (event time, ms: its window's end + ttl), its error indicator
-    (-1 before its first request), then (y_u, m_u) of latency, label and value. Not
-    tracked by the garbage collector (no reference cycles), like the join's pending
-    entries: a million open units would otherwise make every full collection slow.
+    Its cell, when it freezes (event time, ms: its window's end + ttl), its error and
+    timeout indicators (bits 0 and 1; -1 before its first request), then (y_u, m_u) of
+    latency, label and value. Not tracked by the garbage collector (no reference
+    cycles), like the join's pending entries: a million open units would otherwise make
+    every full collection slow.
     """
 
     cell: CellKey
@@ -47,6 +87,16 @@ class OpenUnit(msgspec.Struct, array_like=True, gc=False):
     label_m: int = 0
     value_y: float = 0.0
     value_m: int = 0
+
+
+def _count_latency_bin(sums: dict[str, list[float]], latency_ms: float) -> None:
+    """Count one request in its latency bin (a bin counts requests: n only)."""
+    name = (_NAME_OF_MS[int(latency_ms)] if latency_ms < _EXACT_FROM_MS
+            else _BIN_NAMES[_bin_of(latency_ms)])
+    acc = sums.get(name)
+    if acc is None:
+        acc = sums[name] = _zeros()
+    acc[0] += 1
 
 
 def window_start_ms(ts_ms: int, window_ms: int) -> int:
@@ -84,9 +134,15 @@ class CellState:
             acc[0] += 1
             acc[1] += latency_ms
             acc[2] += latency_ms * latency_ms
+            _count_latency_bin(sums, latency_ms)
         acc = sums.get("error") or sums.setdefault("error", _zeros())
         acc[0] += 1
         if pred.error:
+            acc[1] += 1.0
+            acc[2] += 1.0
+        if pred.timeout:  # sparse: the decider takes the metric's n from ``error``'s
+            acc = sums.get("timeout") or sums.setdefault("timeout", _zeros())
+            acc[0] += 1
             acc[1] += 1.0
             acc[2] += 1.0
         if pred.score is not None:
@@ -100,12 +156,20 @@ class CellState:
             self.add_unit(sums, "latency_ms", latency_ms, unit.latency_y, unit.latency_m)
             unit.latency_y += latency_ms
             unit.latency_m += 1
+            _count_latency_bin(sums, latency_ms)  # per request, also for units
         acc = sums.get("error") or sums.setdefault("error", _zeros())
         if unit.error < 0:  # the unit's first request: it enters the error metric
             unit.error = 0
             acc[0] += 1
-        if pred.error and not unit.error:
-            unit.error = 1
+        # ``unit.error`` holds two indicators: bit 0 had an error, bit 1 timed out.
+        if pred.error and not unit.error & 1:
+            unit.error |= 1
+            acc[1] += 1.0
+            acc[2] += 1.0
+        if pred.timeout and not unit.error & 2:  # n from ``error``'s, as for requests
+            unit.error |= 2
+            acc = sums.get("timeout") or sums.setdefault("timeout", _zeros())
+            acc[0] += 1
             acc[1] += 1.0
             acc[2] += 1.0
         if pred.score is not None:
@@ -131,6 +195,17 @@ class CellState:
         acc[3] += 1
         acc[4] += 2 * m + 1
         acc[5] += y2 * m - y * (m - 1)
+
+    def add_covariate(self, label: float | None, value: float | None, x: float) -> None:
+        """Add a joined request's covariate sums for CUPED.
+
+        ``<metric>:x`` holds n, Σx, Σx² and ``<metric>:xy`` n, Σxy, Σ(xy)², over the
+        outcomes whose prediction had a covariate.
+        """
+        for metric, y in (("label", label), ("value", value)):
+            if y is not None:
+                self.add(covariate_metric(metric, "x"), x)
+                self.add(covariate_metric(metric, "xy"), x * y)
 
     def __iadd__(self, other: CellState) -> CellState:
         for metric, values in other.sums.items():

@@ -91,6 +91,8 @@ class JoinRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Open units: (hash, cell index, freeze_ms, error, lat y, m, label y, m, value y, m)."""
     seen: dict[str, list[int]] = {}
     """Per rollout, hashes of frozen units (their later requests are excluded)."""
+    covariates: list[tuple[str, float]] = []
+    """Pending predictions' covariates (request id, x); absent in records of older builds."""
 
 
 class _JoinRecordIn(JoinRecord, kw_only=True, omit_defaults=True):
@@ -292,6 +294,8 @@ def _build(seq: int, state: JoinState, part: Part, offsets: dict[str, int],
                                             cell_index(entry.cell), entry.unit))
         else:
             record.predictions.append((request_id, entry.expires_at_ms, cell_index(entry.cell)))
+        if not isinstance(entry, int | PendingOutcome) and entry.covariate is not None:
+            record.covariates.append((request_id, entry.covariate))
     for uhash in part.units:
         unit = state.units[uhash]
         record.units.append((uhash, cell_index(unit.cell),
@@ -373,6 +377,10 @@ def _replay(record: JoinRecord, entries: dict[str, Entry], cells: dict[CellKey, 
     for request_id, expires_ms, cell_index, uhash in record.unit_predictions:
         entries[request_id] = PendingPrediction(expires_ms, keys[cell_index], uhash)
         max_expiry = max(max_expiry, expires_ms)
+    for request_id, x in record.covariates:  # after both kinds of waiting prediction
+        pending = entries.get(request_id)
+        if isinstance(pending, PendingPrediction):
+            entries[request_id] = msgspec.structs.replace(pending, covariate=x)
     for uhash, cell_index, freeze_ms, error, lat_y, lat_m, lab_y, lab_m, val_y, val_m \
             in record.units:
         units[uhash] = OpenUnit(keys[cell_index], freeze_ms, error, lat_y, lat_m, lab_y, lab_m,

@@ -81,6 +81,8 @@ class PendingPrediction(msgspec.Struct, frozen=True, array_like=True, gc=False):
     expires_at_ms: int
     cell: CellKey
     unit: int = 0
+    covariate: float | None = None
+    """The prediction's pre-exposure covariate, added with its outcome (CUPED sums)."""
 
 
 class PendingOutcome(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -277,13 +279,14 @@ class JoinState:
             else:
                 cell.add_prediction(pred)
             if isinstance(entry, PendingOutcome):
-                self._join(jkey, cell, entry.label, entry.value, entry.expires_at_ms, uhash)
+                self._join(jkey, cell, entry.label, entry.value, entry.expires_at_ms, uhash,
+                           pred.covariate)
             elif pred.shadow:  # mirrored, never served: no outcome will come; keep a tombstone
                 counters["shadow_predictions"] += 1
                 self._put(jkey, ts_ms + ttl_ms, ts_ms + ttl_ms, new=True)
             else:
-                self._put(jkey, PendingPrediction(ts_ms + ttl_ms, key, uhash), ts_ms + ttl_ms,
-                          new=True)
+                self._put(jkey, PendingPrediction(ts_ms + ttl_ms, key, uhash, pred.covariate),
+                          ts_ms + ttl_ms, new=True)
         return rejected
 
     def _seen(self, rollout_id: str, uhash: int) -> bool:
@@ -357,7 +360,7 @@ class JoinState:
                           expires_ms, new=True)
             elif isinstance(entry, PendingPrediction):
                 self._join(jkey, self._cell(entry.cell), outcome.label,
-                           outcome.value, entry.expires_at_ms, entry.unit)
+                           outcome.value, entry.expires_at_ms, entry.unit, entry.covariate)
             elif isinstance(entry, int) and entry < 0:  # a unit's excluded repeat request
                 counters["excluded_outcomes"] += 1
                 self._put(jkey, -entry, -entry, new=False)
@@ -469,7 +472,8 @@ class JoinState:
             self._due(unit.freeze_ms).append(uhash)
 
     def _join(self, request_id: str, cell: CellState, label: float | None,
-              value: float | None, expires_at_ms: int, uhash: int = 0) -> None:
+              value: float | None, expires_at_ms: int, uhash: int = 0,
+              covariate: float | None = None) -> None:
         self.counters["joined"] += 1
         unit = self.units.get(uhash) if uhash else None
         if unit is None:
@@ -489,6 +493,8 @@ class JoinState:
                 cell.add_unit(cell.sums, "value", value, unit.value_y, unit.value_m)
                 unit.value_y += value
                 unit.value_m += 1
+        if covariate is not None:  # CUPED sums: per joined request, also for units
+            cell.add_covariate(label, value, covariate)
         self._put(request_id, expires_at_ms, expires_at_ms, new=False)
 
     def _expire_one(self, request_id: str, entry: Entry) -> None:

@@ -19,7 +19,9 @@ spec's stages, tiny segments, broken routers and heavy-tailed latency with timeo
   last a geometric number of the unit's consecutive requests (mean ``burst_mean``).
 * Outcomes: each prediction with a label gets an outcome ``delay ~ Exp(mean)`` later,
   per arm; ``label_missing`` drops a share of them per arm.
-* Latency: lognormal(median, σ); ``timeout_ms`` caps it and marks the request an error.
+* Latency: lognormal(median, σ); ``timeout_ms`` caps it and marks the request an error
+  and a timeout; ``latency_slow_share`` of canary requests are ``latency_slow_factor``
+  times slower (a heavier tail).
 
 Pure and seeded: the same plan and seed give the same events.
 """
@@ -62,7 +64,14 @@ class EventPlan:
     latency_median_ms: float = 40.0
     latency_sigma: float = 0.35
     latency_effect: float = 0.0
+    latency_slow_share: float = 0.0
+    """Share of canary requests slowed by ``latency_slow_factor`` (a heavier upper tail)."""
+    latency_slow_factor: float = 1.0
     timeout_ms: float = float("inf")
+    covariate_r2: float = 0.0
+    """When > 0, every prediction carries a covariate x (the baseline model's calibrated
+    score, Beta with the request's conversion rate as mean) explaining this share of the
+    conversion's variance; the conversion is then Bernoulli(x · (1 + effect))."""
     delay_mean_ms: tuple[float, float] = (5_000.0, 5_000.0)
     """Mean outcome delay (baseline, canary)."""
     label_missing: tuple[float, float] = (0.0, 0.0)
@@ -121,10 +130,19 @@ def _draw_window(plan: EventPlan, rng: np.random.Generator, w: int, unit_u: Floa
     canary = unit_u[unit] < plan.fraction_at(w)
     seg = unit_seg[unit]
     p = _conversion(plan, w, seg, unit_z[unit], canary)
+    covariate = None
+    if plan.covariate_r2 > 0.0:
+        base = _conversion(plan, w, seg, unit_z[unit], np.zeros(m, dtype=bool))
+        total = 1.0 / plan.covariate_r2 - 1.0
+        covariate = rng.beta(base * total, (1.0 - base) * total)
+        p = np.clip(covariate * np.where(canary, 1.0 + plan.effect_at(w), 1.0), 0.0, 1.0)
     label = rng.random(m) < p
     error = _errors(plan, rng, unit, canary, burst_left)
     latency = plan.latency_median_ms * np.exp(plan.latency_sigma * rng.standard_normal(m))
     latency = np.where(canary, latency * (1.0 + plan.latency_effect), latency)
+    if plan.latency_slow_share > 0.0:
+        slow = canary & (rng.random(m) < plan.latency_slow_share)
+        latency = np.where(slow, latency * plan.latency_slow_factor, latency)
     timed_out = latency >= plan.timeout_ms
     latency = np.minimum(latency, plan.timeout_ms)
     error = error | timed_out
@@ -137,10 +155,14 @@ def _draw_window(plan: EventPlan, rng: np.random.Generator, w: int, unit_u: Floa
     for i in np.flatnonzero(~lost):
         rid = f"{plan.rollout_id}-{w}-{i}"
         arm = "canary" if canary[i] else "baseline"
-        preds.append({"v": 1, "request_id": rid, "rollout_id": plan.rollout_id,
-                      "model_version": arm, "arm": arm, "ts_ms": int(ts[i]),
-                      "segment": names[seg[i]], "unit_id": f"u{unit[i]}",
-                      "latency_ms": float(latency[i]), "error": bool(error[i])})
+        pred = {"v": 1, "request_id": rid, "rollout_id": plan.rollout_id,
+                "model_version": arm, "arm": arm, "ts_ms": int(ts[i]),
+                "segment": names[seg[i]], "unit_id": f"u{unit[i]}",
+                "latency_ms": float(latency[i]), "error": bool(error[i]),
+                "timeout": bool(timed_out[i])}
+        if covariate is not None:
+            pred["covariate"] = float(covariate[i])
+        preds.append(pred)
         if not missing[i]:
             outs.append({"v": 1, "request_id": rid, "rollout_id": plan.rollout_id,
                          "ts_ms": int(ts[i] + delay[i]), "label": float(label[i]),

@@ -72,6 +72,18 @@ def production_spec(**kw: Any) -> dict[str, Any]:
     return spec
 
 
+def tail_spec(**kw: Any) -> dict[str, Any]:
+    """Return the production spec with latency judged on its p95 and timeouts guarded."""
+    spec = production_spec(**kw)
+    spec["metrics"] = [
+        spec["metrics"][0],
+        {"name": "latency_ms", "kind": "continuous", "bad_direction": "increase",
+         "quantile": 0.95, "margin": 0.01},
+        spec["metrics"][2],
+        {"name": "timeout", "kind": "binary", "bad_direction": "increase", "margin": 0.002}]
+    return spec
+
+
 def _plan(**kw: Any) -> EventPlan:
     base: dict[str, Any] = {"windows": WINDOWS, "requests_per_window": REQUESTS,
                             "fractions": RAMP, "step_windows": 5, "error_rate": 0.002}
@@ -107,10 +119,15 @@ def event_catalog() -> tuple[EventScenario, ...]:
                       ({"action": "resume", "ts_ms": start + 10 * WINDOW_MS + 5},)),
         EventScenario("heavy-tailed latency (sigma 1.2) with 1 s timeouts A/A",
                       _plan(latency_sigma=1.2, timeout_ms=1000.0), production_spec(), False),
+        EventScenario("same, judged on p95 latency and timeouts (4 metrics) A/A",
+                      _plan(latency_sigma=1.2, timeout_ms=1000.0), tail_spec(), False),
         EventScenario("novelty: conversion +5% for 15 windows, then -5%",
                       _plan(effect=(0.05,) * 15 + (-0.05,)), production_spec(), True),
         EventScenario("conversion -30% (event level)", _plan(effect=(-0.3,)),
                       production_spec(), True),
+        EventScenario("p95 latency: 3% of canary requests 5x slower (mean +12%), p95 spec",
+                      _plan(latency_slow_share=0.03, latency_slow_factor=5.0,
+                            timeout_ms=1000.0), tail_spec(), True),
     )
 
 

@@ -18,7 +18,9 @@ HOLDING_NULLS = [
     "1% canary, six tiny segments A/A",
     "SRM halt (canary loss, windows 0-7), fixed, resumed at 10 A/A",
     "heavy-tailed latency (sigma 1.2) with 1 s timeouts A/A",
+    "same, judged on p95 latency and timeouts (4 metrics) A/A",
 ]
+TAIL_HARM = "p95 latency: 3% of canary requests 5x slower (mean +12%), p95 spec"
 NOVELTY = "novelty: conversion +5% for 15 windows, then -5%"
 
 
@@ -50,3 +52,10 @@ def test_slow_novelty_is_almost_never_promoted() -> None:
     outcome = evaluate_events(SCENARIOS[NOVELTY], 300, seed=12)
     assert wilson(round(outcome.promote * 300), 300)[0] <= 0.025
     assert outcome.promote <= 0.025
+
+
+@pytest.mark.slow
+def test_slow_a_heavier_latency_tail_is_rolled_back_on_its_p95() -> None:
+    """300 rollouts whose canary slows 3% of requests 5x: nearly all rolled back."""
+    outcome = evaluate_events(SCENARIOS[TAIL_HARM], 300, seed=13)
+    assert outcome.rollback >= 0.95

@@ -160,3 +160,27 @@ def test_progress_does_nothing_once_rolled_back() -> None:
     st.phase = "rolled_back"
     assert progress(st, [summary(0, "canary", 1, 1)], ORIGIN + 9_000, now_ms=0,
                     key=KEY) == ([], [], [])
+
+
+def test_a_restarted_decider_rebuilds_its_incremental_state_and_decides_alike() -> None:
+    """A decider that restarts (a fresh assessor, state rebuilt from the summaries) before
+    every window sends the same diagnoses and commands as one that kept its state."""
+    from streammon.decide.assessor import RolloutAssessor
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for w in range(12):
+        for arm, n, p in (("baseline", 900, 0.10), ("canary", 100, 0.07)):
+            rows.append(summary(w, arm, float(rng.binomial(n, p)), n))
+    kept, restarted = state(), state()
+    assessor = RolloutAssessor()
+    for w in range(1, 13):
+        now = ORIGIN + w * 1000 + 600
+        seen = [s for s in rows if s.window_start_ms < ORIGIN + w * 1000]
+        a = progress(kept, seen, now, now_ms=5, key=KEY, assessor=assessor)
+        b = progress(restarted, seen, now, now_ms=5, key=KEY, assessor=RolloutAssessor())
+        assert [(d.action, d.verdict, d.message) for d in a.diagnoses] == \
+            [(d.action, d.verdict, d.message) for d in b.diagnoses]
+        assert [c.action for c in a.commands] == [c.action for c in b.commands]
+    assert kept.phase == restarted.phase
+    assert kept.commands == restarted.commands and len(kept.commands) >= 2
