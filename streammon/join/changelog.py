@@ -19,7 +19,11 @@ Units travel the same way: a record holds the open state of every unit its batch
 units), and the seen markers (64-bit hashes) of units frozen since the last record. Seen
 markers live as long as their rollout, so a dying record's markers are carried into the
 new record like its cells; a record holding markers is kept for ``ttl_ms`` of event time,
-so each marker is rewritten about once per ``ttl_ms``, not after every batch.
+so each marker is rewritten about once per ``ttl_ms``, not after every batch. When a
+rollout is forgotten, its markers are no longer carried, and the next record lists the
+rollout in ``forgotten`` (living as long as the older records holding its markers):
+recovery drops the markers read before that note, so a rollout opened again starts with
+an empty seen set, as in the live state.
 
 Old records are deleted (tombstoned) once everything in them is dead:
 :meth:`JoinLog.write` deletes a record when all its entries have expired (entries a
@@ -93,6 +97,10 @@ class JoinRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Per rollout, hashes of frozen units (their later requests are excluded)."""
     covariates: list[tuple[str, float]] = []
     """Pending predictions' covariates (request id, x); absent in records of older builds."""
+    forgotten: list[str] = []
+    """Rollouts forgotten (last cell dropped) since the previous record while an older live
+    record still held seen markers of theirs: recovery drops the markers of earlier records
+    (a rollout opened again later starts with an empty seen set)."""
 
 
 class _JoinRecordIn(JoinRecord, kw_only=True, omit_defaults=True):
@@ -133,6 +141,7 @@ class JoinLog:
         self.cell_seq: dict[CellKey, int] = {}
         self.seq_cells: dict[int, set[CellKey]] = {}
         self.seq_seen: dict[int, dict[str, HashArray]] = {}
+        self.seq_expiry: dict[int, int] = {}
         self._by_expiry: list[tuple[int, int]] = []
 
     def write(self, state: JoinState, changes: JoinChanges,
@@ -146,6 +155,7 @@ class JoinLog:
             old = self.cell_seq.pop(key, None)
             if old is not None:
                 self.seq_cells.get(old, set()).discard(key)
+        forgotten, forgotten_until = self.forget(changes.forgotten)
         dead = self._pop_dead(state.expired_through_ms)
         cells = set(changes.cells)
         markers: dict[str, list[HashArray]] = {}
@@ -164,16 +174,35 @@ class JoinLog:
         while parts:
             part = parts.pop(0)
             final = not parts
-            raw = _ENCODER.encode(_build(self.seq + 1, state, part, offsets, final))
+            raw = _ENCODER.encode(_build(self.seq + 1, state, part, offsets, final,
+                                         forgotten if final else []))
             if len(raw) > RECORD_MAX_BYTES and part.size() > 1:
                 parts[:0] = part.halves()  # the estimate was beaten
                 continue
             self.seq += 1
             out.append((self.seq, raw))
-            self._remember(state, part)
+            self._remember(state, part, forgotten_until if final else -1)
         return out, dead
 
-    def _remember(self, state: JoinState, part: Part) -> None:
+    def forget(self, rollouts: Iterable[str]) -> tuple[list[str], int]:
+        """Drop the seen markers live records hold for forgotten rollouts (never carried).
+
+        Return the rollouts of which a live record held markers (the next record notes
+        them, so recovery drops those markers too) and until when that note must live:
+        the latest expiry of those records.
+        """
+        noted: set[str] = set()
+        until = -1
+        for seq, markers in self.seq_seen.items():
+            for rollout_id in rollouts:
+                if markers.pop(rollout_id, None) is not None:
+                    noted.add(rollout_id)
+                    until = max(until, self.seq_expiry.get(seq, -1))
+        for seq in [seq for seq, markers in self.seq_seen.items() if not markers]:
+            del self.seq_seen[seq]
+        return sorted(noted), until
+
+    def _remember(self, state: JoinState, part: Part, min_expiry_ms: int) -> None:
         for key in part.cells:
             old = self.cell_seq.get(key)
             if old is not None and old != self.seq:
@@ -186,16 +215,19 @@ class JoinLog:
             self.seq_seen[self.seq] = {r: np.asarray(h, dtype=np.int64)
                                        for r, h in part.seen.items()}
             max_expiry = max(max_expiry, state.expired_through_ms + state.config.ttl_ms)
-        self.track(self.seq, max_expiry)
+        self.track(self.seq, max(max_expiry, min_expiry_ms))
 
     def track(self, seq: int, max_expiry_ms: int) -> None:
         """Remember that record ``seq`` is needed until event time ``max_expiry_ms``."""
         heapq.heappush(self._by_expiry, (max_expiry_ms, seq))
+        self.seq_expiry[seq] = max_expiry_ms
 
     def _pop_dead(self, expired_through_ms: int) -> list[int]:
         dead = []
         while self._by_expiry and self._by_expiry[0][0] <= expired_through_ms:
-            dead.append(heapq.heappop(self._by_expiry)[1])
+            seq = heapq.heappop(self._by_expiry)[1]
+            self.seq_expiry.pop(seq, None)
+            dead.append(seq)
         return dead
 
 
@@ -268,11 +300,12 @@ def _pack(state: JoinState, changes: JoinChanges, cells: set[CellKey], units: li
 
 
 def _build(seq: int, state: JoinState, part: Part, offsets: dict[str, int],
-           final: bool) -> JoinRecord:
+           final: bool, forgotten: list[str]) -> JoinRecord:
     record = JoinRecord(seq=seq, offsets=dict(offsets), prediction_wm_ms=state.prediction_wm_ms,
                         outcome_wm_ms=state.outcome_wm_ms,
                         expired_through_ms=state.expired_through_ms,
-                        counters=dict(state.counters), final=final, seen=dict(part.seen))
+                        counters=dict(state.counters), final=final, seen=dict(part.seen),
+                        forgotten=list(forgotten))
     index: dict[CellKey, int] = {}
 
     def cell_index(key: CellKey) -> int:
@@ -336,6 +369,8 @@ def restore(raw_records: Iterable[bytes], config: JoinConfig
     seen: dict[str, set[int]] = {}
     for record in records:
         _replay(record, entries, cells, jlog, problems, units, config.ttl_ms)
+        for rollout_id in record.forgotten:  # earlier markers belong to a forgotten rollout
+            seen.pop(rollout_id, None)
         for rollout_id, hashes in record.seen.items():
             seen.setdefault(rollout_id, set()).update(hashes)
     last = records[-1]
@@ -386,6 +421,9 @@ def _replay(record: JoinRecord, entries: dict[str, Entry], cells: dict[CellKey, 
         units[uhash] = OpenUnit(keys[cell_index], freeze_ms, error, lat_y, lat_m, lab_y, lab_m,
                                 val_y, val_m)
         max_expiry = max(max_expiry, freeze_ms)
+    if record.forgotten:  # as JoinLog.write: the note lives as long as the markers it drops
+        _, until = log.forget(record.forgotten)
+        max_expiry = max(max_expiry, until)
     if record.seen:
         log.seq_seen[record.seq] = {r: np.asarray(h, dtype=np.int64)
                                     for r, h in record.seen.items()}

@@ -170,6 +170,8 @@ class JoinChanges:
     """Open units (hashes) whose state changed."""
     frozen: list[tuple[str, int]] = field(default_factory=list)
     """(rollout, unit hash) of units frozen to a seen marker."""
+    forgotten: set[str] = field(default_factory=set)
+    """Rollouts forgotten with their last cell: their seen markers died with them."""
 
 
 @dataclass
@@ -423,8 +425,16 @@ class JoinState:
             count += len(keys)
             if not rollout.windows:
                 del self.rollouts[rollout_id]
+                self._forget(rollout_id)
         if count:
             self.counters["cells_dropped"] += count
+
+    def _forget(self, rollout_id: str) -> None:
+        """Report a forgotten rollout: its seen markers are not to be persisted any more."""
+        changes = self._changes
+        changes.forgotten.add(rollout_id)
+        if changes.frozen:
+            changes.frozen = [(r, u) for r, u in changes.frozen if r != rollout_id]
 
     @property
     def changed_entries(self) -> int:
@@ -442,7 +452,9 @@ class JoinState:
         """Load recovered entries, cells, open units and seen markers; drop what expired.
 
         Entries and cells already expired were expired, counted and sent before the crash;
-        an old record may still hold them. An open unit past its freeze time is frozen.
+        an old record may still hold them. An open unit past its freeze time froze before
+        the crash: a later record holds its seen marker unless its rollout was forgotten since
+        (then an old record's open state must not bring the marker back).
         """
         window_ms, retention_ms = self.config.window_ms, self.config.retention_ms
         cells = {key: cell for key, cell in cells.items()
@@ -466,8 +478,7 @@ class JoinState:
             if rollout is None or uhash in rollout.seen:
                 continue
             if unit.freeze_ms <= self.expired_through_ms:
-                rollout.seen.add(uhash)
-                continue
+                continue  # froze before the crash: its marker is in ``seen`` if still kept
             self.units[uhash] = unit
             self._due(unit.freeze_ms).append(uhash)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from helpers import outcome, pred
 
 from streammon.events import CellKey
@@ -96,6 +97,45 @@ def test_unit_state_survives_a_restart_from_the_records() -> None:
     again.add_prediction(pred("d", ts_ms=7_300, unit_id="old"))
     assert again.cells[("r1", 7_000, "all", "canary")].sums["latency_ms"][:2] == [1, 40.0]
     assert again.counters["unit_repeat_requests"] == 1
+
+
+@pytest.mark.parametrize("freeze_apart", [True, False])
+def test_a_forgotten_rollouts_seen_markers_stay_forgotten_after_a_restart(
+        freeze_apart: bool) -> None:
+    """A rollout forgotten with its last cell loses its seen markers; when it opens again,
+    a restart from the surviving records (one still holding the old marker, or the unit's
+    old open state) does not bring them back: the unit enters the new rollout, as live."""
+    state, log, store = JoinState(config=CONFIG), JoinLog(), {}
+
+    def persist() -> None:
+        state.expire()
+        records, dead = log.write(state, state.take_changes(), {})
+        store.update(records)
+        for seq in dead:
+            store.pop(seq, None)
+
+    def clock(ts_ms: int) -> None:  # move both watermarks with another rollout's events
+        state.add_prediction(pred(f"p{ts_ms}", ts_ms=ts_ms, rollout_id="r2"))
+        state.add_outcome(outcome(f"p{ts_ms}", ts_ms=ts_ms, rollout_id="r2"))
+
+    state.add_prediction(pred("a", ts_ms=1_100, unit_id="u"))
+    state.add_outcome(outcome("a", ts_ms=1_100))
+    state.add_outcome(outcome("w", ts_ms=7_000, rollout_id="r3"))  # keeps this record alive
+    persist()
+    if freeze_apart:  # the unit freezes (7 000) in one batch, r1 is forgotten (7 500) later
+        clock(7_000)
+        persist()
+        assert state.rollouts["r1"].seen
+    clock(7_600)
+    persist()
+    assert "r1" not in state.rollouts
+    state.add_prediction(pred("b", ts_ms=7_600))  # r1 opens again, with no seen marker
+    persist()
+    again, _, _ = restore(store.values(), CONFIG)
+    assert again.rollouts["r1"].seen == state.rollouts["r1"].seen == set()
+    for join in (state, again):
+        join.add_prediction(pred("c", ts_ms=7_700, unit_id="u"))
+        assert join.counters["unit_repeat_requests"] == 0
 
 
 def test_linearized_sums_give_the_delta_method_variance() -> None:
