@@ -99,6 +99,25 @@ def _count_latency_bin(sums: dict[str, list[float]], latency_ms: float) -> None:
     acc[0] += 1
 
 
+def add_outcome_sums(sums: dict[str, list[float]], label: float | None,
+                     value: float | None) -> None:
+    """Add a joined outcome of a request that is its own unit: ``label``, ``value``."""
+    if label is not None:
+        acc = sums.get("label")
+        if acc is None:
+            acc = sums["label"] = _zeros()
+        acc[0] += 1
+        acc[1] += label
+        acc[2] += label * label
+    if value is not None:
+        acc = sums.get("value")
+        if acc is None:
+            acc = sums["value"] = _zeros()
+        acc[0] += 1
+        acc[1] += value
+        acc[2] += value * value
+
+
 def window_start_ms(ts_ms: int, window_ms: int) -> int:
     """Return the start of the tumbling window of width ``window_ms`` that holds ``ts_ms``."""
     return ts_ms - ts_ms % window_ms
@@ -134,7 +153,12 @@ class CellState:
             acc[0] += 1
             acc[1] += latency_ms
             acc[2] += latency_ms * latency_ms
-            _count_latency_bin(sums, latency_ms)
+            name = (_NAME_OF_MS[int(latency_ms)] if latency_ms < _EXACT_FROM_MS
+                    else _BIN_NAMES[_bin_of(latency_ms)])  # _count_latency_bin, inlined
+            bin_acc = sums.get(name)
+            if bin_acc is None:
+                bin_acc = sums[name] = _zeros()
+            bin_acc[0] += 1
         acc = sums.get("error") or sums.setdefault("error", _zeros())
         acc[0] += 1
         if pred.error:

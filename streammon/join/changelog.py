@@ -209,8 +209,10 @@ class JoinLog:
                 self.seq_cells.get(old, set()).discard(key)
             self.cell_seq[key] = self.seq
         self.seq_cells[self.seq] = set(part.cells)
-        max_expiry = max([*(expiry_of(e) for _, e in part.entries),
-                          *(state.units[u].freeze_ms for u in part.units)], default=-1)
+        entries_max_ms = part.max_expiry_ms
+        if entries_max_ms is None:
+            entries_max_ms = max((expiry_of(e) for _, e in part.entries), default=-1)
+        max_expiry = max([entries_max_ms, *(state.units[u].freeze_ms for u in part.units)])
         if part.seen:
             self.seq_seen[self.seq] = {r: np.asarray(h, dtype=np.int64)
                                        for r, h in part.seen.items()}
@@ -239,6 +241,8 @@ class Part:
     entries: list[tuple[str, Entry]] = field(default_factory=list)
     units: list[int] = field(default_factory=list)
     seen: dict[str, list[int]] = field(default_factory=dict)
+    max_expiry_ms: int | None = None
+    """An upper bound of its entries' expiry when known (else computed from them)."""
 
     def size(self) -> int:
         """Return how many items the part holds."""
@@ -262,9 +266,35 @@ def _cell_bytes(key: CellKey, cell: CellState) -> int:
     return 2 * (len(key[0]) + len(key[2])) + 120 + 120 * len(cell.sums)
 
 
+def _whole(state: JoinState, changes: JoinChanges, cells: set[CellKey], units: list[int],
+           seen: dict[str, HashArray]) -> Part | None:
+    """Return everything as one part when its estimated size fits a record, else None.
+
+    The common case, decided without a loop over the entries.
+    """
+    entries = changes.entries
+    size = (2 * sum(map(len, entries)) + 40 * len(entries) + 120 * len(units)
+            + sum(21 * h.size + len(r) for r, h in seen.items()))
+    if size > RECORD_TARGET_BYTES:
+        return None
+    cell_map = state.cells
+    size += sum(_cell_bytes(key, cell_map[key]) for key in cells)
+    if size > RECORD_TARGET_BYTES:
+        return None
+    return Part(list(cells), list(entries.items()), list(units),
+                {r: h.tolist() for r, h in seen.items()}, changes.max_expiry_ms)
+
+
 def _pack(state: JoinState, changes: JoinChanges, cells: set[CellKey], units: list[int],
           seen: dict[str, HashArray]) -> Iterator[Part]:
-    """Split cells, entries, units and markers into parts of ~RECORD_TARGET_BYTES (>= 1)."""
+    """Split cells, entries, units and markers into parts of ~RECORD_TARGET_BYTES (>= 1).
+
+    Entries that expired in this batch are left for :func:`_build` to skip.
+    """
+    whole = _whole(state, changes, cells, units, seen)
+    if whole is not None:
+        yield whole
+        return
     part, size = Part(), 0
     for key in cells:
         if size > RECORD_TARGET_BYTES:
@@ -317,18 +347,32 @@ def _build(seq: int, state: JoinState, part: Part, offsets: dict[str, int],
 
     for key in part.cells:
         cell_index(key)
+    dead_through_ms = state.expired_through_ms
+    joined, outcomes, covariates = record.joined, record.outcomes, record.covariates
+    predictions, unit_predictions = record.predictions, record.unit_predictions
+    index_get = index.get
     for request_id, entry in part.entries:
-        if isinstance(entry, int):
-            record.joined.append((request_id, entry))
-        elif isinstance(entry, PendingOutcome):
-            record.outcomes.append((request_id, entry.expires_at_ms, entry.label, entry.value))
-        elif entry.unit:
-            record.unit_predictions.append((request_id, entry.expires_at_ms,
-                                            cell_index(entry.cell), entry.unit))
+        kind = entry.__class__
+        if kind is int:
+            if abs(entry) > dead_through_ms:  # type: ignore[arg-type]
+                joined.append((request_id, entry))  # type: ignore[arg-type]
+            continue
+        expires_ms = entry.expires_at_ms  # type: ignore[union-attr]
+        if expires_ms <= dead_through_ms:
+            continue  # expired in this batch: recovery would drop it (its cell may be gone)
+        if kind is PendingOutcome:
+            outcomes.append((request_id, expires_ms, entry.label,  # type: ignore[union-attr]
+                             entry.value))  # type: ignore[union-attr]
+            continue
+        at = index_get(entry.cell)  # type: ignore[union-attr]
+        if at is None:
+            at = cell_index(entry.cell)  # type: ignore[union-attr]
+        if entry.unit:  # type: ignore[union-attr]
+            unit_predictions.append((request_id, expires_ms, at, entry.unit))  # type: ignore[union-attr]
         else:
-            record.predictions.append((request_id, entry.expires_at_ms, cell_index(entry.cell)))
-        if not isinstance(entry, int | PendingOutcome) and entry.covariate is not None:
-            record.covariates.append((request_id, entry.covariate))
+            predictions.append((request_id, expires_ms, at))
+        if entry.covariate is not None:  # type: ignore[union-attr]
+            covariates.append((request_id, entry.covariate))  # type: ignore[union-attr]
     for uhash in part.units:
         unit = state.units[uhash]
         record.units.append((uhash, cell_index(unit.cell),

@@ -53,14 +53,14 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import msgspec
 
 from streammon.errors import ConfigError
 from streammon.events import CellKey, Outcome, Prediction
-from streammon.join.cells import CellState, OpenUnit
+from streammon.join.cells import CellState, OpenUnit, add_outcome_sums
 from streammon.join.units import SeenSet, unit_hash
 
 KEY_SEPARATOR = "\x00"
@@ -101,6 +101,48 @@ Entry = PendingPrediction | PendingOutcome | int
 def expiry_of(entry: Entry) -> int:
     """Return the event time (ms) at which an entry expires."""
     return abs(entry) if isinstance(entry, int) else entry.expires_at_ms
+
+
+class ExpiryQueue:
+    """Request keys by the event time (ms) they expire at.
+
+    A heap of ints ``due_ms << 22 | n`` (``n`` tells apart keys due at the same time) and
+    a dict from those ints to the keys: nothing the garbage collector has to walk, unlike
+    a heap of (due, key) tuples or a list per due time, and ints compare fast. A key is
+    pushed once, when it starts waiting, and may be stale by the time it is due (gone,
+    or waiting longer): the caller checks it against ``pending``.
+    """
+
+    __slots__ = ("_n", "heap", "keys")
+    _SHIFT = 22
+    _MASK = (1 << 22) - 1
+
+    def __init__(self) -> None:
+        self.heap: list[int] = []
+        self.keys: dict[int, str] = {}
+        self._n = 0
+
+    def push(self, due_ms: int, key: str) -> None:
+        """Remember that ``key`` expires at ``due_ms``."""
+        keys = self.keys
+        code = due_ms << 22 | (self._n & 4_194_303)
+        while code in keys:  # 4M keys due at the same millisecond: find a free slot
+            self._n += 1
+            code = due_ms << 22 | (self._n & 4_194_303)
+        self._n += 1
+        keys[code] = key
+        heapq.heappush(self.heap, code)
+
+    def pop_due(self, now_ms: int) -> Iterator[tuple[int, str]]:
+        """Yield (due time, key) of every key due at or before ``now_ms``, oldest first."""
+        heap, keys = self.heap, self.keys
+        limit = (now_ms + 1) << 22
+        while heap and heap[0] < limit:
+            code = heapq.heappop(heap)
+            yield code >> 22, keys.pop(code)
+
+    def __len__(self) -> int:
+        return len(self.heap)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -213,7 +255,7 @@ class JoinState:
         self.units: dict[int, OpenUnit] = {}
         """Open units by hash: their first-exposure cell may still change."""
         self._changes = JoinChanges()
-        self._expiry: list[tuple[int, str]] = []
+        self._expiry = ExpiryQueue()
         self._freeze: list[int] = []
         self._freeze_due: dict[int, list[int]] = {}
         """Per freeze time (a window's end + ttl_ms), the units that freeze then."""
@@ -237,58 +279,77 @@ class JoinState:
 
         Return the predictions refused by a cardinality cap, with the reason.
         """
-        window_ms, ttl_ms = self.config.window_ms, self.config.ttl_ms
-        closes_after_ms = window_ms + self.config.grace_ms
-        pending_get, counters, cells = self.pending.get, self.counters, self.cells
-        changed_cells = self._changes.cells
+        config = self.config
+        window_ms, ttl_ms = config.window_ms, config.ttl_ms
+        closes_after_ms = window_ms + config.grace_ms
+        pending, cells, units = self.pending, self.cells, self.units
+        pending_get, cells_get = pending.get, cells.get
+        changes = self._changes
+        changed_cells, changed_entries = changes.cells, changes.entries
+        push = self._expiry.push
         rejected: list[Rejected] = []
-        for index, pred in enumerate(preds):
-            counters["predictions"] += 1
-            ts_ms = pred.ts_ms
-            start_ms = ts_ms - ts_ms % window_ms
-            if start_ms + closes_after_ms <= self.prediction_wm_ms:
-                counters["late_predictions"] += 1
-                continue
-            if ts_ms > self.prediction_wm_ms:
-                self.prediction_wm_ms = ts_ms
-            jkey = pred.rollout_id + KEY_SEPARATOR + pred.request_id
-            entry = pending_get(jkey)
-            if entry is not None and not isinstance(entry, PendingOutcome):
-                counters["duplicate_predictions"] += 1
-                continue
-            key: CellKey = (pred.rollout_id, start_ms, pred.segment, pred.arm)
-            unit: OpenUnit | None = None
-            uhash = 0
-            if pred.unit_id and not pred.shadow:
-                uhash = unit_hash(pred.rollout_id, pred.unit_id)
-                unit = self.units.get(uhash)
-                if (unit is not None and unit.cell != key) or (
-                        unit is None and self._seen(pred.rollout_id, uhash)):
-                    self._exclude(jkey, entry, ts_ms + ttl_ms)
+        seen = late = duplicate = 0
+        try:
+            for index, pred in enumerate(preds):
+                seen += 1
+                ts_ms = pred.ts_ms
+                start_ms = ts_ms - ts_ms % window_ms
+                if start_ms + closes_after_ms <= self.prediction_wm_ms:
+                    late += 1
                     continue
-            cell = cells.get(key)
-            if cell is None:
-                reason = self._admit(key)
-                if reason:
-                    counters["capped_predictions"] += 1
-                    rejected.append((index, reason))
+                if ts_ms > self.prediction_wm_ms:
+                    self.prediction_wm_ms = ts_ms
+                rollout_id = pred.rollout_id
+                jkey = rollout_id + KEY_SEPARATOR + pred.request_id
+                entry = pending_get(jkey)
+                if entry is not None and entry.__class__ is not PendingOutcome:
+                    duplicate += 1
                     continue
-                cell = cells[key] = CellState()
-            changed_cells.add(key)
-            if uhash:
-                unit = self._enter(uhash, unit, key)
-                cell.add_unit_prediction(pred, unit)
-            else:
-                cell.add_prediction(pred)
-            if isinstance(entry, PendingOutcome):
-                self._join(jkey, cell, entry.label, entry.value, entry.expires_at_ms, uhash,
-                           pred.covariate)
-            elif pred.shadow:  # mirrored, never served: no outcome will come; keep a tombstone
-                counters["shadow_predictions"] += 1
-                self._put(jkey, ts_ms + ttl_ms, ts_ms + ttl_ms, new=True)
-            else:
-                self._put(jkey, PendingPrediction(ts_ms + ttl_ms, key, uhash, pred.covariate),
-                          ts_ms + ttl_ms, new=True)
+                key: CellKey = (rollout_id, start_ms, pred.segment, pred.arm)
+                unit: OpenUnit | None = None
+                uhash = 0
+                if pred.unit_id and not pred.shadow:
+                    uhash = unit_hash(rollout_id, pred.unit_id)
+                    unit = units.get(uhash)
+                    if (unit is not None and unit.cell != key) or (
+                            unit is None and self._seen(rollout_id, uhash)):
+                        self._exclude(jkey, entry, ts_ms + ttl_ms)
+                        continue
+                cell = cells_get(key)
+                if cell is None:
+                    reason = self._admit(key)
+                    if reason:
+                        self.counters["capped_predictions"] += 1
+                        rejected.append((index, reason))
+                        continue
+                    cell = cells[key] = CellState()
+                changed_cells.add(key)
+                if uhash:
+                    unit = self._enter(uhash, unit, key)
+                    cell.add_unit_prediction(pred, unit)
+                else:
+                    cell.add_prediction(pred)
+                expires_ms = ts_ms + ttl_ms
+                if entry is not None:  # its outcome waits (a PendingOutcome)
+                    self._join(jkey, cell, entry.label, entry.value,
+                               entry.expires_at_ms, uhash, pred.covariate)
+                    continue
+                if pred.shadow:  # mirrored, never served: no outcome will come; a tombstone
+                    self.counters["shadow_predictions"] += 1
+                    new: Entry = expires_ms
+                else:
+                    new = PendingPrediction(expires_ms, key, uhash, pred.covariate)
+                pending[jkey] = changed_entries[jkey] = new
+                if expires_ms > changes.max_expiry_ms:
+                    changes.max_expiry_ms = expires_ms
+                push(expires_ms, jkey)
+        finally:
+            counters = self.counters
+            counters["predictions"] += seen
+            if late:
+                counters["late_predictions"] += late
+            if duplicate:
+                counters["duplicate_predictions"] += duplicate
         return rejected
 
     def _seen(self, rollout_id: str, uhash: int) -> bool:
@@ -349,38 +410,87 @@ class JoinState:
     def add_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         """Take outcomes in order (the same as add_outcome in a loop, faster)."""
         ttl_ms = self.config.ttl_ms
-        pending_get, counters = self.pending.get, self.counters
-        for outcome in outcomes:
-            counters["outcomes"] += 1
-            if outcome.ts_ms > self.outcome_wm_ms:
-                self.outcome_wm_ms = outcome.ts_ms
-            jkey = outcome.rollout_id + KEY_SEPARATOR + outcome.request_id
-            entry = pending_get(jkey)
-            if entry is None:
-                expires_ms = outcome.ts_ms + ttl_ms
-                self._put(jkey, PendingOutcome(expires_ms, outcome.label, outcome.value),
-                          expires_ms, new=True)
-            elif isinstance(entry, PendingPrediction):
-                self._join(jkey, self._cell(entry.cell), outcome.label,
-                           outcome.value, entry.expires_at_ms, entry.unit, entry.covariate)
-            elif isinstance(entry, int) and entry < 0:  # a unit's excluded repeat request
-                counters["excluded_outcomes"] += 1
-                self._put(jkey, -entry, -entry, new=False)
-            else:
-                counters["duplicate_outcomes"] += 1
+        pending, counters, cells = self.pending, self.counters, self.cells
+        pending_get, cells_get = pending.get, cells.get
+        changes = self._changes
+        changed_entries, changed_cells = changes.entries, changes.cells
+        push = self._expiry.push
+        seen = joined = 0
+        try:
+            for outcome in outcomes:
+                seen += 1
+                ts_ms = outcome.ts_ms
+                if ts_ms > self.outcome_wm_ms:
+                    self.outcome_wm_ms = ts_ms
+                jkey = outcome.rollout_id + KEY_SEPARATOR + outcome.request_id
+                entry = pending_get(jkey)
+                if entry is None:
+                    expires_ms = ts_ms + ttl_ms
+                    pending[jkey] = changed_entries[jkey] = PendingOutcome(
+                        expires_ms, outcome.label, outcome.value)
+                    if expires_ms > changes.max_expiry_ms:
+                        changes.max_expiry_ms = expires_ms
+                    push(expires_ms, jkey)
+                elif entry.__class__ is not PendingPrediction:
+                    if entry.__class__ is int and entry < 0:
+                        counters["excluded_outcomes"] += 1  # a unit's excluded repeat
+                        self._put(jkey, -entry, -entry, new=False)
+                    else:
+                        counters["duplicate_outcomes"] += 1
+                elif entry.unit or entry.covariate is not None:
+                    self._join(jkey, self._cell(entry.cell),
+                               outcome.label, outcome.value,
+                               entry.expires_at_ms, entry.unit,
+                               entry.covariate)
+                else:  # _join's request path, inlined (the common case)
+                    key = entry.cell
+                    cell = cells_get(key)
+                    if cell is None:  # retention outlives the TTL: cannot happen
+                        cell = cells[key] = CellState()
+                    changed_cells.add(key)
+                    joined += 1
+                    add_outcome_sums(cell.sums, outcome.label, outcome.value)
+                    expires_ms = entry.expires_at_ms
+                    pending[jkey] = changed_entries[jkey] = expires_ms
+                    if expires_ms > changes.max_expiry_ms:
+                        changes.max_expiry_ms = expires_ms
+        finally:
+            counters["outcomes"] += seen
+            if joined:
+                counters["joined"] += joined
 
     def expire(self, now_ms: int | None = None) -> int:
         """Expire everything whose TTL passed by event time ``now_ms``; return how many."""
         now = self.watermark_ms if now_ms is None else now_ms
-        expired = 0
-        while self._expiry and self._expiry[0][0] <= now:
-            due_ms, request_id = heapq.heappop(self._expiry)
-            entry = self.pending.get(request_id)
-            if entry is None or (abs(entry) if entry.__class__ is int
-                                 else entry.expires_at_ms) != due_ms:  # type: ignore[union-attr]
-                continue  # stale heap entry: the request is gone or waits longer
-            self._expire_one(request_id, entry)
+        pending, cells = self.pending, self.cells
+        changed_cells = self._changes.cells
+        expired = expired_predictions = orphans = 0
+        for due_ms, request_id in self._expiry.pop_due(now):
+            entry = pending.get(request_id)
+            if entry is None:
+                continue  # stale: the request is gone
+            kind = entry.__class__
+            if kind is int:
+                if abs(entry) != due_ms:  # type: ignore[arg-type]
+                    continue  # stale: it waits longer
+            elif entry.expires_at_ms != due_ms:  # type: ignore[union-attr]
+                continue
+            elif kind is PendingPrediction:
+                expired_predictions += 1
+                key = entry.cell  # type: ignore[union-attr]
+                cell = cells.get(key)
+                if cell is None:  # retention outlives the TTL: cannot happen
+                    cell = cells[key] = CellState()
+                cell.expired += 1
+                changed_cells.add(key)
+            else:
+                orphans += 1
+            del pending[request_id]
             expired += 1
+        if expired_predictions:
+            self.counters["expired_predictions"] += expired_predictions
+        if orphans:
+            self.counters["orphan_outcomes"] += orphans
         self.expired_through_ms = max(self.expired_through_ms, now)
         self._freeze_units(now)
         self._expire_cells(now)
@@ -467,8 +577,7 @@ class JoinState:
         for request_id, entry in entries.items():
             if expiry_of(entry) > self.expired_through_ms:
                 self.pending[request_id] = entry
-                self._expiry.append((expiry_of(entry), request_id))
-        heapq.heapify(self._expiry)
+                self._expiry.push(expiry_of(entry), request_id)
         for rollout_id, hashes in (seen or {}).items():
             rollout = self.rollouts.get(rollout_id)
             if rollout is not None:
@@ -490,10 +599,7 @@ class JoinState:
         if unit is None:
             if uhash:  # cannot happen: a unit stays open while its predictions wait
                 self.counters["unit_state_missing"] += 1
-            if label is not None:
-                cell.add("label", label)
-            if value is not None:
-                cell.add("value", value)
+            add_outcome_sums(cell.sums, label, value)
         else:
             self._changes.units.add(uhash)
             if label is not None:
@@ -508,22 +614,14 @@ class JoinState:
             cell.add_covariate(label, value, covariate)
         self._put(request_id, expires_at_ms, expires_at_ms, new=False)
 
-    def _expire_one(self, request_id: str, entry: Entry) -> None:
-        if isinstance(entry, PendingPrediction):
-            self.counters["expired_predictions"] += 1
-            self._cell(entry.cell).expired += 1
-        elif isinstance(entry, PendingOutcome):
-            self.counters["orphan_outcomes"] += 1
-        del self.pending[request_id]
-
     def _put(self, request_id: str, entry: Entry, expires_ms: int, *, new: bool) -> None:
         self.pending[request_id] = entry
         changes = self._changes
         changes.entries[request_id] = entry
         if expires_ms > changes.max_expiry_ms:
             changes.max_expiry_ms = expires_ms
-        if new:  # a joined request keeps its expiry, so its heap entry stays valid
-            heapq.heappush(self._expiry, (expires_ms, request_id))
+        if new:  # a joined request keeps its expiry, so its queue entry stays valid
+            self._expiry.push(expires_ms, request_id)
 
     def _cell(self, key: CellKey) -> CellState:
         cell = self.cells.get(key)

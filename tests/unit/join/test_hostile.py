@@ -10,7 +10,7 @@ import pytest
 from helpers import outcome, pred
 
 from streammon import events
-from streammon.envelope import MAX_METRIC_ABS, decode_message
+from streammon.envelope import MAX_METRIC_ABS, decode_message, encode_batch
 from streammon.errors import ConfigError
 from streammon.join import changelog as joinlog
 from streammon.join.changelog import JoinLog, decode_record, restore
@@ -247,3 +247,26 @@ def test_old_records_without_final_still_restore() -> None:
                                "expired_through_ms": 0, "counters": {}})
     _, log, offsets = restore([raw], JoinConfig())
     assert offsets == {"outcomes": 4} and log.seq == 3
+
+
+def test_an_envelope_keeps_its_good_events_in_order_around_bad_ones() -> None:
+    """In a batch envelope, only the implausible events (huge latency, wrong partition,
+    label-less outcome) are dead-lettered; the others are kept, in their order."""
+    here = 1
+    *mine, spare = on_partition(here, 7, "env")
+    (other,) = on_partition(2, 1, "env")
+    good = [events.encode(pred(r, ts_ms=NOW_MS)) for r in mine]
+    huge = events.encode(pred(spare, ts_ms=NOW_MS, latency_ms=1e300))
+    wrong = events.encode(pred(other, ts_ms=NOW_MS))
+    raw = encode_batch([good[0], huge, good[1], wrong, *good[2:]])
+    out = decode_message(events.Prediction, raw, partition=here, partitions=PARTS,
+                         now_ms=NOW_MS)
+    assert [e.request_id for e in out.events] == mine
+    assert [r.index for r in out.rejects] == [1, 3]
+    assert "latency_ms" in out.rejects[0].reason and "partition" in out.rejects[1].reason
+    labelless = encode_batch([events.encode(outcome(mine[0], ts_ms=NOW_MS, label=1.0)),
+                              b'{"request_id":"%s","rollout_id":"r1","ts_ms":%d}'
+                              % (mine[1].encode(), NOW_MS)])
+    out = decode_message(events.Outcome, labelless, partition=here, partitions=PARTS,
+                         now_ms=NOW_MS)
+    assert [e.request_id for e in out.events] == [mine[0]] and len(out.rejects) == 1

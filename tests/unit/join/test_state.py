@@ -177,3 +177,33 @@ def test_shadow_prediction_counts_at_once_and_waits_for_nothing() -> None:
     assert state.counters["shadow_predictions"] == 1
     assert state.counters["duplicate_predictions"] == 1
     assert state.counters["expired_predictions"] == 0
+
+
+def test_expiry_queue_yields_due_keys_oldest_first_and_keeps_the_rest() -> None:
+    """Keys due at or before the clock come out by due time (several per millisecond
+    included), later ones stay queued, and a key can be queued twice."""
+    from streammon.join.state import ExpiryQueue
+
+    queue = ExpiryQueue()
+    for due_ms, key in ((30, "c"), (10, "a1"), (20, "b"), (10, "a2"), (40, "d"), (20, "b")):
+        queue.push(due_ms, key)
+    assert list(queue.pop_due(9)) == []
+    first = list(queue.pop_due(20))
+    assert [d for d, _ in first] == [10, 10, 20, 20]
+    assert sorted(k for _, k in first) == ["a1", "a2", "b", "b"]
+    assert len(queue) == 2
+    assert list(queue.pop_due(10**6)) == [(30, "c"), (40, "d")]
+
+
+def test_an_entry_that_waits_longer_is_not_expired_by_its_stale_queue_slot() -> None:
+    """A joined request keeps its expiry; an outcome that came first and is joined by a
+    prediction expires at the outcome's time, never earlier, and only once."""
+    state = JoinState(config=CONFIG)
+    state.add_outcome(outcome("a", ts_ms=2_000, label=1.0))
+    state.add_prediction(pred("a", ts_ms=1_500))
+    state.add_prediction(pred("b", ts_ms=1_600))
+    state.prediction_wm_ms = state.outcome_wm_ms = 11_700
+    assert state.expire() == 1  # b, unlabelled, at 11,600; a's tombstone lives to 12,000
+    assert join_key("r1", "a") in state.pending
+    assert state.counters["expired_predictions"] == 1
+    assert state.expire(12_000) == 1 and not state.pending
