@@ -89,6 +89,24 @@ class OpenUnit(msgspec.Struct, array_like=True, gc=False):
     value_m: int = 0
 
 
+def _count_hit(acc: list[float]) -> None:
+    """Count an indicator that is 1 (the request or unit had it) in sums holding its n."""
+    acc[1] += 1.0
+    acc[2] += 1.0
+
+
+def _count_unit_hit(sums: dict[str, list[float]], metric: str) -> None:
+    """Count a unit (or request) whose indicator ``metric`` is 1: n, Σy and Σy² grow by 1.
+
+    For a sparse metric (``timeout``) that counts only its hits; its n comes from another.
+    """
+    acc = sums.get(metric)
+    if acc is None:
+        acc = sums[metric] = _zeros()
+    acc[0] += 1
+    _count_hit(acc)
+
+
 def _count_latency_bin(sums: dict[str, list[float]], latency_ms: float) -> None:
     """Count one request in its latency bin (a bin counts requests: n only)."""
     name = (_NAME_OF_MS[int(latency_ms)] if latency_ms < _EXACT_FROM_MS
@@ -153,27 +171,21 @@ class CellState:
             acc[0] += 1
             acc[1] += latency_ms
             acc[2] += latency_ms * latency_ms
-            name = (_NAME_OF_MS[int(latency_ms)] if latency_ms < _EXACT_FROM_MS
-                    else _BIN_NAMES[_bin_of(latency_ms)])  # _count_latency_bin, inlined
-            bin_acc = sums.get(name)
-            if bin_acc is None:
-                bin_acc = sums[name] = _zeros()
-            bin_acc[0] += 1
+            _count_latency_bin(sums, latency_ms)
         acc = sums.get("error") or sums.setdefault("error", _zeros())
         acc[0] += 1
         if pred.error:
-            acc[1] += 1.0
-            acc[2] += 1.0
+            _count_hit(acc)
         if pred.timeout:  # sparse: the decider takes the metric's n from ``error``'s
-            acc = sums.get("timeout") or sums.setdefault("timeout", _zeros())
-            acc[0] += 1
-            acc[1] += 1.0
-            acc[2] += 1.0
+            _count_unit_hit(sums, "timeout")
         if pred.score is not None:
-            self.score_hist[min(int(pred.score * SCORE_BINS), SCORE_BINS - 1)] += 1
+            self._count_score(pred.score)
 
     def add_unit_prediction(self, pred: Prediction, unit: OpenUnit) -> None:
-        """Add a prediction of a unit in its first-exposure cell (aggregated per unit)."""
+        """Add a prediction of a unit in its first-exposure cell (aggregated per unit).
+
+        ``unit.error`` holds the unit's two indicators: bit 0 had an error, bit 1 timed out.
+        """
         sums = self.sums
         latency_ms = pred.latency_ms
         if latency_ms is not None:
@@ -185,19 +197,17 @@ class CellState:
         if unit.error < 0:  # the unit's first request: it enters the error metric
             unit.error = 0
             acc[0] += 1
-        # ``unit.error`` holds two indicators: bit 0 had an error, bit 1 timed out.
         if pred.error and not unit.error & 1:
             unit.error |= 1
-            acc[1] += 1.0
-            acc[2] += 1.0
+            _count_hit(acc)
         if pred.timeout and not unit.error & 2:  # n from ``error``'s, as for requests
             unit.error |= 2
-            acc = sums.get("timeout") or sums.setdefault("timeout", _zeros())
-            acc[0] += 1
-            acc[1] += 1.0
-            acc[2] += 1.0
+            _count_unit_hit(sums, "timeout")
         if pred.score is not None:
-            self.score_hist[min(int(pred.score * SCORE_BINS), SCORE_BINS - 1)] += 1
+            self._count_score(pred.score)
+
+    def _count_score(self, score: float) -> None:
+        self.score_hist[min(int(score * SCORE_BINS), SCORE_BINS - 1)] += 1
 
     @staticmethod
     def add_unit(sums: dict[str, list[float]], metric: str, x: float, y: float,

@@ -67,8 +67,9 @@ CellWire = tuple[str, int, str, str, dict[str, list[float]], list[int], int]
 CellWireIn = tuple[str, int, str, str, dict[str, list[float | None]], list[int], int]
 UnitWire = tuple[int, int, int, int, float, int, float, int, float, int]
 """A cell as read back: an old build may have written an overflowed sum as ``null``."""
-RECORD_TARGET_BYTES = 256_000
-"""Estimated size at which a write starts a new record."""
+RECORD_TARGET_BYTES = 400_000
+"""Estimated size at which a write starts a new record (the estimate is generous: a
+batch of RECORD_MAX_ENTRIES request entries fits one record)."""
 RECORD_MAX_BYTES = 900_000
 """Hard bound on one encoded record (Kafka's default message limit is 1 MB)."""
 

@@ -103,6 +103,10 @@ def expiry_of(entry: Entry) -> int:
     return abs(entry) if isinstance(entry, int) else entry.expires_at_ms
 
 
+DUE_SHIFT = 22
+SLOT_MASK = (1 << DUE_SHIFT) - 1
+
+
 class ExpiryQueue:
     """Request keys by the event time (ms) they expire at.
 
@@ -114,8 +118,6 @@ class ExpiryQueue:
     """
 
     __slots__ = ("_n", "heap", "keys")
-    _SHIFT = 22
-    _MASK = (1 << 22) - 1
 
     def __init__(self) -> None:
         self.heap: list[int] = []
@@ -125,10 +127,10 @@ class ExpiryQueue:
     def push(self, due_ms: int, key: str) -> None:
         """Remember that ``key`` expires at ``due_ms``."""
         keys = self.keys
-        code = due_ms << 22 | (self._n & 4_194_303)
+        code = due_ms << DUE_SHIFT | (self._n & SLOT_MASK)
         while code in keys:  # 4M keys due at the same millisecond: find a free slot
             self._n += 1
-            code = due_ms << 22 | (self._n & 4_194_303)
+            code = due_ms << DUE_SHIFT | (self._n & SLOT_MASK)
         self._n += 1
         keys[code] = key
         heapq.heappush(self.heap, code)
@@ -136,10 +138,10 @@ class ExpiryQueue:
     def pop_due(self, now_ms: int) -> Iterator[tuple[int, str]]:
         """Yield (due time, key) of every key due at or before ``now_ms``, oldest first."""
         heap, keys = self.heap, self.keys
-        limit = (now_ms + 1) << 22
+        limit = (now_ms + 1) << DUE_SHIFT
         while heap and heap[0] < limit:
             code = heapq.heappop(heap)
-            yield code >> 22, keys.pop(code)
+            yield code >> DUE_SHIFT, keys.pop(code)
 
     def __len__(self) -> int:
         return len(self.heap)
@@ -465,7 +467,11 @@ class JoinState:
         pending, cells = self.pending, self.cells
         changed_cells = self._changes.cells
         expired = expired_predictions = orphans = 0
-        for due_ms, request_id in self._expiry.pop_due(now):
+        heap, keys = self._expiry.heap, self._expiry.keys  # ExpiryQueue.pop_due, inlined
+        limit = (now + 1) << DUE_SHIFT
+        while heap and heap[0] < limit:
+            code = heapq.heappop(heap)
+            request_id, due_ms = keys.pop(code), code >> DUE_SHIFT
             entry = pending.get(request_id)
             if entry is None:
                 continue  # stale: the request is gone
