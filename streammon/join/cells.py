@@ -179,7 +179,7 @@ class CellState:
         if pred.timeout:  # sparse: the decider takes the metric's n from ``error``'s
             _count_unit_hit(sums, "timeout")
         if pred.score is not None:
-            self._count_score(pred.score)
+            self.score_hist[min(int(pred.score * SCORE_BINS), SCORE_BINS - 1)] += 1
 
     def add_unit_prediction(self, pred: Prediction, unit: OpenUnit) -> None:
         """Add a prediction of a unit in its first-exposure cell (aggregated per unit).
@@ -204,10 +204,7 @@ class CellState:
             unit.error |= 2
             _count_unit_hit(sums, "timeout")
         if pred.score is not None:
-            self._count_score(pred.score)
-
-    def _count_score(self, score: float) -> None:
-        self.score_hist[min(int(score * SCORE_BINS), SCORE_BINS - 1)] += 1
+            self.score_hist[min(int(pred.score * SCORE_BINS), SCORE_BINS - 1)] += 1
 
     @staticmethod
     def add_unit(sums: dict[str, list[float]], metric: str, x: float, y: float,

@@ -291,16 +291,17 @@ class JoinState:
         push = self._expiry.push
         rejected: list[Rejected] = []
         seen = late = duplicate = 0
+        wm_ms = self.prediction_wm_ms
         try:
             for index, pred in enumerate(preds):
                 seen += 1
                 ts_ms = pred.ts_ms
                 start_ms = ts_ms - ts_ms % window_ms
-                if start_ms + closes_after_ms <= self.prediction_wm_ms:
+                if start_ms + closes_after_ms <= wm_ms:
                     late += 1
                     continue
-                if ts_ms > self.prediction_wm_ms:
-                    self.prediction_wm_ms = ts_ms
+                if ts_ms > wm_ms:
+                    wm_ms = ts_ms
                 rollout_id = pred.rollout_id
                 jkey = rollout_id + KEY_SEPARATOR + pred.request_id
                 entry = pending_get(jkey)
@@ -346,6 +347,7 @@ class JoinState:
                     changes.max_expiry_ms = expires_ms
                 push(expires_ms, jkey)
         finally:
+            self.prediction_wm_ms = wm_ms
             counters = self.counters
             counters["predictions"] += seen
             if late:
