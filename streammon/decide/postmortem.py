@@ -64,29 +64,28 @@ def build_rollback_report(
         commands=list(commands))
 
 
-def _interval(lower: float, upper: float, scale: float) -> str:
-    """Return ``[lo, hi]``, or words when the running bounds crossed (the effect changed)."""
-    if lower > upper:
-        return "(effect changed during the rollout: no single effect fits every window)"
-    return f"[{lower * scale:+.2f}, {upper * scale:+.2f}]"
+def render_text(report: RollbackReport) -> str:
+    """Return a plain-text post-mortem a person can read in a terminal or a ticket.
 
+    Effects and bounds are worded as on the demo's window lines and in ``rollout
+    status`` (:mod:`streammon.ops.effect_text`): the same metric names and units, and
+    bounds that no longer describe the latest effect are flagged, never shown crossed.
+    """
+    from streammon.ops.effect_text import format_estimate
 
-def render_text(report: RollbackReport, scale: dict[str, tuple[float, str]] | None = None) -> str:
-    """Return a plain-text post-mortem a person can read in a terminal or a ticket."""
-    scale = scale or {"label": (100.0, "pp"), "error": (100.0, "pp"), "latency_ms": (1.0, "ms")}
     lines = [f"rollback of {report.rollout_id}: {report.reason}",
              f"traffic restored to the pinned version {report.restored_version} "
              f"(candidate {report.candidate}) after {report.windows_closed} windows",
-             f"drift p = {report.drift_p_value:.3g}, sample-ratio p = {report.srm_p_value:.3g}"]
+             f"drift p = {report.drift_p_value:.3g}, sample-ratio p = {report.srm_p_value:.3g}",
+             "per metric: the effect over the whole rollout [running confidence bounds], "
+             "then per segment"]
     for m in report.metrics:
-        k, unit = scale.get(m.name, (1.0, ""))
         last = m.overall[-1] if m.overall else EffectPoint(0, 0.0, 0.0, 0.0)
         flag = "FAILED" if m.failed else "ok"
-        lines.append(f"  {m.name:12s} {flag:6s} effect {last.effect * k:+.2f}{unit} "
-                     f"{_interval(last.lower, last.upper, k)}")
+        lines.append(f"  {flag:6s} {format_estimate(m.name, last.effect, last.lower, last.upper)}")
         for segment, p in sorted(m.by_segment.items()):
-            lines.append(f"      {segment:10s} {p.effect * k:+.2f}{unit} "
-                         f"{_interval(p.lower, p.upper, k)}")
+            lines.append(f"           {segment}: "
+                         f"{format_estimate(m.name, p.effect, p.lower, p.upper)}")
     lines.append("commands:")
     lines += [f"  seq {c.seq:3d} {c.action:8s} {c.fraction:5.0%}  by {c.issued_by}  "
               f"at {c.ts_ms}" for c in report.commands]
