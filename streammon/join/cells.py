@@ -121,19 +121,19 @@ def add_outcome_sums(sums: dict[str, list[float]], label: float | None,
                      value: float | None) -> None:
     """Add a joined outcome of a request that is its own unit: ``label``, ``value``."""
     if label is not None:
-        acc = sums.get("label")
-        if acc is None:
-            acc = sums["label"] = _zeros()
-        acc[0] += 1
-        acc[1] += label
-        acc[2] += label * label
+        add_request(sums, "label", label)
     if value is not None:
-        acc = sums.get("value")
-        if acc is None:
-            acc = sums["value"] = _zeros()
-        acc[0] += 1
-        acc[1] += value
-        acc[2] += value * value
+        add_request(sums, "value", value)
+
+
+def add_request(sums: dict[str, list[float]], metric: str, x: float) -> None:
+    """Add observation ``x`` of a request that is its own unit (n, Σy, Σy²)."""
+    acc = sums.get(metric)
+    if acc is None:
+        acc = sums[metric] = _zeros()
+    acc[0] += 1
+    acc[1] += x
+    acc[2] += x * x
 
 
 def window_start_ms(ts_ms: int, window_ms: int) -> int:
@@ -155,12 +155,7 @@ class CellState:
 
     def add(self, metric: str, x: float) -> None:
         """Add one observation of ``metric``."""
-        acc = self.sums.get(metric)
-        if acc is None:
-            acc = self.sums[metric] = [0, 0.0, 0.0, 0.0, 0.0, 0.0]
-        acc[0] += 1
-        acc[1] += x
-        acc[2] += x * x
+        add_request(self.sums, metric, x)
 
     def add_prediction(self, pred: Prediction) -> None:
         """Add what a prediction tells on its own: latency, error flag, score (hot path)."""
