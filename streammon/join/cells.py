@@ -184,10 +184,11 @@ class CellState:
         sums = self.sums
         latency_ms = pred.latency_ms
         if latency_ms is not None:
+            if not unit.latency_m:  # the tail test's draw is the unit: its first latency
+                _count_latency_bin(sums, latency_ms)
             self.add_unit(sums, "latency_ms", latency_ms, unit.latency_y, unit.latency_m)
             unit.latency_y += latency_ms
             unit.latency_m += 1
-            _count_latency_bin(sums, latency_ms)  # per request, also for units
         acc = sums.get("error") or sums.setdefault("error", _zeros())
         if unit.error < 0:  # the unit's first request: it enters the error metric
             unit.error = 0

@@ -28,6 +28,23 @@ def test_a_units_requests_in_its_first_window_count_once_as_one_unit() -> None:
     assert sums["error"][:3] == [1, 1.0, 1.0]
 
 
+def test_the_latency_tail_counts_a_unit_once_by_its_first_latency() -> None:
+    """The tail test's bins hold one draw per unit (its first request's latency), so a
+    sticky user's correlated slow requests count once; requests without a unit each
+    count."""
+    from streammon.join.cells import latency_bin, latency_bin_metric
+
+    state = JoinState(config=CONFIG)
+    for i, lat in enumerate((10.0, 900.0, 900.0)):
+        state.add_prediction(pred(f"q{i}", ts_ms=1_100 + i, unit_id="u", latency_ms=lat))
+    for i in range(2):
+        state.add_prediction(pred(f"r{i}", ts_ms=1_200 + i, latency_ms=900.0))
+    sums = state.cells[CANARY].sums
+    bins = {k: v[0] for k, v in sums.items() if k.startswith("latency_ms#")}
+    assert bins == {latency_bin_metric(latency_bin(10.0)): 1,
+                    latency_bin_metric(latency_bin(900.0)): 2}
+
+
 def test_later_requests_of_a_unit_are_excluded_and_their_outcomes_counted() -> None:
     """A unit's request in a later window (here in the other arm, as after a ramp step) is
     left out of every cell and counted; its outcome is counted as excluded, not as an
