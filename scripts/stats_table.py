@@ -105,6 +105,8 @@ def event_table(replicates: int, seed: int, jobs: int, only: str = "") -> str:
     foot = ["", f"Replicates per scenario: {replicates}; {WINDOWS} one-minute windows of "
             f"{REQUESTS} requests; ramp 5/10/20/40/50% every 5 windows unless stated; "
             "α = 0.05; spec: conversion (margin 0.002), latency (2 ms), errors (0.002); "
+            "conversion judged at its default attribution horizon (one window), 10 min in "
+            "the outcome-delay row; latency and errors when their window closes; "
             "every replicate replayed by `replay_events`."]
     return "\n".join(head + rows + foot)
 
