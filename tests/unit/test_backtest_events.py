@@ -212,10 +212,9 @@ def test_a_judged_cohort_is_frozen_so_late_labels_never_revise_it() -> None:
     assert counted[-1]["action"] == "rollback"  # within the horizon, late labels count
 
 
-def test_outcome_metrics_default_to_a_one_window_horizon_and_prediction_metrics_to_none(
-) -> None:
-    """Without horizon_ms a label is judged one window late (or label_delay_windows) and
-    latency when its window closes; labels arriving after that never revise a decision."""
+def test_default_horizons_one_window_for_outcomes_zero_for_prediction_metrics() -> None:
+    """Without horizon_ms a label is judged one window late (value: its
+    label_delay_windows), latency and errors when their window closes."""
     from streammon.decide.attribution import horizon_ms_of, judge_delay_windows
     from streammon.decide.spec import parse_spec
 
