@@ -205,6 +205,11 @@ class MetricSpecWire(msgspec.Struct, frozen=True, kw_only=True):
     (:func:`streammon.decide.attribution.horizon_ms_of`): 0 for the prediction-time
     metrics (``latency_ms``, ``error``, ``timeout``), ``max(1, label_delay_windows)``
     windows for ``label`` and ``value``. At most ``ttl_ms``."""
+    weight: Annotated[float, msgspec.Meta(gt=0.0)] = 1.0
+    """The metric's share of the averaged harm e-value, relative to the other metrics'
+    (all 1 by default: the plain average). Declared before the rollout, so any weights
+    keep false rollbacks at most alpha/2; a primary metric with a larger weight is caught sooner,
+    the others later. See docs/statistics.md, *alpha across a rollout*."""
 
 
 class SpecDefaults:

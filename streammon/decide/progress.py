@@ -89,7 +89,7 @@ def policy_from_spec(spec: RolloutSpec) -> RolloutPolicy:
     sample-ratio check takes its share out of the metrics' part.
     """
     metrics = tuple(MetricSpec(m.name, judged_kind(m), m.bad_direction, m.margin,
-                               judge_delay_windows(spec, m)) for m in spec.metrics)
+                               judge_delay_windows(spec, m), m.weight) for m in spec.metrics)
     return RolloutPolicy(
         metrics=metrics, alpha=spec.alpha - drift_alpha(spec),
         stages=strategies.stage_fractions(spec), step_windows=spec.step_windows,
