@@ -105,6 +105,8 @@ def event_table(replicates: int, seed: int, jobs: int, only: str = "") -> str:
     foot = ["", f"Replicates per scenario: {replicates}; {WINDOWS} one-minute windows of "
             f"{REQUESTS} requests; ramp 5/10/20/40/50% every 5 windows unless stated; "
             "α = 0.05; spec: conversion (margin 0.002), latency (2 ms), errors (0.002); "
+            "conversion judged at its default attribution horizon (one window), 10 min in "
+            "the outcome-delay row; latency and errors when their window closes; "
             "every replicate replayed by `replay_events`."]
     return "\n".join(head + rows + foot)
 
@@ -117,16 +119,20 @@ def production_table(replicates: int, seed: int) -> str:
 
     fixed = fixed_horizon_windows(make_plan("binary", segment_means=(0.10,),
                                             relative_effect=-0.05))
-    rows = [("conversion A/A, covariate R² = 0.2", 0.0, True),
-            ("conversion A/A, no covariate", 0.0, False),
-            ("conversion 10% -> 9.5% (-5% rel.), no covariate", -0.05, False),
-            ("conversion 10% -> 9.5% (-5% rel.), covariate R² = 0.2", -0.05, True)]
+    favoured = (8.0, 1.0, 1.0)  # spec weights: conversion the primary metric
+    rows = [("conversion A/A, covariate R² = 0.2", 0.0, True, None),
+            ("conversion A/A, no covariate", 0.0, False, None),
+            ("conversion 10% -> 9.5% (-5% rel.), no covariate", -0.05, False, None),
+            ("conversion 10% -> 9.5% (-5% rel.), covariate R² = 0.2", -0.05, True, None),
+            ("conversion A/A, covariate R² = 0.2, weights 8:1:1", 0.0, True, favoured),
+            ("conversion 10% -> 9.5% (-5% rel.), covariate R² = 0.2, weights 8:1:1", -0.05,
+             True, favoured)]
     lines = ["| scenario | conversion judged on | streammon rollbacks | halted (SRM) "
              "| median windows to rollback | fixed-horizon windows (80% power, no covariate) "
              "| ratio |", "|---|---|---|---|---|---|---|"]
-    for index, (name, effect, covariate) in enumerate(rows):
+    for index, (name, effect, covariate, weights) in enumerate(rows):
         p = evaluate_production(CovariatePlan(relative_effect=effect), replicates,
-                                seed + 1000 * index, covariate=covariate)
+                                seed + 1000 * index, covariate=covariate, weights=weights)
         harm = effect != 0.0
         median = f"{p.median_detection:g}" if harm else "—"
         ratio = f"{p.median_detection / fixed:.2f}×" if harm else "—"
@@ -136,7 +142,8 @@ def production_table(replicates: int, seed: int) -> str:
                      f"| {horizon} | {ratio} |")
     lines += ["", f"Replicates per scenario: {replicates}; 200 windows of 60,000 requests, "
               "canary 5%, one segment at 10% conversion; production spec: conversion, "
-              "latency (no effect), errors (no effect), harm e-values averaged and rolled "
+              "latency (no effect), errors (no effect), harm e-values averaged (equal "
+              "weights unless the row says: `weight` 8, 1, 1 in the spec) and rolled "
               "back at α/2 − α_srm = 0.024, sample-ratio check at α_srm = 0.001 "
               "(`streammon.sim.cuped_draws`)."]
     return "\n".join(lines)

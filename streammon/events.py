@@ -200,8 +200,16 @@ class MetricSpecWire(msgspec.Struct, frozen=True, kw_only=True):
     of requests (e.g. 0.01: one point above ``1 - quantile``). See docs/statistics.md."""
     horizon_ms: Annotated[int, msgspec.Meta(ge=0)] | None = None
     """How long after a prediction its outcome counts. A window's cohort is judged once
-    the horizon has passed and is then frozen; its label coverage is guarded per arm.
-    None keeps the older rule: judged after ``label_delay_windows``, not frozen."""
+    the horizon has passed and is then frozen (never revised); an outcome metric's label
+    coverage is guarded per arm. None takes the default
+    (:func:`streammon.decide.attribution.horizon_ms_of`): 0 for the prediction-time
+    metrics (``latency_ms``, ``error``, ``timeout``), ``max(1, label_delay_windows)``
+    windows for ``label`` and ``value``. At most ``ttl_ms``."""
+    weight: Annotated[float, msgspec.Meta(gt=0.0)] = 1.0
+    """The metric's share of the averaged harm e-value, relative to the other metrics'
+    (all 1 by default: the plain average). Declared before the rollout, so any weights
+    keep false rollbacks at most alpha/2; a primary metric with a larger weight is caught sooner,
+    the others later. See docs/statistics.md, *alpha across a rollout*."""
 
 
 class SpecDefaults:
@@ -214,6 +222,10 @@ class SpecDefaults:
     STEP_WINDOWS = 5
     MIN_SAMPLES_PER_STAGE = 100
     """Canary samples a stage needs before the ramp steps on."""
+    OUTCOME_HORIZON_WINDOWS = 1
+    """An outcome metric without ``horizon_ms`` is judged ``max(this, label_delay_windows)``
+    windows after its own (then frozen): every prediction gets at least a whole window
+    plus ``grace_ms`` for its outcome (see docs/statistics.md, *Attribution horizon*)."""
 
 
 class RolloutSpec(msgspec.Struct, frozen=True, kw_only=True):

@@ -243,11 +243,13 @@ class RolloutAssessor:
         del self.log_mean_e[keep:]
         del self.peaks[keep:]
         metrics = policy.metrics
-        count = math.log(len(metrics))
+        total = sum(spec.weight for spec in metrics)
+        shares = [math.log(spec.weight / total) for spec in metrics]
         for t in range(keep, decisions):
-            values = [self._log_e_at(spec, t) for spec in metrics]
+            values = [self._log_e_at(spec, t) + share for spec, share in zip(metrics, shares,
+                                                                             strict=True)]
             top = max(values)
-            mean = top + math.log(sum(math.exp(v - top) for v in values)) - count \
+            mean = top + math.log(sum(math.exp(v - top) for v in values)) \
                 if math.isfinite(top) else top
             self.log_mean_e.append(mean)
             self.peaks.append(max(self.peaks[-1], mean) if self.peaks else mean)

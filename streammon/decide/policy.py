@@ -77,6 +77,8 @@ class MetricSpec:
     bad_direction: BadDirection
     margin: float = 0.0
     label_delay_windows: int = 0
+    weight: float = 1.0
+    """Its share of the averaged harm e-value (relative to the other metrics' weights)."""
 
     def __post_init__(self) -> None:
         """Validate the fields; raise :class:`StatsInputError` naming the bad one."""
@@ -86,6 +88,8 @@ class MetricSpec:
             raise StatsInputError(f"metric {self.name!r}: margin must be finite and >= 0")
         if self.label_delay_windows < 0:
             raise StatsInputError(f"metric {self.name!r}: label_delay_windows must be >= 0")
+        if not (np.isfinite(self.weight) and self.weight > 0):
+            raise StatsInputError(f"metric {self.name!r}: weight must be finite and > 0")
 
 
 @dataclass(frozen=True)
@@ -218,7 +222,8 @@ def _assess(policy: RolloutPolicy, cells_by_metric: Mapping[str, Mapping[str, ob
         cells_by_metric[m.name], kind=m.kind, bad_direction=m.bad_direction, margin=m.margin,
         label_delay_windows=m.label_delay_windows, alpha=policy.alpha, stage_start=stage_start)
         for m in policy.metrics]
-    harm, p_harm = averaged_harm([e.log_e_harm for e in evidence], policy.rollback_alpha)
+    harm, p_harm = averaged_harm([e.log_e_harm for e in evidence], policy.rollback_alpha,
+                                 [m.weight for m in policy.metrics])
     return judge(policy, evidence, harm, p_harm, n_b, stage, windows_in_stage, srm_p)
 
 

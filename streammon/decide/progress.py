@@ -23,6 +23,7 @@ from streammon.control.commands import Phase
 from streammon.control.keys import Signer
 from streammon.decide import cell_grid, covariate, postmortem, strategies, tail
 from streammon.decide.assessor import RolloutAssessor
+from streammon.decide.attribution import is_prediction_time, judge_delay_windows
 from streammon.decide.policy import (
     Assessment,
     Coverage,
@@ -44,7 +45,7 @@ from streammon.events import (
     json_number,
 )
 from streammon.stats.cells import FIELDS
-from streammon.stats.horizon import FrozenStore, freeze_rows, horizon_windows
+from streammon.stats.horizon import FrozenStore, freeze_rows
 
 SWITCH_MARGIN_MS = 1000
 PENDING_TIMEOUT_MS = 30_000
@@ -64,7 +65,8 @@ class RolloutState(msgspec.Struct, kw_only=True):
     srm_start_window: int = 0
     """First window of the sample-ratio check: it restarts at every stage and resume."""
     frozen: dict[str, FrozenStore] = msgspec.field(default_factory=dict)
-    """Judged cohorts of metrics with a ``horizon_ms``: metric -> window -> segment -> cell."""
+    """Judged cohorts of every metric (judged once, never revised): metric -> window ->
+    segment -> cell (:mod:`streammon.decide.attribution` says when each is judged)."""
     tail: dict[str, tuple[int, int]] = msgspec.field(default_factory=dict)
     """Metrics judged on a latency quantile: (calibration window, first bin above τ)."""
     last_action: str = "start"
@@ -87,7 +89,7 @@ def policy_from_spec(spec: RolloutSpec) -> RolloutPolicy:
     sample-ratio check takes its share out of the metrics' part.
     """
     metrics = tuple(MetricSpec(m.name, judged_kind(m), m.bad_direction, m.margin,
-                               judge_delay_windows(spec, m)) for m in spec.metrics)
+                               judge_delay_windows(spec, m), m.weight) for m in spec.metrics)
     return RolloutPolicy(
         metrics=metrics, alpha=spec.alpha - drift_alpha(spec),
         stages=strategies.stage_fractions(spec), step_windows=spec.step_windows,
@@ -102,11 +104,6 @@ def judged_kind(metric: MetricSpecWire) -> Literal["binary", "continuous", "coun
     if metric.covariate:
         return "continuous"
     return metric.kind
-
-
-def judge_delay_windows(spec: RolloutSpec, metric: MetricSpecWire) -> int:
-    """Return how many windows after its own a metric's cohort is judged."""
-    return max(metric.label_delay_windows, horizon_windows(metric.horizon_ms, spec.window_ms))
 
 
 def drift_alpha(spec: RolloutSpec) -> float:
@@ -331,20 +328,21 @@ def progress(
 
 def freeze_judged(state: RolloutState, grid: cell_grid.Grid,
                   windows: int) -> dict[str, Coverage]:
-    """Freeze the judged cohorts of metrics with a horizon; return their coverage inputs.
+    """Freeze every metric's judged cohorts; return the outcome metrics' coverage inputs.
 
-    Judge once, never revise: a cohort's cells are stored the first time it is judged and
-    read back from then on. Outcome-side metrics also get their label coverage guarded.
+    Judge once, never revise: a cohort's cells are stored the first time it is judged (its
+    attribution horizon passed, :func:`~streammon.decide.attribution.judge_delay_windows`)
+    and read back from then on. Outcome metrics also get their label coverage guarded.
     """
     coverage: dict[str, Coverage] = {}
     for metric in state.spec.metrics:
-        if metric.horizon_ms is None or metric.name not in grid.cells:
+        if metric.name not in grid.cells:
             continue
         delay = judge_delay_windows(state.spec, metric)
         grid.cells[metric.name] = freeze_rows(state.frozen.setdefault(metric.name, {}),
                                               grid.cells[metric.name], grid.segments,
                                               windows - 1 - delay)
-        if metric.name not in strategies.PREDICTION_SIDE_METRICS:
+        if not is_prediction_time(metric):
             coverage[metric.name] = Coverage(grid.cells[metric.name], grid.exposures,
                                              windows - delay)
     return coverage

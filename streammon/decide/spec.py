@@ -5,7 +5,8 @@ A :class:`~streammon.events.RolloutSpec` declares each field's constraints once,
 defaults once, as the type's defaults. :func:`check_spec` enforces those constraints on
 any spec (decoded, converted from a dict or built in Python), then the rules no single
 field can express: the ramp (:mod:`streammon.decide.strategies` computes it), shadow
-validation, unique metric names, a latency ``quantile`` and an outcome ``covariate``.
+validation, unique metric names, a latency ``quantile``, an outcome ``covariate`` and a metric's
+``horizon_ms``.
 :func:`parse_spec` turns a dict into a checked spec.
 Both raise :class:`~streammon.errors.ConfigError` naming the field and the fix; the
 decision policy (:func:`streammon.decide.progress.policy_from_spec`) is built from a
@@ -19,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from streammon.decide.attribution import check_horizons
 from streammon.decide.covariate import check_covariates
 from streammon.decide.strategies import PREDICTION_SIDE_METRICS, is_shadow, stage_fractions
 from streammon.decide.tail import check_quantiles
@@ -75,6 +77,7 @@ def _check_rules(spec: RolloutSpec) -> None:
     check_fractions(stage_fractions(spec), "every stage's fraction")
     check_quantiles(spec)
     check_covariates(spec)
+    check_horizons(spec)
 
 
 def check_fractions(stages: tuple[float, ...] | list[float], field: str) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 
 from streammon import events
 from streammon.control.commands import PHASES
-from streammon.decide import cell_grid, progress
+from streammon.decide import attribution, cell_grid
 from streammon.events import CohortSummary, Command, Diagnosis
 from streammon.ops.rollout_grid import SrmCheck, rollout_grid, srm_check
 from streammon.stats import as_cells, compute_drift, compute_sequence
@@ -127,7 +127,7 @@ def _segments(spec: events.RolloutSpec, grid: cell_grid.Grid, windows: int,
     """Run each metric's sequential test within each segment (the decider's per-metric alpha)."""
     out = []
     for m in spec.metrics:
-        judged = windows - progress.judge_delay_windows(spec, m)
+        judged = windows - attribution.judge_delay_windows(spec, m)
         for j, segment in enumerate(grid.segments if judged > 0 else ()):
             sub = {f: a[:judged, j:j + 1] for f, a in grid.cells[m.name].items()}
             if sub["n_b"].sum() == 0 or sub["n_a"].sum() == 0:

@@ -25,6 +25,7 @@ from streammon.sim.cell_draws import draw_cells, make_plan
 from streammon.stats.cells import Cells, FloatArray
 from streammon.stats.cuped import Covariate, adjust_cells
 from streammon.stats.evidence import log_mean_e
+from streammon.stats.meandiff import DEFAULT_TAU_REL
 from streammon.stats.sequence import compute_sequence
 from streammon.stats.srm import compute_srm
 
@@ -100,9 +101,15 @@ class ProductionPoint:
 
 
 def evaluate_production(plan: CovariatePlan, replicates: int, seed: int, *,
-                        alpha: float = 0.05, covariate: bool = True,
-                        chunk: int = 100) -> ProductionPoint:
-    """Simulate the production spec (conversion, latency, errors + SRM) on ``plan``."""
+                        alpha: float = 0.05, covariate: bool = True, chunk: int = 100,
+                        weights: tuple[float, float, float] | None = None,
+                        tau_rel: float = DEFAULT_TAU_REL) -> ProductionPoint:
+    """Simulate the production spec (conversion, latency, errors + SRM) on ``plan``.
+
+    ``weights`` are the metrics' spec weights (conversion, latency, errors) in the
+    averaged harm e-value; None averages them equally. ``tau_rel`` is the conversion's
+    mixture scale (relative to its baseline mean; :mod:`streammon.stats.meandiff`).
+    """
     first, halted = [], []
     rollback_alpha = alpha / 2 - SRM_ALPHA
     for start in range(0, replicates, chunk):
@@ -110,14 +117,14 @@ def evaluate_production(plan: CovariatePlan, replicates: int, seed: int, *,
         conv, cov = draw_covariate_cells(plan, size, seed + start)
         judged = adjust_cells(conv, cov) if covariate else conv
         kind = "continuous" if covariate else "binary"
-        log_es = [_log_e(judged, kind, "decrease", alpha)]
+        log_es = [_log_e(judged, kind, "decrease", alpha, tau_rel)]
         for metric_seed, (mkind, means) in enumerate((("continuous", (100.0,)),
                                                       ("binary", (0.001,)))):
             other = draw_cells(make_plan(mkind, windows=plan.windows, volume=plan.volume,
                                          segment_means=means, fractions=(plan.fraction,)),
                                size, seed + start + 7919 * (metric_seed + 1))
             log_es.append(_log_e(other, mkind, "increase", alpha))
-        peak = np.maximum.accumulate(log_mean_e(log_es), axis=-1)
+        peak = np.maximum.accumulate(log_mean_e(log_es, weights), axis=-1)
         harm = peak >= np.log(1.0 / rollback_alpha)
         srm = compute_srm(conv.n_a.sum(axis=-1), conv.n_b.sum(axis=-1),
                           np.full(plan.windows, plan.fraction), alpha=SRM_ALPHA).mismatch
@@ -130,7 +137,9 @@ def evaluate_production(plan: CovariatePlan, replicates: int, seed: int, *,
                            float(np.concatenate(halted).mean()))
 
 
-def _log_e(cells: Cells, kind: str, bad_direction: str, alpha: float) -> FloatArray:
-    result = compute_sequence(cells, kind=kind, bad_direction=bad_direction, alpha=alpha / 2)
+def _log_e(cells: Cells, kind: str, bad_direction: str, alpha: float,
+           tau_rel: float = DEFAULT_TAU_REL) -> FloatArray:
+    result = compute_sequence(cells, kind=kind, bad_direction=bad_direction, alpha=alpha / 2,
+                              tau_rel=tau_rel)
     assert result.log_e_harm is not None
     return np.asarray(np.nan_to_num(result.log_e_harm, nan=0.0, neginf=-700.0), np.float64)

@@ -109,20 +109,41 @@ def _stage_check(data: Cells, stage_start: int, judged: int, *, kind: str, bad_d
     return bool(result.noninferior[-1]) and low <= up, low, up, float(result.effect[-1])
 
 
-def log_mean_e(log_es: Sequence[FloatArray]) -> FloatArray:
-    """Return ``log((1/M) Σ_i exp(log_e_i))`` elementwise (the averaged e-process)."""
+def log_weights(weights: Sequence[float] | None, count: int) -> FloatArray:
+    """Return ``log(w_i / Σ_j w_j)``: the averaging weights, equal (1/M) when None.
+
+    Weights must be fixed before the rollout (they are part of its spec): a convex
+    combination of e-values with weights fixed in advance is an e-value, and of test
+    supermartingales a test supermartingale (Vovk & Wang 2021, "E-values: calibration,
+    combination and applications", Ann. Statist. 49(3), Sec. 3: weighted arithmetic means).
+    """
+    if weights is None:
+        return np.full(count, -np.log(count))
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (count,) or not np.all(np.isfinite(w)) or not np.all(w > 0):
+        raise StatsInputError(f"weights must be {count} finite numbers > 0, got {weights}")
+    return np.asarray(np.log(w / w.sum()), dtype=np.float64)
+
+
+def log_mean_e(log_es: Sequence[FloatArray],
+               weights: Sequence[float] | None = None) -> FloatArray:
+    """Return ``log(Σ_i w_i exp(log_e_i) / Σ_i w_i)`` elementwise (the averaged e-process).
+
+    Equal weights (None) give the plain average ``(1/M) Σ_i M_i``.
+    """
     if not log_es:
         raise StatsInputError("need at least one metric's e-values to average")
     stacked = np.stack([np.asarray(e, dtype=np.float64) for e in log_es])
-    return np.asarray(special.logsumexp(stacked, axis=0) - np.log(len(log_es)),
-                      dtype=np.float64)
+    shift = log_weights(weights, len(log_es)).reshape((-1,) + (1,) * (stacked.ndim - 1))
+    return np.asarray(special.logsumexp(stacked + shift, axis=0), dtype=np.float64)
 
 
-def averaged_harm(log_es: Sequence[FloatArray], alpha_rollback: float) -> tuple[bool, float]:
-    """Return (roll back?, running p-value) of the averaged harm e-process.
+def averaged_harm(log_es: Sequence[FloatArray], alpha_rollback: float,
+                  weights: Sequence[float] | None = None) -> tuple[bool, float]:
+    """Return (roll back?, running p-value) of the (weighted) averaged harm e-process.
 
     Rolls back when ``max_{s≤t} Ē_s ≥ 1/alpha_rollback``; the p-value is
     ``min(1, 1/max_{s≤t} Ē_s)``.
     """
-    peak = float(np.max(log_mean_e(log_es)))
+    peak = float(np.max(log_mean_e(log_es, weights)))
     return peak >= float(np.log(1.0 / alpha_rollback)), float(min(1.0, np.exp(-peak)))

@@ -48,16 +48,18 @@ def freeze_rows(store: FrozenStore, cells: Mapping[str, FloatArray],
     window was frozen are zero in it.
     """
     out = {f: np.array(cells[f], dtype=np.float64, copy=True) for f in FIELDS}
-    for w in range(max(through + 1, 0)):
-        row = store.get(str(w))
-        if row is None:
+    rows = max(through + 1, 0)
+    for w in range(len(store), rows):  # windows are frozen in order: only new ones copy
+        if str(w) not in store:
             store[str(w)] = {seg: [float(out[f][w, j]) for f in FIELDS]
                              for j, seg in enumerate(segments)}
-            continue
-        for j, seg in enumerate(segments):
-            values = row.get(seg, [0.0] * len(FIELDS))
-            for f, value in zip(FIELDS, values, strict=True):
-                out[f][w, j] = value
+    if rows == 0 or not segments:
+        return out
+    zero = [0.0] * len(FIELDS)
+    stored = np.array([[store[str(w)].get(seg, zero) for seg in segments] for w in range(rows)],
+                      dtype=np.float64)
+    for k, f in enumerate(FIELDS):
+        out[f][:rows] = stored[:, :, k]
     return out
 
 

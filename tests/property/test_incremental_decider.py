@@ -15,7 +15,7 @@ from streammon.stats import compute_drift
 from streammon.stats.cells import FIELDS
 
 METRICS = (
-    MetricSpec("conversion", "binary", "decrease", margin=0.01),
+    MetricSpec("conversion", "binary", "decrease", margin=0.01, weight=2.0),
     MetricSpec("latency_ms", "continuous", "increase", margin=2.0, label_delay_windows=1),
     MetricSpec("errors", "count", "increase", margin=0.002),
 )

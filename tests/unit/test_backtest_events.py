@@ -197,17 +197,46 @@ def _horizon_spec(horizon_ms: int | None, **kw: Any) -> dict[str, Any]:
 
 
 def test_a_judged_cohort_is_frozen_so_late_labels_never_revise_it() -> None:
-    """Outcomes arriving after a cohort was judged change nothing once a horizon is set."""
+    """Outcomes arriving after a cohort was judged change nothing, with an explicit horizon
+    or the default one; a horizon long enough to take them in lets them decide."""
     p = plan(windows=20, step_windows=0, label_missing=(0.3, 0.3))
     preds, outs = draw_events(p, seed=12)
     labelled = {o["request_id"] for o in outs}
     late = [{"v": 1, "request_id": e["request_id"], "rollout_id": "sim",
              "ts_ms": e["ts_ms"] + 5 * WINDOW_MS, "label": 0.0 if e["arm"] == "canary" else 1.0}
             for e in preds if e["request_id"] not in labelled]
-    frozen = replay_events(_horizon_spec(90_000), preds, outs)
-    assert replay_events(_horizon_spec(90_000), preds, outs + late) == frozen
-    revised = replay_events(_horizon_spec(None), preds, outs + late)
-    assert revised[-1]["action"] == "rollback"  # without freezing, late labels decide
+    for horizon_ms in (90_000, None):
+        frozen = replay_events(_horizon_spec(horizon_ms), preds, outs)
+        assert replay_events(_horizon_spec(horizon_ms), preds, outs + late) == frozen
+    counted = replay_events(_horizon_spec(7 * WINDOW_MS), preds, outs + late)
+    assert counted[-1]["action"] == "rollback"  # within the horizon, late labels count
+
+
+def test_default_horizons_one_window_for_outcomes_zero_for_prediction_metrics() -> None:
+    """Without horizon_ms a label is judged one window late (value: its
+    label_delay_windows), latency and errors when their window closes."""
+    from streammon.decide.attribution import horizon_ms_of, judge_delay_windows
+    from streammon.decide.spec import parse_spec
+
+    checked = parse_spec(spec(metrics=[
+        {"name": "label", "kind": "binary", "bad_direction": "decrease"},
+        {"name": "value", "kind": "continuous", "bad_direction": "decrease",
+         "label_delay_windows": 3},
+        {"name": "latency_ms", "kind": "continuous", "bad_direction": "increase"},
+        {"name": "error", "kind": "binary", "bad_direction": "increase"}]))
+    assert [horizon_ms_of(checked, m) for m in checked.metrics] == [
+        WINDOW_MS, 3 * WINDOW_MS, 0, 0]
+    assert [judge_delay_windows(checked, m) for m in checked.metrics] == [1, 3, 0, 0]
+
+
+def test_a_horizon_beyond_the_join_ttl_is_refused_naming_the_field() -> None:
+    """A horizon longer than ttl_ms (outcomes the join would drop) names metrics[i].horizon_ms."""
+    from streammon.decide.spec import parse_spec
+
+    with pytest.raises(ConfigError, match=r"metrics\[0\]\.horizon_ms .*ttl_ms"):
+        parse_spec(_horizon_spec(2 * 3_600_000))
+    with pytest.raises(ConfigError, match=r"metrics\[0\]\.horizon_ms"):
+        parse_spec(_horizon_spec(-1))
 
 
 def test_labels_missing_in_one_arm_hold_the_rollout_with_the_reason() -> None:

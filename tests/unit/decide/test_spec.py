@@ -22,6 +22,10 @@ def test_a_spec_built_in_python_meets_the_declared_constraints() -> None:
     negative = MetricSpecWire(name="label", kind="binary", bad_direction="decrease", margin=-1)
     with pytest.raises(ConfigError, match=r"\$\.metrics\[0\]\.margin"):
         check_spec(RolloutSpec(rollout_id="r", baseline="a", candidate="b", metrics=[negative]))
+    weightless = MetricSpecWire(name="label", kind="binary", bad_direction="decrease", weight=0)
+    with pytest.raises(ConfigError, match=r"\$\.metrics\[0\]\.weight"):
+        check_spec(RolloutSpec(rollout_id="r", baseline="a", candidate="b",
+                               metrics=[weightless]))
 
 
 def test_a_dict_spec_is_parsed_once_and_names_the_field() -> None:
@@ -34,6 +38,15 @@ def test_a_dict_spec_is_parsed_once_and_names_the_field() -> None:
         parse_spec({**raw, "alpha": 0.6})
     with pytest.raises(ConfigError, match="repeat"):
         parse_spec({**raw, "metrics": raw["metrics"] * 2})
+
+
+def test_metric_weights_reach_the_policy_and_default_to_equal() -> None:
+    """A spec's metric weights are the policy's averaging weights; unset, all are 1."""
+    latency = MetricSpecWire(name="latency_ms", kind="continuous", bad_direction="increase")
+    weighted = MetricSpecWire(name="label", kind="binary", bad_direction="decrease", weight=4)
+    policy = policy_from_spec(RolloutSpec(rollout_id="r", baseline="a", candidate="b",
+                                          metrics=[weighted, latency]))
+    assert [m.weight for m in policy.metrics] == [4.0, 1.0]
 
 
 def test_the_policy_defaults_are_the_specs() -> None:

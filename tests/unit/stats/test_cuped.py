@@ -68,6 +68,19 @@ def test_production_spec_with_a_covariate_stays_valid_and_detects_sooner() -> No
     assert with_cov.median_detection < without.median_detection
 
 
+def test_spec_weights_favouring_conversion_keep_the_guarantee_and_catch_it_sooner() -> None:
+    """Weights 8:1:1 declared before the rollout: A/A false rollbacks stay ≤ 2.5%, and a
+    −5% conversion drop is rolled back sooner than with the plain average."""
+    weights = (8.0, 1.0, 1.0)
+    null = evaluate_production(CovariatePlan(windows=100), 300, 11, weights=weights)
+    assert null.rollback_rate <= 0.025
+    favoured = evaluate_production(CovariatePlan(relative_effect=-0.05), 300, 12,
+                                   weights=weights)
+    equal = evaluate_production(CovariatePlan(relative_effect=-0.05), 300, 12)
+    assert favoured.rollback_rate == 1.0
+    assert favoured.median_detection < equal.median_detection
+
+
 def test_the_join_adds_covariate_sums_and_keeps_them_through_the_changelog() -> None:
     """A pending prediction's covariate survives a crash (changelog restore) and joins its
     outcome into ``label:x`` and ``label:xy``."""

@@ -24,6 +24,19 @@ def test_log_mean_e_is_the_log_of_the_arithmetic_mean() -> None:
     assert np.allclose(np.exp(got), [2.0, 20.0])
 
 
+def test_weighted_log_mean_e_is_the_log_of_the_weighted_mean() -> None:
+    """Spec weights (3:1) average e-values as 0.75·e1 + 0.25·e2; None means equal weights."""
+    e1, e2 = np.log(np.array([1.0, 40.0])), np.log(np.array([4.0, 1e-300]))
+    got = log_mean_e([e1, e2], [3.0, 1.0])
+    assert np.allclose(np.exp(got), [0.75 + 1.0, 30.0])
+    assert np.array_equal(log_mean_e([e1, e2], None), log_mean_e([e1, e2]))
+    assert averaged_harm([e1, e2], 0.04, [3.0, 1.0]) == (True, pytest.approx(1 / 30))
+    assert averaged_harm([e1, e2], 0.04) == (False, pytest.approx(1 / 20))  # 20 < 25
+    for bad in ([1.0], [1.0, 0.0], [1.0, float("nan")]):
+        with pytest.raises(StatsInputError, match="weights"):
+            log_mean_e([e1, e2], bad)
+
+
 def test_averaged_harm_uses_the_running_peak() -> None:
     """Evidence once over 1/α stays a rollback even if the e-value later falls."""
     harm, p = averaged_harm([np.log(np.array([1.0, 50.0, 2.0]))], alpha_rollback=0.025)
