@@ -328,23 +328,26 @@ def progress(
 
 def freeze_judged(state: RolloutState, grid: cell_grid.Grid,
                   windows: int) -> dict[str, Coverage]:
-    """Freeze every metric's judged cohorts; return the outcome metrics' coverage inputs.
+    """Freeze the outcome metrics' judged cohorts; return their coverage inputs.
 
     Judge once, never revise: a cohort's cells are stored the first time it is judged (its
     attribution horizon passed, :func:`~streammon.decide.attribution.judge_delay_windows`)
-    and read back from then on. Outcome metrics also get their label coverage guarded.
+    and read back from then on; its label coverage is guarded. A prediction-time metric
+    (latency, error, timeout) needs no copy: its cohort is judged once its window closed
+    on every partition, and the join drops any later prediction of that window as late,
+    so its cells never change after they are judged (storing them would only grow the
+    rollout's state by windows × segments × metrics).
     """
     coverage: dict[str, Coverage] = {}
     for metric in state.spec.metrics:
-        if metric.name not in grid.cells:
+        if metric.name not in grid.cells or is_prediction_time(metric):
             continue
         delay = judge_delay_windows(state.spec, metric)
         grid.cells[metric.name] = freeze_rows(state.frozen.setdefault(metric.name, {}),
                                               grid.cells[metric.name], grid.segments,
                                               windows - 1 - delay)
-        if not is_prediction_time(metric):
-            coverage[metric.name] = Coverage(grid.cells[metric.name], grid.exposures,
-                                             windows - delay)
+        coverage[metric.name] = Coverage(grid.cells[metric.name], grid.exposures,
+                                         windows - delay)
     return coverage
 
 
