@@ -151,27 +151,17 @@ def check_event(event: events.Prediction | events.Outcome, now_ms: int,
         raise EventError("`rollout_id` must not contain the NUL character - at `$.rollout_id`")
 
 
-def _plausible(event: events.Prediction | events.Outcome, latest_ms: int) -> bool:
-    """Return True when :func:`check_event` would pass (a fast path without exceptions)."""
-    if event.v != events.SCHEMA_VERSION or event.ts_ms > latest_ms \
-            or KEY_SEPARATOR in event.rollout_id:
-        return False
-    if isinstance(event, events.Prediction):
-        return event.latency_ms is None or event.latency_ms <= MAX_METRIC_ABS
-    if event.value is None:
-        return event.label is not None
-    return -MAX_METRIC_ABS <= event.value <= MAX_METRIC_ABS
+def _first_suspect(evs: list[E], start: int, partition: int, partitions: int,
+                   latest_ms: int) -> int:
+    """Return the index of the first suspect event from ``start`` (``len(evs)`` if none).
 
-
-def _first_suspect(evs: list[E], partition: int, partitions: int, latest_ms: int) -> int:
-    """Return the index of the first event that is not plainly fine (len(evs) if none).
-
-    The fast path of :func:`_screen`: the checks of :func:`_plausible` and the partition
-    check, inlined in one loop.
+    Suspect: off its murmur2 partition, or failing what :func:`check_event` checks. A fast
+    path without exceptions, in one loop; :func:`_reject_reason` then says why.
     """
     version, separator, bound = events.SCHEMA_VERSION, KEY_SEPARATOR, MAX_METRIC_ABS
     hash_partition = partition_for
-    for index, event in enumerate(evs):
+    for index in range(start, len(evs)):
+        event = evs[index]
         if (event.v != version or event.ts_ms > latest_ms or separator in event.rollout_id
                 or hash_partition((event.unit_id or event.request_id).encode(),
                                   partitions) != partition):
@@ -194,34 +184,40 @@ def _screen(out: Decoded[E], partition: int, partitions: int, now_ms: int,
             latest_ms: int) -> None:
     """Keep plausible events on their murmur2 partition; reject the rest with the reason."""
     evs = out.events
-    first_bad = _first_suspect(evs, partition, partitions, latest_ms)
-    if first_bad == len(evs):
+    suspect = _first_suspect(evs, 0, partition, partitions, latest_ms)
+    if suspect == len(evs):
         return  # the common case: every event is plausible and on its partition
-    kept: list[E] = evs[:first_bad]
-    for index in range(first_bad, len(evs)):
-        event = evs[index]
-        key = events.partition_key(event)
-        if partition_for(key.encode(), partitions) != partition:
-            shape = "batches must be grouped by partition" if out.batched else (
-                "produce with Kafka's murmur2 partitioner keyed by unit_id when the event has "
-                "one, else by request_id (librdkafka: partitioner=murmur2_random), so a unit's "
-                "requests and their outcomes land on one partition")
-            field = "unit_id" if event.unit_id else "request_id"
-            reason = (f"{field} {key!r} hashes (murmur2) to another partition "
-                      f"than {partition} of {partitions}; {shape}")
-        elif _plausible(event, latest_ms):
+    kept: list[E] = evs[:suspect]
+    while suspect < len(evs):
+        event = evs[suspect]
+        reason = _reject_reason(event, out.batched, partition, partitions, now_ms, latest_ms)
+        if reason is None:
             kept.append(event)
-            continue
         else:
-            try:
-                check_event(event, now_ms, latest_ms)
-            except EventError as exc:
-                reason = str(exc)
-            else:
-                kept.append(event)
-                continue
-        out.rejects.append(Reject(events.encode(event), reason, index))
+            out.rejects.append(Reject(events.encode(event), reason, suspect))
+        following = _first_suspect(evs, suspect + 1, partition, partitions, latest_ms)
+        kept.extend(evs[suspect + 1:following])
+        suspect = following
     out.events = kept
+
+
+def _reject_reason(event: E, batched: bool, partition: int, partitions: int, now_ms: int,
+                   latest_ms: int) -> str | None:
+    """Return why a suspect event is rejected, or None when it passes after all."""
+    key = events.partition_key(event)
+    if partition_for(key.encode(), partitions) != partition:
+        shape = "batches must be grouped by partition" if batched else (
+            "produce with Kafka's murmur2 partitioner keyed by unit_id when the event has "
+            "one, else by request_id (librdkafka: partitioner=murmur2_random), so a unit's "
+            "requests and their outcomes land on one partition")
+        field = "unit_id" if event.unit_id else "request_id"
+        return (f"{field} {key!r} hashes (murmur2) to another partition "
+                f"than {partition} of {partitions}; {shape}")
+    try:
+        check_event(event, now_ms, latest_ms)
+    except EventError as exc:
+        return str(exc)
+    return None
 
 
 def encode_batch(payloads: list[bytes]) -> bytes:

@@ -336,7 +336,7 @@ def freeze_judged(state: RolloutState, grid: cell_grid.Grid,
     (latency, error, timeout) needs no copy: its cohort is judged once its window closed
     on every partition, and the join drops any later prediction of that window as late,
     so its cells never change after they are judged (storing them would only grow the
-    rollout's state by windows × segments × metrics).
+    rollout's state by windows x segments x metrics).
     """
     coverage: dict[str, Coverage] = {}
     for metric in state.spec.metrics:

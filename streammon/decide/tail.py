@@ -12,9 +12,10 @@ of the windows judged (a predictable threshold keeps the test anytime-valid).
 
 Each unit is then a Bernoulli draw — its first request slower than τ or not — in its
 (window, segment) cell (a request without a ``unit_id`` is its own unit; the join bins a
-unit's first latency only, so a sticky user's correlated requests count once), and the matched-cohort mixture SPRT of :mod:`streammon.stats.meandiff` (Howard et
-al. 2021, Props. 4–5; Johari et al. 2017) judges ``Δ = P_canary(X > τ) − P_baseline(X >
-τ)``, harmful when positive: if the canary's q-quantile is above τ, its exceedance share
+unit's first latency only, so a sticky user's correlated requests count once), and
+the matched-cohort mixture SPRT of :mod:`streammon.stats.meandiff` (Howard et al. 2021,
+Props. 4–5; Johari et al. 2017) judges ``Δ = P_canary(X > τ) − P_baseline(X > τ)``,
+harmful when positive: if the canary's q-quantile is above τ, its exceedance share
 is above 1 − q while the baseline's stays near it. The margin is a share of requests.
 This is the binned-distribution form of a sequential quantile test (Howard & Ramdas
 2022, "Sequential estimation of quantiles with applications to A/B-testing and

@@ -262,6 +262,17 @@ class Part:
         return out
 
 
+UNIT_BYTES = 120
+"""A generous estimate of one open unit's encoded size."""
+HASH_BYTES = 21
+"""A seen marker's encoded size (a 63-bit integer and a comma)."""
+
+
+def _entry_bytes(request_key: str) -> int:
+    """Return a generous estimate of one request entry's encoded size."""
+    return 2 * len(request_key) + 40
+
+
 def _cell_bytes(key: CellKey, cell: CellState) -> int:
     """Return a generous estimate of a cell's encoded size."""
     return 2 * (len(key[0]) + len(key[2])) + 120 + 120 * len(cell.sums)
@@ -274,8 +285,8 @@ def _whole(state: JoinState, changes: JoinChanges, cells: set[CellKey], units: l
     The common case, decided without a loop over the entries.
     """
     entries = changes.entries
-    size = (2 * sum(map(len, entries)) + 40 * len(entries) + 120 * len(units)
-            + sum(21 * h.size + len(r) for r, h in seen.items()))
+    size = (_entry_bytes("") * len(entries) + 2 * sum(map(len, entries))
+            + UNIT_BYTES * len(units) + sum(HASH_BYTES * h.size + len(r) for r, h in seen.items()))
     if size > RECORD_TARGET_BYTES:
         return None
     cell_map = state.cells
@@ -303,30 +314,27 @@ def _pack(state: JoinState, changes: JoinChanges, cells: set[CellKey], units: li
             part, size = Part(), 0
         part.cells.append(key)
         size += _cell_bytes(key, state.cells[key])
-    dead_through_ms = state.expired_through_ms
     for request_key, entry in changes.entries.items():
-        if expiry_of(entry) <= dead_through_ms:
-            continue  # expired in this batch: recovery would drop it (and its cell may be gone)
         if size > RECORD_TARGET_BYTES:
             yield part
             part, size = Part(), 0
         part.entries.append((request_key, entry))
-        size += 2 * len(request_key) + 40
+        size += _entry_bytes(request_key)
     for uhash in units:
         if size > RECORD_TARGET_BYTES:
             yield part
             part, size = Part(), 0
         part.units.append(uhash)
-        size += 120
+        size += UNIT_BYTES
     for rollout_id, hashes in seen.items():
-        step = RECORD_TARGET_BYTES // 21
+        step = RECORD_TARGET_BYTES // HASH_BYTES
         for i in range(0, hashes.size, step):
             if size > RECORD_TARGET_BYTES:
                 yield part
                 part, size = Part(), 0
             chunk = hashes[i:i + step].tolist()
             part.seen.setdefault(rollout_id, []).extend(chunk)
-            size += 21 * len(chunk) + len(rollout_id)
+            size += HASH_BYTES * len(chunk) + len(rollout_id)
     yield part
 
 

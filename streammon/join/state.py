@@ -414,10 +414,10 @@ class JoinState:
     def add_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         """Take outcomes in order (the same as add_outcome in a loop, faster)."""
         ttl_ms = self.config.ttl_ms
-        pending, counters, cells = self.pending, self.counters, self.cells
-        pending_get, cells_get = pending.get, cells.get
+        pending, counters = self.pending, self.counters
+        pending_get = pending.get
         changes = self._changes
-        changed_entries, changed_cells = changes.entries, changes.cells
+        changed_entries = changes.entries
         push = self._expiry.push
         seen = joined = 0
         try:
@@ -447,13 +447,9 @@ class JoinState:
                                entry.expires_at_ms, entry.unit,
                                entry.covariate)
                 else:  # _join's request path, inlined (the common case)
-                    key = entry.cell
-                    cell = cells_get(key)
-                    if cell is None:  # retention outlives the TTL: cannot happen
-                        cell = cells[key] = CellState()
-                    changed_cells.add(key)
                     joined += 1
-                    add_outcome_sums(cell.sums, outcome.label, outcome.value)
+                    add_outcome_sums(self._cell(entry.cell).sums, outcome.label,
+                                     outcome.value)
                     expires_ms = entry.expires_at_ms
                     pending[jkey] = changed_entries[jkey] = expires_ms
                     if expires_ms > changes.max_expiry_ms:
@@ -466,32 +462,16 @@ class JoinState:
     def expire(self, now_ms: int | None = None) -> int:
         """Expire everything whose TTL passed by event time ``now_ms``; return how many."""
         now = self.watermark_ms if now_ms is None else now_ms
-        pending, cells = self.pending, self.cells
-        changed_cells = self._changes.cells
+        pending = self.pending
         expired = expired_predictions = orphans = 0
-        heap, keys = self._expiry.heap, self._expiry.keys  # ExpiryQueue.pop_due, inlined
-        limit = (now + 1) << DUE_SHIFT
-        while heap and heap[0] < limit:
-            code = heapq.heappop(heap)
-            request_id, due_ms = keys.pop(code), code >> DUE_SHIFT
+        for due_ms, request_id in self._expiry.pop_due(now):
             entry = pending.get(request_id)
-            if entry is None:
-                continue  # stale: the request is gone
-            kind = entry.__class__
-            if kind is int:
-                if abs(entry) != due_ms:  # type: ignore[arg-type]
-                    continue  # stale: it waits longer
-            elif entry.expires_at_ms != due_ms:  # type: ignore[union-attr]
-                continue
-            elif kind is PendingPrediction:
+            if entry is None or expiry_of(entry) != due_ms:
+                continue  # stale: the request is gone, or it waits longer
+            if entry.__class__ is PendingPrediction:
                 expired_predictions += 1
-                key = entry.cell  # type: ignore[union-attr]
-                cell = cells.get(key)
-                if cell is None:  # retention outlives the TTL: cannot happen
-                    cell = cells[key] = CellState()
-                cell.expired += 1
-                changed_cells.add(key)
-            else:
+                self._cell(entry.cell).expired += 1
+            elif entry.__class__ is PendingOutcome:
                 orphans += 1
             del pending[request_id]
             expired += 1
