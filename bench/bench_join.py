@@ -3,14 +3,16 @@
 Starts its own embedded stack, preloads a deterministic workload (predictions, 90% with
 outcomes, two arms, two segments, some duplicates) through the publisher SDK, then:
 
-1. runs ``streammon worker`` ``--repeat`` times over it (fresh consumer group each time)
-   and takes the median throughput; checks every run's final cohort statistics against
-   the truth computed from the workload (``exact``); reports the worker's peak RSS;
-2. runs the ceiling join over the same topics ``--repeat`` times (median);
-3. publishes the workload live at 40,000 events/s to a running worker, at two sizes, and
+1. in each of ``--repeat`` rounds, runs ``streammon worker`` over it (fresh consumer
+   group each time), then the ceiling join over the same topics, then (envelopes) two
+   workers in one group; checks every run's final cohort statistics against the truth
+   computed from the workload (``exact``); reports the worker's peak RSS. Throughputs
+   are medians over rounds; ratios (join/ceiling, two workers/one) are the median of
+   each round's ratio, since a shared host's speed drifts between rounds;
+2. publishes the workload live at 40,000 events/s to a running worker, at two sizes, and
    reports the worker's peak RSS (memory under a steady stream with TTL expiry; the
    preloaded runs' peak RSS is reported too, as ``peak_rss_mb_backlog``);
-4. publishes live at 10,000 events/s and measures outcome-to-summary latency.
+3. publishes live at 10,000 events/s and measures outcome-to-summary latency.
 
 Prints one JSON line (see ``bench/run_all.py`` for the table).
 """
@@ -18,6 +20,7 @@ Prints one JSON line (see ``bench/run_all.py`` for the table).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -151,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cardinality-units", type=int, default=1_000_000,
                         help="predictions (one distinct unit each) of the memory phase")
     parser.add_argument("--cardinality-segments", type=int, default=10_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="rounds (one worker, ceiling, two workers in turn); medians")
     parser.add_argument("--join-engine", choices=["batch", "faust"], default="batch",
                         help="the worker's join engine (faust: the per-message agent)")
     args = parser.parse_args(argv)
@@ -194,15 +198,44 @@ def run_steady(kafka: KafkaSettings, log_dir: Path, n: int, events_per_s: int) -
         joinrun.stop_worker(proc)
 
 
-def join_and_ceiling(settings: Settings, workload: JoinWorkload, partitions: int,
-                     log_dir: Path, tag: str, repeat: int) -> tuple[list[Any], list[Any]]:
-    """Run the worker and the ceiling ``repeat`` times each over preloaded topics."""
+@dataclasses.dataclass
+class Round:
+    """One round of runs made back to back, so they share the machine's conditions."""
+
+    one: dict[str, Any]
+    ceiling: dict[str, Any]
+    two: dict[str, Any] | None = None
+
+
+def paired_rounds(settings: Settings, workload: JoinWorkload, partitions: int,
+                  log_dir: Path, tag: str, repeat: int, *, two_workers: bool = False,
+                  ) -> list[Round]:
+    """Run one worker, the ceiling (and two workers) in turn, ``repeat`` rounds.
+
+    A shared host's speed drifts by ±20% over minutes, so a ratio compares runs of the
+    same round, and the reported ratio is the median over rounds.
+    """
     truth = compute_truth(workload, partitions)
-    runs = [run_join(settings, workload, partitions, log_dir, f"{tag}{i}", truth)
-            for i in range(repeat)]
-    ceiling = [run_ceiling(settings, partitions=partitions, total_events=count_events(workload),
-                           window_ms=workload.window_ms) for _ in range(repeat)]
-    return runs, ceiling
+    rounds = []
+    for i in range(repeat):
+        one = run_join(settings, workload, partitions, log_dir, f"{tag}{i}", truth)
+        ceiling = run_ceiling(settings, partitions=partitions,
+                              total_events=count_events(workload), window_ms=workload.window_ms)
+        two = (run_two_workers(settings, workload, partitions, log_dir, f"{tag}two{i}", truth)
+               if two_workers else None)
+        rounds.append(Round(one, ceiling, two))
+    return rounds
+
+
+def _two(r: Round) -> dict[str, Any]:
+    if r.two is None:
+        raise ValueError("this round ran no two-worker group")
+    return r.two
+
+
+def paired_median(rounds: list[Round], over: Any) -> float:
+    """Return the median over rounds of ``over(round)`` (a ratio of that round's runs)."""
+    return float(statistics.median(over(r) for r in rounds))
 
 
 def run_cardinality(kafka: KafkaSettings, log_dir: Path, n: int, units: int,
@@ -242,7 +275,8 @@ def bench_single(kafka: KafkaSettings, log_dir: Path, n: int, repeat: int) -> di
     partitions = check_copartitioned(kafka, settings.topics)
     workload = JoinWorkload(n_predictions=n, seed=11)
     publish_rate = preload(settings, workload, batch_max_events=1)
-    runs, ceiling = join_and_ceiling(settings, workload, partitions, log_dir, "single", repeat)
+    rounds = paired_rounds(settings, workload, partitions, log_dir, "single", repeat)
+    runs, ceiling = [r.one for r in rounds], [r.ceiling for r in rounds]
     join_rate = statistics.median(r["events_per_s"] for r in runs)
     ceiling_rate = statistics.median(c["events_per_s"] for c in ceiling)
     return {
@@ -252,7 +286,8 @@ def bench_single(kafka: KafkaSettings, log_dir: Path, n: int, repeat: int) -> di
         "single_event_join_runs_events_per_s": [round(r["events_per_s"]) for r in runs],
         "single_event_ceiling_events_per_s": round(ceiling_rate),
         "single_event_ceiling_runs_events_per_s": [round(c["events_per_s"]) for c in ceiling],
-        "single_event_ratio": round(join_rate / ceiling_rate, 3),
+        "single_event_ratio": round(paired_median(
+            rounds, lambda r: r.one["events_per_s"] / r.ceiling["events_per_s"]), 3),
         "single_event_exact": all(r["exact"] for r in runs),
         "single_event_peak_rss_mb_backlog": round(max(r["peak_rss_mb"] for r in runs), 1),
     }
@@ -265,10 +300,10 @@ def bench(kafka: KafkaSettings, log_dir: Path, n: int, repeat: int) -> dict[str,
     partitions = check_copartitioned(kafka, settings.topics)
     workload = JoinWorkload(n_predictions=n)
     publish_rate = preload(settings, workload)
-    runs, ceiling = join_and_ceiling(settings, workload, partitions, log_dir, "run", repeat)
-    truth = compute_truth(workload, partitions)
-    two = [run_two_workers(settings, workload, partitions, log_dir, f"two{i}", truth)
-           for i in range(repeat)]
+    rounds = paired_rounds(settings, workload, partitions, log_dir, "run", repeat,
+                           two_workers=True)
+    runs, ceiling = [r.one for r in rounds], [r.ceiling for r in rounds]
+    two = [r.two for r in rounds if r.two is not None]
     steady = {size: run_steady(kafka, log_dir, size, STEADY_EVENTS_PER_S)
               for size in (n // 2, n)}
     latency = run_latency(settings, log_dir, partitions)
@@ -281,18 +316,18 @@ def bench(kafka: KafkaSettings, log_dir: Path, n: int, repeat: int) -> dict[str,
         "join_runs_events_per_s": [round(r["events_per_s"]) for r in runs],
         "ceiling_events_per_s": round(ceiling_rate),
         "ceiling_runs_events_per_s": [round(c["events_per_s"]) for c in ceiling],
-        "ratio": round(join_rate / ceiling_rate, 3),
+        "ratio": round(paired_median(
+            rounds, lambda r: r.one["events_per_s"] / r.ceiling["events_per_s"]), 3),
         "exact": all(r["exact"] for r in runs) and all(t["exact"] for t in two),
         "two_workers_events_per_s": round(statistics.median(t["events_per_s"] for t in two)),
         "two_workers_runs_events_per_s": [round(t["events_per_s"]) for t in two],
-        "two_workers_speedup": round(
-            statistics.median(t["events_per_s"] for t in two) / join_rate, 2),
+        "two_workers_speedup": round(paired_median(
+            rounds, lambda r: _two(r)["events_per_s"] / r.one["events_per_s"]), 2),
         # Scale-out per CPU: events per worker CPU-second, two workers over one (1.0 means
         # the join does the same work per event when split), and how busy the whole
         # machine was meanwhile (1.0 = every core busy: the speed-up measures the machine).
-        "two_workers_events_per_cpu_s_ratio": round(
-            statistics.median(t["events_per_cpu_s"] for t in two)
-            / statistics.median(r["events_per_cpu_s"] for r in runs), 2),
+        "two_workers_events_per_cpu_s_ratio": round(paired_median(
+            rounds, lambda r: _two(r)["events_per_cpu_s"] / r.one["events_per_cpu_s"]), 2),
         "machine_busy_one_worker": round(statistics.median(r["machine_busy"] for r in runs), 2),
         "machine_busy_two_workers": round(statistics.median(t["machine_busy"] for t in two), 2),
         "peak_rss_mb": round(steady[n], 1),

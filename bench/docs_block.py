@@ -94,7 +94,9 @@ def join_table(final: dict[str, Any], load_avg: tuple[float, float]) -> str:
                  f"{_n(join['single_event_publish_events_per_s'])}", ""))
     lines = [
         f"Code measured: {code_identity()}. One `make bench` run "
-        f"(`python bench/run_all.py --write-docs`), medians of each phase's runs; load "
+        f"(`python bench/run_all.py --write-docs`): rounds of one worker, the ceiling and "
+        f"two workers run in turn; rates are medians over rounds, ratios the median of "
+        f"each round's own ratio (runs in round order); load "
         f"average {load_avg[0]:.2f} at its start and {load_avg[1]:.2f} at its end "
         f"(2 cores). The whole JSON line is in `docs/bench-latest.json`.",
         "",

@@ -48,3 +48,16 @@ def test_a_doc_without_markers_is_an_error_not_a_silent_skip(tmp_path: Path) -> 
     doc.write_text("no markers\n")
     with pytest.raises(SystemExit, match="bench-join:start"):
         docs_block.write_join_block({"benchmarks": {"bench_join": JOIN}}, (0.0, 0.0), doc)
+
+
+def test_ratios_pair_the_runs_of_a_round_not_the_medians_of_all_runs() -> None:
+    import bench_join
+
+    # The host's speed drifts: round 3 ran on a fast machine (both runs fast).
+    rounds = [bench_join.Round({"events_per_s": one}, {"events_per_s": ceiling})
+              for one, ceiling in ((100, 1000), (300, 1000), (200, 4000))]
+    ratio = bench_join.paired_median(
+        rounds, lambda r: r.one["events_per_s"] / r.ceiling["events_per_s"])
+    assert ratio == pytest.approx(0.1)  # rounds' ratios 0.1, 0.3, 0.05; medians' ratio 0.2
+    with pytest.raises(ValueError, match="two-worker"):
+        bench_join._two(rounds[0])
