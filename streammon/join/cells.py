@@ -73,7 +73,7 @@ class OpenUnit(msgspec.Struct, array_like=True, gc=False):
 
     Its cell, when it freezes (event time, ms: its window's end + ttl), its error and
     timeout indicators (bits 0 and 1; -1 before its first request), then (y_u, m_u) of
-    latency, label and value. Not tracked by the garbage collector (no reference
+    latency, label and value, and its covariate. Not tracked by the garbage collector (no reference
     cycles), like the join's pending entries: a million open units would otherwise make
     every full collection slow.
     """
@@ -87,6 +87,8 @@ class OpenUnit(msgspec.Struct, array_like=True, gc=False):
     label_m: int = 0
     value_y: float = 0.0
     value_m: int = 0
+    x: float | None = None
+    """The covariate of the unit's first request (CUPED's x_u; None: the unit counts as 0)."""
 
 
 def _count_hit(acc: list[float]) -> None:
@@ -222,6 +224,24 @@ class CellState:
         acc[3] += 1
         acc[4] += 2 * m + 1
         acc[5] += y2 * m - y * (m - 1)
+
+    def add_unit_covariate(self, metric: str, outcome: float, y: float, m: int,
+                           x: float) -> None:
+        """Add a unit's covariate sums for one ``outcome`` of ``metric`` (CUPED, per unit).
+
+        The unit's y_u was ``y`` over ``m`` outcomes before this one. ``<metric>:x`` counts
+        the unit once (n, x_u, x_u²) and ``<metric>:xy`` holds (n, Σ x_u y_u, Σ (x_u y_u)²)
+        over units, kept current as y_u grows. Call before adding ``outcome`` to (y, m).
+        """
+        sums = self.sums
+        xy_name = covariate_metric(metric, "xy")
+        xy = sums.get(xy_name) or sums.setdefault(xy_name, _zeros())
+        y2 = y + outcome
+        if m == 0:
+            add_request(sums, covariate_metric(metric, "x"), x)
+            xy[0] += 1
+        xy[1] += x * outcome
+        xy[2] += x * x * (y2 * y2 - y * y)
 
     def add_covariate(self, label: float | None, value: float | None, x: float) -> None:
         """Add a joined request's covariate sums for CUPED.

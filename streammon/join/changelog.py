@@ -98,6 +98,8 @@ class JoinRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Per rollout, hashes of frozen units (their later requests are excluded)."""
     covariates: list[tuple[str, float]] = []
     """Pending predictions' covariates (request id, x); absent in records of older builds."""
+    unit_covariates: list[tuple[int, float]] = []
+    """Open units' covariates (hash, x_u) of ``units`` here; absent in older records."""
     forgotten: list[str] = []
     """Rollouts forgotten (last cell dropped) since the previous record while an older live
     record still held seen markers of theirs: recovery drops the markers of earlier records
@@ -262,7 +264,7 @@ class Part:
         return out
 
 
-UNIT_BYTES = 120
+UNIT_BYTES = 170
 """A generous estimate of one open unit's encoded size."""
 HASH_BYTES = 21
 """A seen marker's encoded size (a 63-bit integer and a comma)."""
@@ -385,7 +387,9 @@ def _build(seq: int, state: JoinState, part: Part, offsets: dict[str, int],
     for uhash in part.units:
         unit = state.units[uhash]
         record.units.append((uhash, cell_index(unit.cell),
-                             *msgspec.structs.astuple(unit)[1:]))
+                             *msgspec.structs.astuple(unit)[1:-1]))
+        if unit.x is not None:
+            record.unit_covariates.append((uhash, unit.x))
     part.cells = list(index)
     return record
 
@@ -474,6 +478,8 @@ def _replay(record: JoinRecord, entries: dict[str, Entry], cells: dict[CellKey, 
         units[uhash] = OpenUnit(keys[cell_index], freeze_ms, error, lat_y, lat_m, lab_y, lab_m,
                                 val_y, val_m)
         max_expiry = max(max_expiry, freeze_ms)
+    for uhash, x in record.unit_covariates:
+        units[uhash].x = x
     if record.forgotten:  # as JoinLog.write: the note lives as long as the markers it drops
         _, until = log.forget(record.forgotten)
         max_expiry = max(max_expiry, until)

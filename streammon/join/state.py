@@ -328,7 +328,7 @@ class JoinState:
                     cell = cells[key] = CellState()
                 changed_cells.add(key)
                 if uhash:
-                    unit = self._enter(uhash, unit, key)
+                    unit = self._enter(uhash, unit, key, pred.covariate)
                     cell.add_unit_prediction(pred, unit)
                 else:
                     cell.add_prediction(pred)
@@ -360,8 +360,9 @@ class JoinState:
         rollout = self.rollouts.get(rollout_id)
         return rollout is not None and uhash in rollout.seen
 
-    def _enter(self, uhash: int, unit: OpenUnit | None, key: CellKey) -> OpenUnit:
-        """Return the unit's open state (new at its first exposure).
+    def _enter(self, uhash: int, unit: OpenUnit | None, key: CellKey,
+               covariate: float | None = None) -> OpenUnit:
+        """Return the unit's open state (new at its first exposure: its covariate is x_u).
 
         It freezes when every prediction of its first-exposure window has expired: at
         the window's end plus ``ttl_ms``.
@@ -370,7 +371,7 @@ class JoinState:
         if unit is not None:
             return unit
         freeze_ms = key[1] + self.config.window_ms + self.config.ttl_ms
-        unit = self.units[uhash] = OpenUnit(key, freeze_ms)
+        unit = self.units[uhash] = OpenUnit(key, freeze_ms, x=covariate)
         self._due(freeze_ms).append(uhash)
         return unit
 
@@ -590,15 +591,20 @@ class JoinState:
             add_outcome_sums(cell.sums, label, value)
         else:
             self._changes.units.add(uhash)
+            x = unit.x  # CUPED sums per unit, by its first request's covariate
             if label is not None:
+                if x is not None:
+                    cell.add_unit_covariate("label", label, unit.label_y, unit.label_m, x)
                 cell.add_unit(cell.sums, "label", label, unit.label_y, unit.label_m)
                 unit.label_y += label
                 unit.label_m += 1
             if value is not None:
+                if x is not None:
+                    cell.add_unit_covariate("value", value, unit.value_y, unit.value_m, x)
                 cell.add_unit(cell.sums, "value", value, unit.value_y, unit.value_m)
                 unit.value_y += value
                 unit.value_m += 1
-        if covariate is not None:  # CUPED sums: per joined request, also for units
+        if covariate is not None and unit is None:  # CUPED sums of a request-unit
             cell.add_covariate(label, value, covariate)
         self._put(request_id, expires_at_ms, expires_at_ms, new=False)
 

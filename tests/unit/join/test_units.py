@@ -191,3 +191,37 @@ def test_the_seen_set_answers_membership_exactly_across_merges() -> None:
     assert all(h in seen for h in hashes[:RECENT_MAX + 10_000])
     assert not any(h in seen for h in hashes[RECENT_MAX + 10_000:])
     assert len(seen) == RECENT_MAX + 10_000 and seen == set(hashes[:RECENT_MAX + 10_000])
+
+
+def test_a_units_covariate_sums_are_per_unit_by_its_first_requests_covariate() -> None:
+    """CUPED with units: label:x counts the unit once with x_u (its first request's
+    covariate), label:xy holds x_u · y_u for the unit's total y_u, whatever the order of
+    outcomes, a later request's own covariate, or a restart from the records in between.
+    Per request instead, a unit with more requests in one arm would move Σx/n by arm."""
+    def run(restart: bool) -> list[float]:
+        state, log = JoinState(config=CONFIG), JoinLog()
+        state.add_outcome(outcome("b", ts_ms=1_150, label=1.0))  # before its prediction
+        state.add_prediction(pred("a", ts_ms=1_100, unit_id="u", covariate=0.5))
+        state.add_prediction(pred("b", ts_ms=1_200, unit_id="u", covariate=0.9))
+        state.add_prediction(pred("c", ts_ms=1_300, unit_id="u", covariate=0.1))
+        if restart:
+            records, _ = log.write(state, state.take_changes(), {})
+            state, _, _ = restore([raw for _, raw in records], CONFIG)
+        state.add_outcome(outcome("a", ts_ms=1_400, label=1.0))
+        state.add_outcome(outcome("c", ts_ms=1_500, label=0.0))
+        sums = state.cells[CANARY].sums
+        assert sums["label"][:3] == [1, 2.0, 4.0]  # one unit, y_u = 2 over m_u = 3
+        return sums["label:x"][:3] + sums["label:xy"][:3]
+
+    assert run(restart=False) == [1, 0.5, 0.25, 1, 1.0, 1.0]  # x_u y_u = 0.5 · 2
+    assert run(restart=True) == run(restart=False)
+
+
+def test_a_unit_whose_first_request_has_no_covariate_counts_as_x_zero() -> None:
+    state = JoinState(config=CONFIG)
+    state.add_prediction(pred("a", ts_ms=1_100, unit_id="u"))
+    state.add_prediction(pred("b", ts_ms=1_200, unit_id="u", covariate=0.9))
+    state.add_outcome(outcome("b", ts_ms=1_400, label=1.0))
+    sums = state.cells[CANARY].sums
+    assert sums["label"][:3] == [1, 1.0, 1.0]
+    assert "label:x" not in sums and "label:xy" not in sums
