@@ -225,3 +225,23 @@ def test_a_unit_whose_first_request_has_no_covariate_counts_as_x_zero() -> None:
     sums = state.cells[CANARY].sums
     assert sums["label"][:3] == [1, 1.0, 1.0]
     assert "label:x" not in sums and "label:xy" not in sums
+
+
+def test_records_of_builds_without_unit_covariates_still_restore() -> None:
+    """A record written before ``unit_covariates`` existed restores its open units (with
+    no covariate: x = 0), so an upgrade needs no migration of the changelog."""
+    import json
+
+    state, log = JoinState(config=CONFIG), JoinLog()
+    state.add_prediction(pred("a", ts_ms=1_100, unit_id="u", covariate=0.5))
+    records, _ = log.write(state, state.take_changes(), {})
+    old = []
+    for _, raw in records:
+        doc = json.loads(raw)
+        assert doc.pop("unit_covariates") == [[next(iter(state.units)), 0.5]]
+        old.append(json.dumps(doc).encode())
+    restored, _, _ = restore(old, CONFIG)
+    assert [u.x for u in restored.units.values()] == [None]
+    restored.add_outcome(outcome("a", ts_ms=1_400, label=1.0))
+    assert restored.cells[CANARY].sums["label"][:3] == [1, 1.0, 1.0]
+    assert "label:x" not in restored.cells[CANARY].sums
