@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -233,7 +234,7 @@ def _two(r: Round) -> dict[str, Any]:
     return r.two
 
 
-def paired_median(rounds: list[Round], over: Any) -> float:
+def paired_median(rounds: list[Round], over: Callable[[Round], float]) -> float:
     """Return the median over rounds of ``over(round)`` (a ratio of that round's runs)."""
     return float(statistics.median(over(r) for r in rounds))
 

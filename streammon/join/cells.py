@@ -73,9 +73,9 @@ class OpenUnit(msgspec.Struct, array_like=True, gc=False):
 
     Its cell, when it freezes (event time, ms: its window's end + ttl), its error and
     timeout indicators (bits 0 and 1; -1 before its first request), then (y_u, m_u) of
-    latency, label and value, and its covariate. Not tracked by the garbage collector (no reference
-    cycles), like the join's pending entries: a million open units would otherwise make
-    every full collection slow.
+    latency, label and value, and its covariate (last: the changelog's unit tuple omits
+    it). Not tracked by the garbage collector (no reference cycles), like the join's
+    pending entries: a million open units would otherwise make every full collection slow.
     """
 
     cell: CellKey
@@ -244,15 +244,13 @@ class CellState:
         xy[2] += x * x * (y2 * y2 - y * y)
 
     def add_covariate(self, label: float | None, value: float | None, x: float) -> None:
-        """Add a joined request's covariate sums for CUPED.
+        """Add the covariate sums of a joined request that is its own unit.
 
-        ``<metric>:x`` holds n, Σx, Σx² and ``<metric>:xy`` n, Σxy, Σ(xy)², over the
-        outcomes whose prediction had a covariate.
+        That is :meth:`add_unit_covariate` of a unit with no outcome before (y_u = 0, m = 0).
         """
         for metric, y in (("label", label), ("value", value)):
             if y is not None:
-                self.add(covariate_metric(metric, "x"), x)
-                self.add(covariate_metric(metric, "xy"), x * y)
+                self.add_unit_covariate(metric, y, 0.0, 0, x)
 
     def __iadd__(self, other: CellState) -> CellState:
         for metric, values in other.sums.items():
