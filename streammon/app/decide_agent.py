@@ -76,11 +76,20 @@ async def read_applied_bounded(client: redis.Redis, keys: Keyring, rollout_id: s
         return None
 
 
-def _next_close_ms(state: progress.RolloutState) -> float:
-    """Return the event time at which the rollout's next window closes (inf when done)."""
-    if state.phase != "running":
-        return float("inf")
+def next_look_ms(state: progress.RolloutState, clock_ms: int) -> float:
+    """Return the event time at which the decider next assesses the rollout.
+
+    A running rollout: when its next window closes. A held one: one window after
+    ``clock_ms``, because its resume is read from the applied route state, which can lag
+    the command on the control topic (the decider may see the operator's resume before the
+    actuator applied it; without another look the rollout would stay held for the decider
+    while the routers run it again). A promoted or rolled-back one: never (inf).
+    """
     spec = state.spec
+    if state.phase in commands.FINAL_PHASES:
+        return float("inf")
+    if state.phase == "held":
+        return clock_ms + spec.window_ms
     return state.origin_ms + (state.windows_closed + 1) * spec.window_ms + spec.grace_ms
 
 
@@ -140,7 +149,7 @@ class DecideAgent:
         self.rollouts_table = app.Table("decide-rollouts", **opts)
         self.summaries: dict[str, dict[str, events.CohortSummary]] = defaultdict(dict)
         self.clock = SourceWatermarks(partitions=partitions)
-        self._next_close_ms: dict[str, float] = {}
+        self._next_look_ms: dict[str, float] = {}
         self.assessors: dict[str, RolloutAssessor] = {}
         """Incremental decision state per rollout, in memory: after a restart it is rebuilt
         by folding the cells recovered from the summaries table (one catch-up)."""
@@ -179,7 +188,7 @@ class DecideAgent:
                 self._index(summary)
                 clock_ms = self.clock.closed_through_ms()
                 for rollout_id in list(self.summaries):
-                    if clock_ms >= self._next_close_ms.get(rollout_id, 0):
+                    if clock_ms >= self._next_look_ms.get(rollout_id, 0):
                         await self._assess(rollout_id)
                 return
             else:
@@ -251,7 +260,7 @@ class DecideAgent:
         except StreamMonError:
             log.exception("decider: cannot assess rollout %s; it stays as it is", rollout_id)
             return
-        self._next_close_ms[rollout_id] = _next_close_ms(state)
+        self._next_look_ms[rollout_id] = next_look_ms(state, self.clock.closed_through_ms())
         if state.windows_closed == before and not cmds:
             return
         self.rollouts_table[key] = msgspec.json.encode(state)

@@ -170,6 +170,8 @@ def sync_applied(state: RolloutState, applied: commands.RouteState, now_ms: int,
     if applied.seq <= state.seq and state.stage_changes and state.stage != applied.stage \
             and state.stage_changes[-1][1] == state.stage:
         state.stage_changes.pop()  # our stage change never applied: the routers never served it
+    if applied.action == "resume" and applied.seq > state.seq:
+        state.srm_start_window = state.windows_closed  # as apply_command: afresh after a resume
     state.seq = applied.seq
     state.phase = applied.phase
     state.last_action = applied.action

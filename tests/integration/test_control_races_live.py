@@ -24,6 +24,7 @@ from streammon.config.settings import Settings
 from streammon.control import operator_commands
 from streammon.control.commands import RouteState, log_key, make_command, route_key
 from streammon.control.registry import Checkpoint, Registry
+from streammon.devstack import stop_process
 from streammon.events import Action, Command
 from streammon.kafka.topics import apply_topics
 from streammon.sdk.publisher import Publisher
@@ -133,10 +134,15 @@ def test_the_decider_honours_an_operator_hold_and_steps_again_after_resume(
     settings: Settings, spawn: Any, redis_client: redis.Redis, unique: str, tmp_path: Path,
 ) -> None:
     """A real decider ramping a healthy rollout proposes no step or promote for the 12 s
-    (12 windows) that an operator's hold lasts, and steps again once the operator resumes."""
+    (12 windows) that an operator's hold lasts, and steps again once the operator resumes.
+
+    The resume is sent while the actuator is down, so the decider reads it on the control
+    topic before Redis shows it (the order a busy CI host once produced by chance, which
+    left the rollout held for the decider forever): it must still step once the actuator
+    is back and applies the resume."""
     apply_topics(settings.kafka, settings.topics)
     spawn("worker", "--window-ms", "1000", "--ttl-ms", "30000")
-    spawn("actuator")
+    actuator = spawn("actuator")
     spec = msgspec.structs.replace(
         demo_spec(f"hold-{unique}", window_ms=1000, grace_ms=800, alpha=0.01),
         step_windows=2, min_samples_per_stage=100)
@@ -161,7 +167,13 @@ def test_the_decider_honours_an_operator_hold_and_steps_again_after_resume(
         after_hold = _log(redis_client, rid)[held.seq:]
         assert after_hold == [], f"the decider stepped over the hold: {after_hold}"
         assert _state(redis_client, rid).weights == held.weights
-        operator_commands.send_manual(settings, rid, "resume", client=redis_client)
+        stop_process(actuator)  # the decider now reads the resume before Redis shows it
+        operator_commands.send_manual(settings, rid, "resume", client=redis_client,
+                                      confirm_timeout_s=None)
+        _serve(router, publisher, sim, spec.candidate, t0, time.monotonic() - t0 + 3.0)
+        assert _state(redis_client, rid).phase == "held"
+        spawn("actuator")
+        assert wait_until(lambda: _state(redis_client, rid).phase == "running", timeout_s=30)
         resumed = _state(redis_client, rid).seq
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(_log(redis_client, rid)) <= resumed:

@@ -163,3 +163,18 @@ def test_a_state_signed_before_applied_ms_existed_still_verifies() -> None:
 
     with pytest.raises(CommandError):
         verify_state(tampered, DEV_KEYS)
+
+
+def test_a_resume_learnt_from_the_applied_state_restarts_the_sample_ratio_check() -> None:
+    """The live decider learns an operator's resume from the applied route state, not from
+    the control topic: the sample-ratio check then starts afresh at the resume (as
+    apply_command does in the event-level backtest), so windows from before the hold never
+    halt the resumed rollout again."""
+    state = RolloutState(spec=_spec(), origin_ms=0, seq=3, stage=1, epoch="e1",
+                         phase="held", windows_closed=14, srm_start_window=4)
+    resume = msgspec.structs.replace(route_state_for(_cmd(4, "resume", key=OPERATOR_KEY)),  # type: ignore[arg-type]
+                                     stage=1)
+    sync_applied(state, resume, NOW + 1)
+    assert (state.seq, state.phase, state.srm_start_window) == (4, "running", 14)
+    sync_applied(state, resume, NOW + 2)  # the same applied state again changes nothing
+    assert state.srm_start_window == 14
