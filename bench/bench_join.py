@@ -4,11 +4,13 @@ Starts its own embedded stack, preloads a deterministic workload (predictions, 9
 outcomes, two arms, two segments, some duplicates) through the publisher SDK, then:
 
 1. in each of ``--repeat`` rounds, runs ``streammon worker`` over it (fresh consumer
-   group each time), then the ceiling join over the same topics, then (envelopes) two
-   workers in one group; checks every run's final cohort statistics against the truth
-   computed from the workload (``exact``); reports the worker's peak RSS. Throughputs
-   are medians over rounds; ratios (join/ceiling, two workers/one) are the median of
-   each round's ratio, since a shared host's speed drifts between rounds;
+   group each time, whose decider starts at the end of the cohorts topic as a deployed
+   worker's does: ``joinrun.commit_at_end``), then the ceiling join over the same
+   topics, then (envelopes) two workers in one group; checks every run's final cohort
+   statistics against the truth computed from the workload (``exact``); reports the
+   worker's peak RSS. Throughputs are medians over rounds; ratios (join/ceiling, two
+   workers/one) are the median of each round's ratio, since a shared host's speed
+   drifts between rounds;
 2. publishes the workload live at 40,000 events/s to a running worker, at two sizes, and
    reports the worker's peak RSS (memory under a steady stream with TTL expiry; the
    preloaded runs' peak RSS is reported too, as ``peak_rss_mb_backlog``);

@@ -184,16 +184,42 @@ WORKER_ARGS: tuple[str, ...] = ()
 """Arguments every worker the bench starts gets (``--join-engine``)."""
 
 
+def commit_at_end(settings: Settings, group_id: str, topic: str) -> None:
+    """Commit ``group_id``'s offsets on every partition of ``topic`` at its end.
+
+    A worker's decider reads the cohorts topic in the worker's consumer group. A fresh
+    group starts at the earliest offset, so in a bench that runs many workers over the
+    same topics each new worker's decider would first read every earlier run's
+    summaries (thousands per run, growing round after round) and slow that run's join.
+    A deployed worker keeps its group; this puts each bench worker in that steady state.
+    """
+    from confluent_kafka import Consumer
+
+    from streammon.kafka.topics import existing_partitions
+
+    partitions = existing_partitions(settings.kafka)[topic]
+    ends = end_offsets(settings, topic, partitions)
+    committer = Consumer(settings.kafka.consumer_config(group_id, **{"enable.auto.commit": False}))
+    try:
+        committer.commit(offsets=[_tp(topic, p, end) for p, end in enumerate(ends)],
+                         asynchronous=False)
+    finally:
+        committer.close()
+
+
 def start_worker(settings: Settings, log_dir: Path, *, window_ms: int, ttl_ms: int,
                  tag: str, extra: tuple[str, ...] = (),
                  app_id: str | None = None) -> tuple[Settings, Any]:
     """Start ``streammon worker`` with a fresh app id (so it reads every input from the
-    start), or with ``app_id`` (to join another worker's group)."""
+    start, and the cohorts topic from its end: :func:`commit_at_end`), or with ``app_id``
+    (to join another worker's group)."""
     from streammon.control.keys import dev_keyring
 
     # The worker's decider signs its commands: a bench, like the demo, uses dev keys.
     run = dataclasses.replace(settings, app_id=app_id or f"bench-{tag}-{uuid.uuid4().hex[:6]}",
                               keys=dev_keyring() if settings.keys.empty else settings.keys)
+    if app_id is None:
+        commit_at_end(run, run.app_id, settings.topics.cohorts)
     proc = spawn_streammon(["worker", "--window-ms", str(window_ms), "--ttl-ms", str(ttl_ms),
                             *WORKER_ARGS, *extra], run, log_dir / f"worker-{tag}.log")
     return run, proc
