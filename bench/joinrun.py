@@ -192,19 +192,18 @@ def commit_at_end(settings: Settings, group_id: str, topic: str) -> None:
     same topics each new worker's decider would first read every earlier run's
     summaries (thousands per run, growing round after round) and slow that run's join.
     A deployed worker keeps its group; this puts each bench worker in that steady state.
+    The embedded broker reports a partition's end as its last batch's base offset + 1,
+    so the decider reads at most that last batch again.
     """
     from confluent_kafka import Consumer
 
-    from streammon.kafka.topics import existing_partitions
-
-    partitions = existing_partitions(settings.kafka)[topic]
-    ends = end_offsets(settings, topic, partitions)
-    committer = Consumer(settings.kafka.consumer_config(group_id, **{"enable.auto.commit": False}))
+    c = Consumer(settings.kafka.consumer_config(group_id, **{"enable.auto.commit": False}))
     try:
-        committer.commit(offsets=[_tp(topic, p, end) for p, end in enumerate(ends)],
-                         asynchronous=False)
+        partitions = c.list_topics(topic, timeout=10).topics[topic].partitions
+        c.commit(offsets=[_tp(topic, p, c.get_watermark_offsets(_tp(topic, p), timeout=10)[1])
+                          for p in partitions], asynchronous=False)
     finally:
-        committer.close()
+        c.close()
 
 
 def start_worker(settings: Settings, log_dir: Path, *, window_ms: int, ttl_ms: int,

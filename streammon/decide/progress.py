@@ -129,17 +129,30 @@ def apply_command(state: RolloutState, cmd: Command) -> RolloutState:
     """Fold a command seen on the control topic (ours or an operator's) into the state."""
     if cmd.seq <= state.seq:
         return state
-    state.seq = cmd.seq
-    state.last_action = cmd.action
-    state.commands.append(_note(cmd))
-    state.phase = commands.PHASES[cmd.action]
-    if cmd.action == "resume":
-        state.srm_start_window = state.windows_closed
+    _take(state, cmd.seq, cmd.action, commands.PHASES[cmd.action], _note(cmd))
     if cmd.action == "step" and cmd.stage != state.stage:
-        state.stage = cmd.stage
-        state.stage_start_window = state.srm_start_window = state.windows_closed
-        state.stage_changes.append((cmd.ts_ms, cmd.stage))
+        _enter_stage(state, cmd.stage, cmd.ts_ms)
     return state
+
+
+def _take(state: RolloutState, seq: int, action: Action, phase: Phase,
+          note: CommandNote) -> None:
+    """Take a command (ours or the applied one): its seq, action and phase.
+
+    A new resume restarts the sample-ratio check, with its own budget: the evidence that
+    halted the rollout does not halt it again.
+    """
+    if action == "resume" and seq > state.seq:
+        state.srm_start_window = state.windows_closed
+    state.seq, state.last_action, state.phase = seq, action, phase
+    state.commands.append(note)
+
+
+def _enter_stage(state: RolloutState, stage: int, ts_ms: int) -> None:
+    """Enter ``stage``, served from ``ts_ms``: its windows and its sample-ratio check start."""
+    state.stage = stage
+    state.stage_start_window = state.srm_start_window = state.windows_closed
+    state.stage_changes.append((ts_ms, stage))
 
 
 def sync_applied(state: RolloutState, applied: commands.RouteState, now_ms: int,
@@ -170,18 +183,15 @@ def sync_applied(state: RolloutState, applied: commands.RouteState, now_ms: int,
     if applied.seq <= state.seq and state.stage_changes and state.stage != applied.stage \
             and state.stage_changes[-1][1] == state.stage:
         state.stage_changes.pop()  # our stage change never applied: the routers never served it
-    if applied.action == "resume" and applied.seq > state.seq:
-        state.srm_start_window = state.windows_closed  # as apply_command: afresh after a resume
-    state.seq = applied.seq
-    state.phase = applied.phase
-    state.last_action = applied.action
-    state.commands.append(CommandNote(applied.seq, applied.action, applied.fraction,
-                                      applied.ts_ms, applied.issued_by))
+    _take(state, applied.seq, applied.action, applied.phase,
+          CommandNote(applied.seq, applied.action, applied.fraction, applied.ts_ms,
+                      applied.issued_by))
     if applied.stage != state.stage:
-        state.stage = applied.stage
-        state.stage_start_window = state.windows_closed
-        if not state.stage_changes or state.stage_changes[-1][1] != applied.stage:
-            state.stage_changes.append((switched_ms, applied.stage))
+        if state.stage_changes and state.stage_changes[-1][1] == applied.stage:
+            state.stage = applied.stage  # back to the stage the routers kept serving
+            state.stage_start_window = state.windows_closed
+        else:
+            _enter_stage(state, applied.stage, switched_ms)
     return state
 
 

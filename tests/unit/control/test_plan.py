@@ -178,3 +178,25 @@ def test_a_resume_learnt_from_the_applied_state_restarts_the_sample_ratio_check(
     assert (state.seq, state.phase, state.srm_start_window) == (4, "running", 14)
     sync_applied(state, resume, NOW + 2)  # the same applied state again changes nothing
     assert state.srm_start_window == 14
+
+
+def test_a_stage_change_learnt_from_the_applied_state_restarts_the_stage_checks() -> None:
+    """An operator's step the decider did not propose, learnt from the applied state, starts
+    the new stage's windows and its exact sample-ratio check, as the decider's own step
+    does; a proposal of ours given up (the routers kept the old stage) restarts no
+    sample-ratio check, since the split the routers serve never changed."""
+    state = RolloutState(spec=_spec(), origin_ms=0, seq=3, stage=1, epoch="e1",
+                         windows_closed=12, stage_start_window=6, srm_start_window=6,
+                         stage_changes=[(0, 0), (NOW, 1)])
+    step = msgspec.structs.replace(route_state_for(_cmd(4, "step", key=OPERATOR_KEY)),  # type: ignore[arg-type]
+                                   stage=2)
+    sync_applied(state, step, NOW + 1)
+    assert (state.stage, state.stage_start_window, state.srm_start_window) == (2, 12, 12)
+    assert state.stage_changes[-1][1] == 2
+    mine = RolloutState(spec=_spec(), origin_ms=0, seq=4, stage=2, epoch="e1",
+                        windows_closed=12, stage_start_window=12, srm_start_window=6,
+                        stage_changes=[(0, 0), (NOW, 1), (NOW + 5, 2)], proposed_ms=NOW)
+    kept = msgspec.structs.replace(route_state_for(_cmd(3, "step")), stage=1)  # type: ignore[arg-type]
+    sync_applied(mine, kept, NOW + 60_000)
+    assert (mine.seq, mine.stage, mine.srm_start_window) == (3, 1, 6)
+    assert mine.stage_changes[-1] == (NOW, 1)
