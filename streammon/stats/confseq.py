@@ -17,6 +17,9 @@ Johari, Koomen, Pekelis & Walsh (2017), "Peeking at A/B tests: why it matters, a
 to do about it", KDD — the mixture SPRT (mSPRT) with a normal mixing distribution.
 Waudby-Smith, Arbour, Sinha, Kennedy & Ramdas (2024), "Time-uniform central limit theory
 and asymptotic confidence sequences", Ann. Statist. — validity with estimated variances.
+Robbins (1970), "Statistical methods related to the law of the iterated logarithm", Ann.
+Math. Statist. 41(5) — the method of mixtures: any mixing distribution gives a test
+martingale, so the mixture may be chosen for the effects that matter.
 
 """
 
@@ -50,6 +53,53 @@ def log_half_normal_mixture(s: FloatArray, v: FloatArray, rho: FloatArray | floa
         + special.log_ndtr(s_arr / np.sqrt(total)),
         dtype=np.float64,
     )
+
+
+HARM_RANGE = (0.15, 1.2)
+"""Support of the harm prior's uniform part, in units of the mixture scale τ = ρ^(-1/2)."""
+HARM_RANGE_WEIGHT = 0.85
+"""Its weight; the rest is the half-normal N⁺(0, τ²), which covers harms beyond the range."""
+
+
+def log_harm_mixture(s: FloatArray, v: FloatArray, rho: FloatArray | float) -> FloatArray:
+    """Return ``log M_t`` of the harm e-process: λ ~ 0.85 · U[0.15τ, 1.2τ] + 0.15 · N⁺(0, τ²).
+
+    The half-normal alone (:func:`log_half_normal_mixture`) spends most of its mass where
+    it does not help: near 0, on harms too small to find in a rollout, and above τ, on
+    harms found within a window or two by any test. A uniform part over the harms that
+    matter (0.15τ to 1.2τ, i.e. 0.75% to 6% relative at the default τ = 5%) puts more
+    density where the test is slow (Robbins 1970, method of mixtures; Howard et al.
+    2021, Sec. 3). Its martingale has the closed form, with ``a = 0.15τ``, ``b = 1.2τ``::
+
+        M_U = sqrt(2π/V) / (b − a) · exp(S²/(2V)) · [Φ((bV − S)/√V) − Φ((aV − S)/√V)]
+
+    (``M_U = 1`` at ``V = 0``), and a weighted mean of test martingales is one, so
+    ``M = 0.85 M_U + 0.15 M_half-normal`` tests ``H0: mean ≤ 0`` like its parts.
+    Measured in ``docs/statistics.md`` ("The harm prior"): against the half-normal it
+    catches a −5% drop about one window sooner and a −2% drop slightly more often.
+    """
+    s_arr = np.asarray(s, dtype=np.float64)
+    v_arr = np.asarray(v, dtype=np.float64)
+    tau = 1.0 / np.sqrt(np.asarray(rho, dtype=np.float64))
+    low, high = HARM_RANGE[0] * tau, HARM_RANGE[1] * tau
+    with np.errstate(divide="ignore", invalid="ignore"):
+        root = np.sqrt(v_arr)
+        x_high, x_low = (high * v_arr - s_arr) / root, (low * v_arr - s_arr) / root
+        log_mass = _log_ndtr_difference(x_high, x_low)
+        uniform = (s_arr * s_arr / (2.0 * v_arr) + _LOG_SQRT_2PI - np.log(root)
+                   - np.log(high - low) + log_mass)
+    uniform = np.where(v_arr > 0.0, uniform, 0.0)
+    return np.asarray(np.logaddexp(np.log(HARM_RANGE_WEIGHT) + uniform,
+                                   np.log1p(-HARM_RANGE_WEIGHT)
+                                   + log_half_normal_mixture(s_arr, v_arr, rho)), np.float64)
+
+
+def _log_ndtr_difference(x_high: FloatArray, x_low: FloatArray) -> FloatArray:
+    """Return ``log(Φ(x_high) − Φ(x_low))`` for ``x_high > x_low``, in the accurate tail."""
+    upper = x_low > 0.0  # both in the upper tail: Φ(−x_low) − Φ(−x_high)
+    big = np.where(upper, special.log_ndtr(-x_low), special.log_ndtr(x_high))
+    small = np.where(upper, special.log_ndtr(-x_high), special.log_ndtr(x_low))
+    return np.asarray(big + np.log(-np.expm1(np.minimum(small - big, 0.0))), np.float64)
 
 
 def log_normal_mixture(s: FloatArray, v: FloatArray, rho: FloatArray | float) -> FloatArray:

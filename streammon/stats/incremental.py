@@ -38,7 +38,7 @@ import numpy as np
 from scipy import special
 
 from streammon.stats.cells import FloatArray
-from streammon.stats.confseq import log_gaussian_chi2_mixture
+from streammon.stats.confseq import HARM_RANGE, HARM_RANGE_WEIGHT, log_gaussian_chi2_mixture
 from streammon.stats.counts import (
     DEFAULT_PRIOR_SD,
     GRID_LOG_RATIO,
@@ -111,7 +111,8 @@ class MeanDiffTracker:
 
     Per cell ``w_c = 1/(σ̂²_a/n_a + σ̂²_b/n_b)``, ``d_c = x̄_b − x̄_a``; ``I_t = I_{t−1} + Σ_s
     w_c`` and ``Σ w d`` likewise; the boundary ``u(I_t)`` of the half-normal mixture
-    (Howard et al. 2021, Props. 4–5) and the running intersection of the bounds. The
+    (Howard et al. 2021, Props. 4–5) and the running intersection of the bounds; harm
+    when the peak of the harm e-process (:func:`log_harm`) reaches 1/α. The
     per-segment variances are computed on Python floats (IEEE doubles, the same
     operations in the same order as the vectorized test): a window has a handful of
     segments, where numpy's per-call overhead would dominate.
@@ -168,7 +169,7 @@ class MeanDiffTracker:
         low = max(state.low, _nan_to(theta - radius, -math.inf))
         up = min(state.up, _nan_to(theta + radius, math.inf))
         s = info * theta
-        log_e = log_half_normal(0.0 if math.isnan(s) else s, info, rho)
+        log_e = log_harm(0.0 if math.isnan(s) else s, info, rho)
         peak = max(state.peak, log_e)
         used_a += state.used_a
         used_b += state.used_b
@@ -176,7 +177,8 @@ class MeanDiffTracker:
         relative = effect / base if base != 0.0 else _div0(effect)
         new = MeanDiffState(pool, arm_a, arm_b, info, weighted, base_n, base_sum, scale, low,
                             up, peak, used_a, used_b)
-        return new, Point(effect, relative, lower, upper, low > 0.0, up < self.margin,
+        return new, Point(effect, relative, lower, upper, peak >= math.log(1.0 / self.alpha),
+                          up < self.margin,
                           min(1.0, math.exp(-peak)), used_a, used_b, log_e)
 
 
@@ -225,6 +227,31 @@ def log_half_normal(s: float, v: float, rho: float) -> float:
     total = v + rho
     return (math.log(2.0) + 0.5 * math.log(rho / total) + s * s / (2.0 * total)
             + float(special.log_ndtr(s / math.sqrt(total))))
+
+
+_LOG_RANGE_WEIGHTS = (math.log(HARM_RANGE_WEIGHT), math.log1p(-HARM_RANGE_WEIGHT))
+
+
+def log_harm(s: float, v: float, rho: float) -> float:
+    """Return :func:`streammon.stats.confseq.log_harm_mixture` for one (S, V)."""
+    half = log_half_normal(s, v, rho)
+    uniform = 0.0
+    if v > 0.0:
+        tau = 1.0 / math.sqrt(rho)
+        low, high = HARM_RANGE[0] * tau, HARM_RANGE[1] * tau
+        root = math.sqrt(v)
+        x_high, x_low = (high * v - s) / root, (low * v - s) / root
+        if x_low > 0.0:
+            big, small = float(special.log_ndtr(-x_low)), float(special.log_ndtr(-x_high))
+        else:
+            big, small = float(special.log_ndtr(x_high)), float(special.log_ndtr(x_low))
+        gap = -math.expm1(min(small - big, 0.0))
+        mass = big + math.log(gap) if gap > 0.0 else -math.inf
+        uniform = (s * s / (2.0 * v) + _LOG_SQRT_2PI - math.log(root) - math.log(high - low)
+                   + mass)
+    a, b = _LOG_RANGE_WEIGHTS[0] + uniform, _LOG_RANGE_WEIGHTS[1] + half
+    top = max(a, b)
+    return top + math.log1p(math.exp(min(a, b) - top)) if top > -math.inf else top
 
 
 def _arr(x: float) -> FloatArray:

@@ -19,8 +19,13 @@ With the harm-signed effect θ = ∓Δ (minus when a decrease hurts), ``S_t = I_
 θ)`` is a sum of independent N(0, w_c) increments with variance process ``V_t = I_t``,
 so the one-sided half-normal mixture boundary u(V) (Howard et al. 2021, Props. 4–5;
 Johari et al. 2017 mSPRT with mixing variance τ² = 1/ρ) yields the running-intersected
-confidence sequence ``θ ∈ [θ̂_t − u(I_t)/I_t, θ̂_t + u(I_t)/I_t]``. Rollback when the
-lower end exceeds 0 (harm), promote when the upper end is below the margin.
+confidence sequence ``θ ∈ [θ̂_t − u(I_t)/I_t, θ̂_t + u(I_t)/I_t]`` (the bounds shown).
+Promote when the upper end is below the margin. Harm (rollback) is the harm
+e-process ``M(S_t, I_t)`` at θ = 0 reaching 1/α, with the mixture of
+:func:`streammon.stats.confseq.log_harm_mixture` (uniform over the harms that matter
+plus the half-normal): it is the e-value the decider averages across metrics, so one
+metric alone decides as the averaged test does. Near the boundary the two can differ
+by a window: a rollback may come while the shown lower end still touches 0.
 
 The mixing scale is relative, τ = ``tau_rel`` · |μ̂_baseline|, and **fixed at the start
 of the rollout**: μ̂_baseline is the cumulative baseline mean up to the first window with
@@ -43,7 +48,7 @@ from __future__ import annotations
 import numpy as np
 
 from streammon.stats.cells import Cells, FloatArray
-from streammon.stats.confseq import half_normal_boundary, log_half_normal_mixture, running_p_value
+from streammon.stats.confseq import half_normal_boundary, log_harm_mixture, running_p_value
 from streammon.stats.result import SequenceResult, delta_bounds, harm_signed, running_bounds
 
 MIN_ARM_N = 30.0
@@ -73,14 +78,15 @@ def compute_mean_diff(
         theta = harm_signed(effect, bad_direction)
         radius = half_normal_boundary(info, rho, alpha) / info
         low, up = running_bounds(theta - radius, theta + radius)
-        log_e = log_half_normal_mixture(np.nan_to_num(info * theta), info, rho)
+        log_e = log_harm_mixture(np.nan_to_num(info * theta), info, rho)
+        peak = np.maximum.accumulate(log_e, axis=-1)
         lower, upper = delta_bounds(low, up, bad_direction)
         return SequenceResult(
             effect=effect,
             relative=effect / base,
             lower=lower,
             upper=upper,
-            harm=low > 0.0,
+            harm=peak >= np.log(1.0 / alpha),
             noninferior=up < margin,
             p_harm=running_p_value(log_e),
             n_a=np.cumsum(np.where(w > 0, cells.n_a, 0.0).sum(axis=-1), axis=-1),

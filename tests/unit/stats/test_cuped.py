@@ -18,19 +18,28 @@ from streammon.sim.cuped_draws import (
 )
 from streammon.sim.event_draws import EventPlan, draw_events
 from streammon.sim.event_operating_points import production_spec
-from streammon.stats.cuped import adjust_cells, adjustment
+from streammon.stats.cuped import COVARIATE_FIELDS, Covariate, adjust_cells, adjustment
 from streammon.stats.sequence import compute_sequence
 
 
 def test_theta_is_estimated_from_earlier_windows_only() -> None:
-    """θ_t and m_t do not change when window t or later ones change; θ_0 = 0."""
+    """θ_t and m_t do not change when window t or later ones change; window 0 uses its own."""
     cells, cov = draw_covariate_cells(CovariatePlan(windows=6), 1, 3)
     theta, mean = adjustment(cells, cov)
-    assert theta[0, 0] == 0.0 and mean[0, 0] == 0.0
+    first_only, first_mean = adjustment(cells.head(1), _head(cov, 1))
+    assert theta[0, 0] == first_only[0, 0] == pytest.approx(1.0, abs=0.3)
+    x_total = cov.sum_x_a[0, 0].sum() + cov.sum_x_b[0, 0].sum()
+    assert mean[0, 0] == pytest.approx(x_total / (cells.n_a[0, 0].sum() + cells.n_b[0, 0].sum()))
+    assert first_mean[0, 0] == mean[0, 0]
+    assert theta[0, 1] == theta[0, 0]  # window 1's past is window 0
     cov.sum_xy_a[0, 4:] *= 3.0
     later, _ = adjustment(cells, cov)
     np.testing.assert_array_equal(later[0, :5], theta[0, :5])
     assert later[0, 5] != theta[0, 5]
+
+
+def _head(cov: Covariate, windows: int) -> Covariate:
+    return Covariate(*(getattr(cov, f)[..., :windows, :] for f in COVARIATE_FIELDS))
 
 
 def test_theta_recovers_cov_over_var_and_the_adjusted_variance_shrinks_by_r2() -> None:
