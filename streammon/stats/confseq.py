@@ -56,7 +56,7 @@ def log_half_normal_mixture(s: FloatArray, v: FloatArray, rho: FloatArray | floa
 
 
 HARM_RANGE = (0.15, 1.2)
-"""Support of the harm prior's uniform part, in units of the mixture scale τ = ρ^(-1/2)."""
+"""Support of the harm prior's uniform part, in units of the mixture scale τ = 1/sqrt(rho)."""
 HARM_RANGE_WEIGHT = 0.85
 """Its weight; the rest is the half-normal N⁺(0, τ²), which covers harms beyond the range."""
 
@@ -96,7 +96,7 @@ def log_harm_mixture(s: FloatArray, v: FloatArray, rho: FloatArray | float) -> F
 
 def _log_ndtr_difference(x_high: FloatArray, x_low: FloatArray) -> FloatArray:
     """Return ``log(Φ(x_high) − Φ(x_low))`` for ``x_high > x_low``, in the accurate tail."""
-    upper = x_low > 0.0  # both in the upper tail: Φ(−x_low) − Φ(−x_high)
+    upper = x_low > 0.0  # both in the upper tail: Phi(-x_low) - Phi(-x_high)
     big = np.where(upper, special.log_ndtr(-x_low), special.log_ndtr(x_high))
     small = np.where(upper, special.log_ndtr(-x_high), special.log_ndtr(x_low))
     return np.asarray(big + np.log(-np.expm1(np.minimum(small - big, 0.0))), np.float64)
