@@ -17,14 +17,15 @@ base rates do not bias it), so they are *predictable*: given the past, window t'
 adjusted cells are a fixed transformation of its requests, and the matched-cohort mixture
 martingale of :mod:`streammon.stats.meandiff` stays one (the same argument as for its
 plug-in variances; Waudby-Smith et al. 2024, asymptotic confidence sequences). The
-first window has no past: it uses its own θ and m (both arms pooled, within cells), as
-CUPED does in a fixed-horizon test (Deng et al. 2013). That is asymptotically the same
-(θ̂ − θ* = O_p(n^(-1/2)) enters the difference of arm means only multiplied by the
-difference of covariate means, itself O_p(n^(-1/2))); left unadjusted, that window's
-full variance stayed in the pooled variance plug-in of every later window and cost
-about half a window of detection. m, the covariate's running mean, keeps the adjusted
-mean near the unadjusted one, so the mixture's scale (τ = 5% of the baseline mean) is
-unchanged.
+first window has no past: it uses its own θ and m, computed from its requests with both
+arms pooled (θ centred per cell over both arms). Under no effect the assignment only
+permutes those pooled requests between the arms, so θ_0 and m_0 are fixed given them,
+and the window's adjusted difference of arm means still has mean zero over the random
+assignment (a randomization argument, as in CUPED's fixed-horizon use, Deng et al.
+2013). Left unadjusted, that window's full variance stayed in the pooled variance
+plug-in of every later window and cost about half a window of detection. m, the
+covariate's running mean, keeps the adjusted mean near the unadjusted one, so the
+mixture's scale (τ = 5% of the baseline mean) is unchanged.
 
 The cells of the adjusted metric follow from per-arm sums ``n, Σy, Σy², Σx, Σx², Σxy``::
 
@@ -79,7 +80,9 @@ def adjustment(cells: Cells, cov: Covariate) -> tuple[FloatArray, FloatArray]:
 
     ``θ_t = Σ_{s<t} Σ_c S_xy,c / Σ_{s<t} Σ_c S_xx,c`` with the within-cell centred sums
     ``S_xy = Σxy − Σx Σy / n`` and ``S_xx = Σx² − (Σx)²/n`` of each arm, and ``m_t`` the
-    mean of x over windows before t.
+    mean of x over windows before t. The first window has no past: its θ_0 is centred
+    per cell over both arms pooled, and m_0 is its own mean of x, so both are functions
+    of the pooled requests, which the assignment only permutes under no effect.
     """
     s_xy = np.zeros(cells.n_a.shape[:-1])
     s_xx = np.zeros(cells.n_a.shape[:-1])
@@ -92,18 +95,30 @@ def adjustment(cells: Cells, cov: Covariate) -> tuple[FloatArray, FloatArray]:
         s_xx = s_xx + np.maximum(xx - x * x / safe, 0.0).sum(axis=-1)
         total_x = total_x + x.sum(axis=-1)
         total_n = total_n + n.sum(axis=-1)
-    past_xy, past_xx, past_x, past_n = (_before(x) for x in (s_xy, s_xx, total_x, total_n))
+    pooled_xy, pooled_xx = _pooled_centred(cells, cov)
+    past_xy, past_xx = _before(s_xy, pooled_xy), _before(s_xx, pooled_xx)
+    past_x, past_n = _before(total_x, total_x), _before(total_n, total_n)
     with np.errstate(divide="ignore", invalid="ignore"):
         theta = np.where(past_xx > 0, past_xy / past_xx, 0.0)
         mean = np.where(past_n > 0, past_x / np.maximum(past_n, 1.0), 0.0)
     return np.asarray(theta, dtype=np.float64), np.asarray(mean, dtype=np.float64)
 
 
-def _before(sums: FloatArray) -> FloatArray:
-    """Return the sum over windows before t, and for the first window its own sum."""
+def _pooled_centred(cells: Cells, cov: Covariate) -> tuple[FloatArray, FloatArray]:
+    """Return per window ``Σ_c S_xy,c`` and ``Σ_c S_xx,c`` centred over both arms of a cell."""
+    n = cells.n_a + cells.n_b
+    safe = np.maximum(n, 1.0)
+    x, y = cov.sum_x_a + cov.sum_x_b, cells.sum_a + cells.sum_b
+    s_xy = (cov.sum_xy_a + cov.sum_xy_b - x * y / safe).sum(axis=-1)
+    s_xx = np.maximum(cov.sumsq_x_a + cov.sumsq_x_b - x * x / safe, 0.0).sum(axis=-1)
+    return np.asarray(s_xy, dtype=np.float64), np.asarray(s_xx, dtype=np.float64)
+
+
+def _before(sums: FloatArray, first: FloatArray) -> FloatArray:
+    """Return the sum over windows before t; for the first window, ``first``'s own value."""
     past = np.cumsum(sums, axis=-1) - sums
     if sums.shape[-1]:
-        past[..., 0] = sums[..., 0]
+        past[..., 0] = first[..., 0]
     return np.asarray(past, dtype=np.float64)
 
 

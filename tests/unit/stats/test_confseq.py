@@ -11,8 +11,8 @@ from streammon.stats.confseq import (
     HARM_RANGE,
     HARM_RANGE_WEIGHT,
     half_normal_boundary,
-    log_harm_mixture,
     log_half_normal_mixture,
+    log_harm_mixture,
     log_normal_mixture,
     running_p_value,
 )

@@ -31,7 +31,13 @@ def test_theta_is_estimated_from_earlier_windows_only() -> None:
     x_total = cov.sum_x_a[0, 0].sum() + cov.sum_x_b[0, 0].sum()
     assert mean[0, 0] == pytest.approx(x_total / (cells.n_a[0, 0].sum() + cells.n_b[0, 0].sum()))
     assert first_mean[0, 0] == mean[0, 0]
-    assert theta[0, 1] == theta[0, 0]  # window 1's past is window 0
+    # window 0's θ is centred over both arms pooled: a function of the pooled requests,
+    # which another draw of the assignment would only split differently
+    n = cells.n_a[0, 0] + cells.n_b[0, 0]
+    x, y = cov.sum_x_a[0, 0] + cov.sum_x_b[0, 0], cells.sum_a[0, 0] + cells.sum_b[0, 0]
+    s_xy = (cov.sum_xy_a[0, 0] + cov.sum_xy_b[0, 0] - x * y / n).sum()
+    s_xx = (cov.sumsq_x_a[0, 0] + cov.sumsq_x_b[0, 0] - x * x / n).sum()
+    assert theta[0, 0] == pytest.approx(s_xy / s_xx, rel=1e-12)
     cov.sum_xy_a[0, 4:] *= 3.0
     later, _ = adjustment(cells, cov)
     np.testing.assert_array_equal(later[0, :5], theta[0, :5])
