@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import pytest
 
+SLOW_TIMEOUT_S = 3600
+"""300 event-level replicates of one scenario take 5–10 minutes on two shared cores,
+past the suite's default per-test timeout."""
+
 from streammon.sim.event_operating_points import evaluate_events, event_catalog, wilson
 
 SCENARIOS = {s.name: s for s in event_catalog()}
@@ -39,6 +43,7 @@ def test_fast_a_resumed_srm_halt_does_not_halt_again() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SLOW_TIMEOUT_S)
 @pytest.mark.parametrize("name", HOLDING_NULLS)
 def test_slow_event_level_false_rollbacks_at_most_half_alpha(name: str) -> None:
     """300 event-level A/A rollouts: the false-rollback rate is consistent with ≤ α/2 = 2.5%."""
@@ -47,6 +52,7 @@ def test_slow_event_level_false_rollbacks_at_most_half_alpha(name: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SLOW_TIMEOUT_S)
 def test_slow_novelty_is_almost_never_promoted() -> None:
     """A canary better at first and worse now is promoted in ≤ 2.5% of 300 rollouts."""
     outcome = evaluate_events(SCENARIOS[NOVELTY], 300, seed=12)
@@ -55,6 +61,7 @@ def test_slow_novelty_is_almost_never_promoted() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SLOW_TIMEOUT_S)
 def test_slow_a_heavier_latency_tail_is_rolled_back_on_its_p95() -> None:
     """300 rollouts whose canary slows 3% of requests 5x: nearly all rolled back."""
     outcome = evaluate_events(SCENARIOS[TAIL_HARM], 300, seed=13)
