@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-SLOW_TIMEOUT_S = 3600
-"""300 event-level replicates of one scenario take 5–10 minutes on two shared cores,
-past the suite's default per-test timeout."""
-
 from streammon.sim.event_operating_points import evaluate_events, event_catalog, wilson
 
+SLOW_TIMEOUT_S = 3600
+"""300 event-level replicates of one scenario take 5 to 10 minutes on two shared cores,
+past the suite's default per-test timeout."""
 SCENARIOS = {s.name: s for s in event_catalog()}
 HOLDING_NULLS = [
     "outcome delay 5 s vs 50 s by arm, equal rates A/A",
